@@ -1,0 +1,55 @@
+"""Errors a user can cause and act on. Torch-free.
+
+Anything else escaping the engine is a bug; the app reports it with its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class EngineError(Exception):
+    """Base class: `str(error)` is a message fit to show a user."""
+
+
+class ModelFilesError(EngineError):
+    """A model folder or file is missing, truncated, corrupt or not a gpt-oss checkpoint."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None, tensor: str | None = None) -> None:
+        parts = [message]
+        if tensor is not None:
+            parts.append(f"tensor: {tensor}")
+        if path is not None:
+            parts.append(f"file: {path}")
+        super().__init__(" (".join([parts[0], "; ".join(parts[1:]) + ")"]) if len(parts) > 1 else message)
+        self.path = Path(path) if path is not None else None
+        self.tensor = tensor
+
+
+class ConfigError(ModelFilesError):
+    """config.json is missing, unreadable, not gpt-oss, or holds impossible values."""
+
+
+class DeviceError(EngineError):
+    """The requested device is unavailable or unsupported."""
+
+
+class OutOfMemory(EngineError):
+    """The model or its KV cache does not fit in memory."""
+
+    def __init__(self, message: str, *, needed_bytes: int | None = None, available_bytes: int | None = None) -> None:
+        super().__init__(message)
+        self.needed_bytes = needed_bytes
+        self.available_bytes = available_bytes
+
+
+class ContextFull(EngineError):
+    """The conversation (plus room for the reply) does not fit in the context window."""
+
+    def __init__(self, used_tokens: int, limit_tokens: int) -> None:
+        super().__init__(
+            f"The conversation needs {used_tokens:,} tokens but the context holds {limit_tokens:,}. "
+            "Start a new chat, delete earlier messages, or raise the context length in Settings."
+        )
+        self.used_tokens = used_tokens
+        self.limit_tokens = limit_tokens

@@ -1,0 +1,94 @@
+"""Torch-free data types shared by the engine, its command line and the app.
+
+Importing this module (or `engine` itself) never imports torch: the window can use these
+types before the engine is loaded on the worker thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Union
+
+ReasoningEffort = Literal["low", "medium", "high"]
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+Channel = Literal["analysis", "commentary", "final"]
+FinishReason = Literal["stop", "length", "cancelled", "error", "tool_call"]
+Layout = Literal["huggingface", "original"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message of a conversation, as the user and the model see it (text, never token ids).
+
+    `channel` is set on assistant messages: "analysis" (chain of thought), "commentary" or
+    "final" (the answer). `recipient` is set on tool calls (e.g. "functions.get_weather").
+    """
+
+    role: Role
+    content: str
+    channel: Channel | None = None
+    recipient: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    """How to sample one reply. Defaults follow the gpt-oss README (temperature 1.0, top_p 1.0)."""
+
+    temperature: float = 1.0          # 0 means greedy (argmax)
+    top_p: float = 1.0
+    max_tokens: int = 4096            # reply tokens, reasoning included
+    reasoning_effort: ReasoningEffort = "medium"
+    seed: int | None = None
+    current_date: str | None = None   # "YYYY-MM-DD" for the system message; None leaves it out
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A piece of streamed reply text on one channel."""
+
+    channel: Channel
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0            # tokens of the rendered conversation
+    reused_tokens: int = 0            # of those, served from the session's KV cache
+    completion_tokens: int = 0
+    prefill_tokens_per_s: float = 0.0
+    decode_tokens_per_s: float = 0.0
+    time_to_first_token_s: float = 0.0
+    peak_memory_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The last event of every reply: exactly one per `Engine.chat` call."""
+
+    reason: FinishReason
+    usage: Usage = field(default_factory=Usage)
+    error: str | None = None          # user-facing message when reason == "error"
+
+
+ChatEvent = Union[Delta, Finished]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What a loaded (or inspected) model is and where it runs."""
+
+    name: str
+    path: Path
+    layout: Layout
+    num_layers: int
+    num_experts: int
+    experts_per_token: int
+    params_total: int
+    params_active: int
+    bytes_on_disk: int
+    memory_needed_bytes: int          # weights resident + KV cache at max_context
+    max_context: int
+    device: str = "cpu"               # "cpu" | "cuda" | "mps" (empty when only inspected)
+    backend: str = ""                 # kernel set in use, e.g. "cpu-reference", "cpu-avx512"
+    fallback_reason: str | None = None  # why the requested device/backend was not used
