@@ -20,7 +20,7 @@ from typing import Any
 
 from app.history import export as _export
 from app.history.errors import HistoryError, NotFound
-from app.history.migrations import migrate
+from app.history.migrations import check_version, migrate
 from app.history.models import INTERRUPTED_NOTE, ROLES, STATUSES, Conversation, SearchHit, StoredMessage
 from app.history.paths import default_db_path
 from app.history.search import fts_query, parse_snippet, SNIPPET_END, SNIPPET_START
@@ -80,6 +80,7 @@ class HistoryStore:
         try:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 5000")
+            check_version(conn)  # refuse a newer file before switching it to WAL (a write)
             if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
                 raise HistoryError(f"Could not switch {self.path} to WAL mode.")
             # NORMAL in WAL mode: a killed process loses nothing committed; only power loss may
