@@ -67,11 +67,11 @@ _V2_TRIGGERS = (
     """CREATE TRIGGER titles_ad AFTER DELETE ON conversations WHEN old.title IS NOT NULL BEGIN
         INSERT INTO titles_fts(titles_fts, rowid, title) VALUES ('delete', old.id, old.title);
     END""",
-    """CREATE TRIGGER titles_au_old AFTER UPDATE OF title ON conversations WHEN old.title IS NOT NULL BEGIN
-        INSERT INTO titles_fts(titles_fts, rowid, title) VALUES ('delete', old.id, old.title);
-    END""",
-    """CREATE TRIGGER titles_au_new AFTER UPDATE OF title ON conversations WHEN new.title IS NOT NULL BEGIN
-        INSERT INTO titles_fts(rowid, title) VALUES (new.id, new.title);
+    # One trigger (not two) so the delete of the old title runs before the insert of the new one:
+    # SQLite does not promise an order between triggers, and the reverse order corrupts FTS5.
+    """CREATE TRIGGER titles_au AFTER UPDATE OF title ON conversations BEGIN
+        INSERT INTO titles_fts(titles_fts, rowid, title) SELECT 'delete', old.id, old.title WHERE old.title IS NOT NULL;
+        INSERT INTO titles_fts(rowid, title) SELECT new.id, new.title WHERE new.title IS NOT NULL;
     END""",
 )
 
