@@ -73,10 +73,13 @@ class HistoryStore:
 
     def __init__(self, db_path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(db_path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self._lock = threading.RLock()
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as e:
+            raise HistoryError(f"Cannot open the conversation history at {self.path}: {e}") from e
         try:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 5000")
@@ -89,6 +92,12 @@ class HistoryStore:
             conn.execute("PRAGMA secure_delete = ON")
             conn.execute("PRAGMA foreign_keys = ON")
             self.backup_path: Path | None = migrate(conn, self.path)
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise HistoryError(
+                f"The conversation history at {self.path} cannot be read ({e}). "
+                "It may be damaged or not a Lantern history file; it was left as it is."
+            ) from e
         except BaseException:
             conn.close()
             raise
@@ -154,7 +163,7 @@ class HistoryStore:
 
     def create_conversation(self, title: str | None = None) -> Conversation:
         now = self._clock()
-        title = title.strip() or None if title is not None else None
+        title = (title or "").strip() or None
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO conversations (title, created_at, updated_at) VALUES (?, ?, ?)", (title, now, now)
@@ -366,6 +375,10 @@ class HistoryStore:
 
     def fork(self, conversation_id: int, leaf_id: int | None = None) -> Conversation:
         """A new conversation holding a copy of root..leaf_id (default: the active leaf), times kept."""
+        with self._lock:
+            return self._fork(conversation_id, leaf_id)
+
+    def _fork(self, conversation_id: int, leaf_id: int | None) -> Conversation:
         path = self.thread(conversation_id, leaf_id)
         source = self.get_conversation(conversation_id)
         base = source.title or next((make_title(m.content) for m in path if m.role == "user"), None)

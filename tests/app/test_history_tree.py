@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.history import HistoryStore, NotFound, StreamingSaver, default_db_path
+from app.history import HistoryError, HistoryStore, NotFound, StreamingSaver, default_db_path
 from app.history.titles import TITLE_LIMIT
 from engine.types import Finished, Usage
 
@@ -175,3 +175,25 @@ def test_default_db_path_is_in_the_user_data_folder(monkeypatch: pytest.MonkeyPa
     assert "Lantern" in path.parts
     if path.is_relative_to(tmp_path):  # Linux: platformdirs honours XDG_DATA_HOME
         assert path == tmp_path / "Lantern" / "history.sqlite3"
+
+
+def test_saver_stops_writing_when_its_conversation_is_deleted(store: HistoryStore) -> None:
+    c = store.create_conversation()
+    u = store.add_message(c.id, None, "user", "q")
+    now = [0.0]
+    saver = StreamingSaver.start(store, c.id, u.id, clock=lambda: now[0])
+    saver.add("final", "before")
+    store.delete_conversation(c.id)
+    now[0] += 5.0
+    saver.add("final", " after")  # would write now; the row is gone, so nothing is written back
+    assert saver.deleted
+    assert saver.finish("done") is None
+    assert store.list_conversations() == [] and store.search("after") == []
+
+
+def test_unreadable_file_raises_a_history_error(tmp_path: Path) -> None:
+    bad = tmp_path / "h.db"
+    bad.write_bytes(b"this is not a database at all" * 200)
+    with pytest.raises(HistoryError, match="cannot be read"):
+        HistoryStore(bad)
+    assert bad.read_bytes() == b"this is not a database at all" * 200
