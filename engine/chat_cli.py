@@ -61,7 +61,8 @@ class TerminalChat:
     # ---- output helpers ------------------------------------------------------------------------
     def _write(self, text: str, style: str = "") -> None:
         if style and self.color:
-            self.out.write(f"{style}{text}{RESET}")
+            body = text.rstrip("\n")
+            self.out.write(f"{style}{body}{RESET}{text[len(body):]}")
         else:
             self.out.write(text)
         self.out.flush()
