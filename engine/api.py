@@ -14,7 +14,9 @@ Errors (all `EngineError` subclasses, messages fit to show a user):
   runs no tools), "length" (max_tokens or the context limit reached), "cancelled" (should_stop()
   returned True; checked between prefill chunks and between tokens), "error".
 
-A `Session` keeps one conversation's KV cache and the token ids in it. Each `chat` call renders the
+A `Session` keeps one conversation's KV cache and the token ids in it. Only one session holds
+the (max_context-sized) cache at a time: chatting in another session takes it over, and the first
+one re-prefills its conversation when it is used again. Each `chat` call renders the
 whole conversation, keeps the longest common prefix of what the cache holds (a new turn, a
 regenerate and an edit of a late message all reuse the earlier part) and prefills only the rest;
 `Usage.reused_tokens` says how many prompt tokens came from the cache.
@@ -124,6 +126,7 @@ class Engine:
         self._info = info
         self._stop_ids = stop_tokens(tokenizer)
         self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+        self._cache_owner: weakref.ref[Session] | None = None
 
     # ---- loading ---------------------------------------------------------------------------------
     @classmethod
@@ -220,8 +223,15 @@ class Engine:
         return self._chat_events(session, prompt, params, should_stop)
 
     def _ensure_cache(self, session: Session) -> None:
+        """Give `session` the engine's KV cache (one at a time: the memory estimate counts one)."""
         from engine.kv_cache import KVCache
 
+        owner = self._cache_owner() if self._cache_owner is not None else None
+        if session._cache is None and owner is not None and owner is not session and owner._cache is not None:
+            session._cache, owner._cache = owner._cache, None   # hand over the memory; owner re-prefills later
+            owner._tokens = []
+            session._cache.reset()
+            session._tokens = []
         if session._cache is None:
             device = self._info.device
             try:
@@ -230,6 +240,7 @@ class Engine:
                 raise _out_of_memory("hold the conversation's memory (KV cache)", device,
                                      self.config.kv_cache_bytes(self._info.max_context), exc) from exc
             session._tokens = []
+        self._cache_owner = weakref.ref(session)
 
     def _chat_events(self, session: Session, prompt: list[int], params: GenerationParams,
                      should_stop: Callable[[], bool]) -> Iterator[ChatEvent]:

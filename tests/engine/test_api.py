@@ -165,3 +165,16 @@ def test_tokenizer_and_harmony_do_not_import_torch() -> None:
     code = "import engine.harmony, engine.tokenizer, engine.chat_cli, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_sessions_share_one_cache(engine: Engine) -> None:
+    a, b = engine.new_session(), engine.new_session()
+    convo = [Message("user", "Hello")]
+    _run(engine, a, convo)
+    cache = a._cache
+    _, fin_b = _run(engine, b, convo)
+    assert fin_b.usage.reused_tokens == 0 and b._cache is cache and a._cache is None and a.tokens == ()
+    _, fin_a = _run(engine, a, convo)                         # a takes it back and re-prefills
+    assert fin_a.usage.reused_tokens == 0 and a._cache is cache
+    _, again = _run(engine, a, convo)
+    assert again.usage.reused_tokens == len(engine.render(convo, GREEDY)) - 1
