@@ -261,11 +261,11 @@ class Engine:
             target = min(common_prefix_len(session._tokens, prompt), len(prompt) - 1)
             reused = cache.trim(target)
             session._tokens = prompt[:reused]
-            max_new = min(params.max_tokens, self._info.max_context - len(prompt))
+            max_new = max(1, min(params.max_tokens, self._info.max_context - len(prompt)))
             gen = generate(
                 self._model, cache, prompt[reused:],
                 max_new_tokens=max_new,
-                sampler=Sampler(params.temperature, params.top_p, params.seed),
+                sampler=Sampler(params.temperature, top_p=params.top_p, seed=params.seed),
                 stop_tokens=self._stop_ids,
                 should_stop=should_stop,
             )
