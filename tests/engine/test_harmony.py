@@ -208,8 +208,11 @@ def _random_wellformed(rng: random.Random, tok: Tokenizer) -> list[int]:
             ids += _ids(tok, "<|start|>assistant")
         channel = "final" if k == n - 1 else rng.choice(["analysis", "commentary"])
         header = f"<|channel|>{channel}"
-        if channel == "commentary" and rng.random() < 0.5:
+        r = rng.random()
+        if channel == "commentary" and r < 0.4:
             header += " to=functions.f <|constrain|>json"
+        elif channel == "commentary" and r < 0.7:
+            header = " to=functions.g" + header + " json"   # recipient before the channel
         ids += _ids(tok, header + "<|message|>")
         ids += tok.encode("".join(rng.choice(words) for _ in range(rng.randint(1, 12))))
         ids += _ids(tok, "<|return|>" if k == n - 1 else "<|end|>")
