@@ -27,10 +27,10 @@ This module imports torch; `engine` and `engine.types` do not (they import it la
 from __future__ import annotations
 
 import logging
-import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -39,6 +39,9 @@ from engine.errors import ContextFull, EngineError, OutOfMemory
 from engine.harmony import StreamParser, render_conversation, stop_tokens
 from engine.tokenizer import Tokenizer, load_tokenizer
 from engine.types import ChatEvent, Delta, Finished, GenerationParams, Message, ModelInfo, Usage
+
+if TYPE_CHECKING:  # pragma: no cover
+    from engine.generate import GenerationResult
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +250,6 @@ class Engine:
         from engine.generate import generate
         from engine.sampling import Sampler
 
-        started = time.perf_counter()
         generated: list[int] = []
         reused = 0
         parser = StreamParser(self.tokenizer)
@@ -280,7 +282,7 @@ class Engine:
         except EngineError as exc:
             yield from parser.finish()
             session.reset()
-            yield Finished("error", self._usage(prompt, reused, generated, None, started), str(exc))
+            yield Finished("error", self._usage(prompt, reused, generated, None), str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - the stream must end with exactly one Finished
             yield from parser.finish()
@@ -288,34 +290,29 @@ class Engine:
             if _is_oom(exc):
                 err = _out_of_memory("continue this reply", self._info.device,
                                      self.config.kv_cache_bytes(self._info.max_context), exc)
-                yield Finished("error", self._usage(prompt, reused, generated, None, started), str(err))
+                yield Finished("error", self._usage(prompt, reused, generated, None), str(err))
             else:
                 log.exception("chat failed")
-                yield Finished("error", self._usage(prompt, reused, generated, None, started),
+                yield Finished("error", self._usage(prompt, reused, generated, None),
                                f"Internal error: {type(exc).__name__}: {exc}")
             return
         reason = result.reason
         if reason == "stop" and result.stop_token == self.tokenizer.special("<|call|>"):
             reason = "tool_call"
-        yield Finished(reason, self._usage(prompt, reused, generated, result, started))
+        yield Finished(reason, self._usage(prompt, reused, generated, result))
 
     @staticmethod
-    def _usage(prompt: list[int], reused: int, generated: list[int], result: object | None,
-               started: float) -> Usage:
+    def _usage(prompt: list[int], reused: int, generated: list[int], result: "GenerationResult | None") -> Usage:
         if result is None:
             return Usage(prompt_tokens=len(prompt), reused_tokens=reused, completion_tokens=len(generated))
-        prefill_s = float(getattr(result, "prefill_seconds", 0.0))
-        decode_s = float(getattr(result, "decode_seconds", 0.0))
-        fed = int(getattr(result, "prompt_tokens", len(prompt) - reused))
-        completion = int(getattr(result, "completion_tokens", len(generated)))
         return Usage(
             prompt_tokens=len(prompt),
             reused_tokens=reused,
-            completion_tokens=completion,
-            prefill_tokens_per_s=fed / prefill_s if prefill_s > 0 else 0.0,
-            decode_tokens_per_s=completion / decode_s if decode_s > 0 else 0.0,
-            time_to_first_token_s=float(getattr(result, "time_to_first_token_s", 0.0)),
-            peak_memory_bytes=int(getattr(result, "peak_memory_bytes", 0)),
+            completion_tokens=result.completion_tokens,
+            prefill_tokens_per_s=result.prefill_tokens_per_s,
+            decode_tokens_per_s=result.decode_tokens_per_s,
+            time_to_first_token_s=result.time_to_first_token_s,
+            peak_memory_bytes=result.peak_memory_bytes,
         )
 
 
