@@ -61,6 +61,22 @@ def test_info(engine: Engine, tiny_model_dir: Path) -> None:
 
 def test_second_turn_prefills_only_new_tokens_and_matches_cold_run(engine: Engine,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    _check_second_turn(engine, monkeypatch)
+
+
+@pytest.mark.gpu
+def test_second_turn_on_cuda(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    eng = Engine.load(tiny_model_dir, device="cuda", max_context=512)
+    try:
+        assert eng.info.device.startswith("cuda")
+        _check_second_turn(eng, monkeypatch)
+    finally:
+        eng.close()
+
+
+def _check_second_turn(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     turn1 = [Message("user", "Hi there!")]
     session = engine.new_session()
     _, fin1 = _run(engine, session, turn1)
