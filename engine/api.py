@@ -87,6 +87,13 @@ def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
+def model_display_name(repo_root: Path) -> str:
+    """The folder's name, or "openai/gpt-oss-20b" for a Hugging Face cache snapshot folder."""
+    if repo_root.parent.name == "snapshots" and repo_root.parent.parent.name.startswith("models--"):
+        return repo_root.parent.parent.name[len("models--"):].replace("--", "/")
+    return repo_root.name
+
+
 def _bytes_on_disk(location: CheckpointLocation) -> int:
     return sum(p.stat().st_size for p in location.weights_dir.glob("*.safetensors"))
 
@@ -162,7 +169,7 @@ class Engine:
         except (MemoryError, torch.OutOfMemoryError) as exc:
             raise _out_of_memory("load the model", choice.device, config.weight_bytes(), exc) from exc
         info = ModelInfo(
-            name=location.repo_root.name,
+            name=model_display_name(location.repo_root),
             path=location.repo_root,
             layout=location.layout,
             num_layers=config.num_hidden_layers,
