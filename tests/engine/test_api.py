@@ -200,3 +200,25 @@ def test_model_display_name() -> None:
     snap = Path("/hf/hub/models--openai--gpt-oss-20b/snapshots/0123abc")
     assert model_display_name(snap) == "openai/gpt-oss-20b"
     assert model_display_name(Path("/models/gpt-oss-120b")) == "gpt-oss-120b"
+
+
+def test_abandoned_stream_does_not_corrupt_the_session(engine: Engine) -> None:
+    session = engine.new_session()
+    convo = [Message("user", "Hello")]
+    params = GenerationParams(temperature=0.0, max_tokens=6)
+    old = engine.chat(session, convo, params)
+    next(iter(old), None)                                     # started, then abandoned mid-reply
+    _, fin = _run(engine, session, convo, params)             # a new stream takes over the cache
+    tokens = session.tokens
+    rest = list(old)                                          # resuming the old one: it stops, changes nothing
+    assert isinstance(rest[-1], Finished) and rest[-1].reason == "cancelled"
+    assert session.tokens == tokens and len(tokens) == session._cache.length
+    _, again = _run(engine, session, convo, params)
+    assert again.usage.reused_tokens == len(engine.render(convo, params)) - 1
+
+
+def test_invalid_params_are_refused_before_any_event(engine: Engine) -> None:
+    from engine.errors import EngineError
+
+    with pytest.raises(EngineError, match="top_p"):
+        engine.chat(engine.new_session(), [Message("user", "x")], GenerationParams(top_p=0.0))
