@@ -180,6 +180,11 @@ class Engine:
         tokenizer = load_tokenizer(location.repo_root)
         report(f"Loading weights onto {choice.device}", 0.1)
         needed = config.memory_needed_bytes(max_context)
+        if choice.device.startswith("cuda"):
+            free = _available_bytes(choice.device)
+            if free is not None and needed > free:
+                raise _out_of_memory(f"load the model with a {max_context:,}-token context", choice.device, needed,
+                                     MemoryError("checked before loading"))
         try:
             model = Transformer.from_checkpoint(model_dir, device=choice.device)
         except (MemoryError, torch.OutOfMemoryError) as exc:
