@@ -38,7 +38,7 @@ from engine.config import CheckpointLocation, ModelConfig, load_config
 from engine.errors import ContextFull, EngineError, OutOfMemory
 from engine.harmony import StreamParser, render_conversation, stop_tokens
 from engine.tokenizer import Tokenizer, load_tokenizer
-from engine.types import ChatEvent, Delta, Finished, GenerationParams, Message, ModelInfo, Usage
+from engine.types import ChatEvent, Finished, GenerationParams, Message, ModelInfo, Usage
 
 if TYPE_CHECKING:  # pragma: no cover
     from engine.generate import GenerationResult
@@ -359,4 +359,4 @@ class Engine:
         )
 
 
-__all__ = ["Delta", "Engine", "Finished", "Session", "common_prefix_len"]
+__all__ = ["Engine", "Session", "common_prefix_len", "model_display_name"]
