@@ -1,0 +1,157 @@
+"""Numbered schema migrations for the history database, with a backup before any upgrade.
+
+The schema version lives in ``PRAGMA user_version``. ``MIGRATIONS[n - 1]`` takes a database from
+version n - 1 to version n; each runs in one transaction together with the version bump, so a
+failed upgrade leaves the previous version in place. Never edit a released migration: append one.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from app.history.errors import SchemaTooNew
+
+log = logging.getLogger(__name__)
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _v1_initial(conn: sqlite3.Connection) -> None:
+    """Conversations and a tree of messages (parent_id), stored as text, never token ids."""
+    conn.execute(
+        """CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            title TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            active_leaf_id INTEGER REFERENCES messages(id) ON DELETE SET NULL
+        )"""
+    )
+    conn.execute(
+        """CREATE TABLE messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            parent_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
+            role TEXT NOT NULL,
+            channel TEXT,
+            content TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL DEFAULT 'done',
+            usage_json TEXT,
+            created_at REAL NOT NULL
+        )"""
+    )
+    conn.execute("CREATE INDEX messages_by_conversation ON messages(conversation_id, id)")
+    conn.execute("CREATE INDEX messages_by_parent ON messages(parent_id)")
+
+
+_V2_TRIGGERS = (
+    """CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts(rowid, content, reasoning) VALUES (new.id, new.content, new.reasoning);
+    END""",
+    """CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, content, reasoning)
+            VALUES ('delete', old.id, old.content, old.reasoning);
+    END""",
+    """CREATE TRIGGER messages_au AFTER UPDATE OF content, reasoning ON messages BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, content, reasoning)
+            VALUES ('delete', old.id, old.content, old.reasoning);
+        INSERT INTO messages_fts(rowid, content, reasoning) VALUES (new.id, new.content, new.reasoning);
+    END""",
+    """CREATE TRIGGER titles_ai AFTER INSERT ON conversations WHEN new.title IS NOT NULL BEGIN
+        INSERT INTO titles_fts(rowid, title) VALUES (new.id, new.title);
+    END""",
+    """CREATE TRIGGER titles_ad AFTER DELETE ON conversations WHEN old.title IS NOT NULL BEGIN
+        INSERT INTO titles_fts(titles_fts, rowid, title) VALUES ('delete', old.id, old.title);
+    END""",
+    """CREATE TRIGGER titles_au_old AFTER UPDATE OF title ON conversations WHEN old.title IS NOT NULL BEGIN
+        INSERT INTO titles_fts(titles_fts, rowid, title) VALUES ('delete', old.id, old.title);
+    END""",
+    """CREATE TRIGGER titles_au_new AFTER UPDATE OF title ON conversations WHEN new.title IS NOT NULL BEGIN
+        INSERT INTO titles_fts(rowid, title) VALUES (new.id, new.title);
+    END""",
+)
+
+
+def _v2_reasoning_errors_search(conn: sqlite3.Connection) -> None:
+    """Reasoning and error text per reply; FTS5 indexes over titles and messages (filled from existing rows)."""
+    conn.execute("ALTER TABLE messages ADD COLUMN reasoning TEXT NOT NULL DEFAULT ''")
+    conn.execute("ALTER TABLE messages ADD COLUMN error TEXT")
+    tokenizer = "unicode61 remove_diacritics 2"
+    conn.execute(
+        "CREATE VIRTUAL TABLE messages_fts USING fts5("
+        f"content, reasoning, content='messages', content_rowid='id', tokenize='{tokenizer}')"
+    )
+    conn.execute(
+        "CREATE VIRTUAL TABLE titles_fts USING fts5("
+        f"title, content='conversations', content_rowid='id', tokenize='{tokenizer}')"
+    )
+    # External-content indexes kept in step by triggers (the pattern from the FTS5 docs).
+    # One execute() per statement: executescript() would COMMIT the migration's transaction.
+    for trigger in _V2_TRIGGERS:
+        conn.execute(trigger)
+    conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
+    conn.execute("INSERT INTO titles_fts(titles_fts) VALUES ('rebuild')")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_reasoning_errors_search)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def backup_path(db_path: Path, old_version: int, when: float) -> Path:
+    """``<name>.v<old>-<UTC timestamp>.bak`` next to the database, e.g. ``history.v1-20261126T013000Z.bak``."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when))
+    candidate = db_path.with_name(f"{db_path.name}.v{old_version}-{stamp}.bak")
+    n = 1
+    while candidate.exists():  # two upgrades within one second: keep both copies
+        n += 1
+        candidate = db_path.with_name(f"{db_path.name}.v{old_version}-{stamp}-{n}.bak")
+    return candidate
+
+
+def backup(conn: sqlite3.Connection, dest: Path) -> None:
+    """A consistent copy of the open database via SQLite's online backup API."""
+    target = sqlite3.connect(dest)
+    try:
+        conn.backup(target)
+    finally:
+        target.close()
+
+
+def migrate(conn: sqlite3.Connection, db_path: Path | None, *, now: float | None = None) -> Path | None:
+    """Bring ``conn`` to SCHEMA_VERSION. Returns the backup written first, or None if none was needed.
+
+    ``conn`` must be in autocommit mode (isolation_level=None). A brand-new (version 0) database
+    is not backed up: there is nothing in it to lose. ``db_path`` None (in-memory) skips backups.
+    """
+    version = schema_version(conn)
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"The history database has schema version {version}, newer than this Lantern "
+            f"understands ({SCHEMA_VERSION}). Update Lantern; the file was not changed."
+        )
+    if version == SCHEMA_VERSION:
+        return None
+    saved: Path | None = None
+    if version > 0 and db_path is not None:
+        saved = backup_path(db_path, version, time.time() if now is None else now)
+        backup(conn, saved)
+        log.info("history: backed up schema v%d to %s before upgrading", version, saved)
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[target - 1](conn)
+            conn.execute(f"PRAGMA user_version = {target}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        log.info("history: migrated schema to v%d", target)
+    return saved

@@ -1,0 +1,122 @@
+"""Saving a reply while it streams, so that a crash or a kill loses at most the last second of it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from app.history.models import StoredMessage
+from app.history.store import HistoryStore
+
+# engine.types.Finished.reason -> the stored status
+_STATUS_FOR_REASON = {"stop": "done", "length": "done", "tool_call": "done", "cancelled": "stopped", "error": "error"}
+
+
+class _DeltaLike(Protocol):
+    channel: str | None
+    text: str
+
+
+class _FinishedLike(Protocol):
+    reason: str
+    usage: Any
+    error: str | None
+
+
+class StreamingSaver:
+    """Accumulates one assistant reply and writes it to the store at most every ``interval_s``.
+
+    The GUI calls ``add_delta`` for every engine Delta (analysis-channel text goes to
+    ``reasoning``, every other channel to ``content``), ``poll`` from a timer if it wants the
+    bound to hold while deltas pause, and ``finish``/``finish_from`` once. Each write is one
+    committed transaction, so a killed process keeps everything up to the last write; on the
+    next open the reply is found "streaming" and becomes "stopped" (HistoryStore.recovered_ids).
+    """
+
+    def __init__(
+        self,
+        store: HistoryStore,
+        message_id: int,
+        *,
+        interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        message = store.get_message(message_id)
+        self._store = store
+        self.message_id = message_id
+        self._interval = interval_s
+        self._clock = clock
+        self._content = [message.content]
+        self._reasoning = [message.reasoning]
+        self._dirty = False
+        self._last_write = clock()
+        self.writes = 0  # how many times the reply was written (for tests and logs)
+        self.finished = False
+
+    @classmethod
+    def start(
+        cls,
+        store: HistoryStore,
+        conversation_id: int,
+        parent_id: int | None,
+        *,
+        interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> StreamingSaver:
+        """Add an empty assistant reply (status "streaming") under ``parent_id`` and save into it."""
+        message = store.add_message(conversation_id, parent_id, "assistant", "", channel="final", status="streaming")
+        return cls(store, message.id, interval_s=interval_s, clock=clock)
+
+    @property
+    def content(self) -> str:
+        return "".join(self._content)
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(self._reasoning)
+
+    def add(self, channel: str | None, text: str) -> None:
+        assert not self.finished, "add() after finish()"
+        if not text:
+            return
+        (self._reasoning if channel == "analysis" else self._content).append(text)
+        self._dirty = True
+        self.poll()
+
+    def add_delta(self, delta: _DeltaLike) -> None:
+        self.add(delta.channel, delta.text)
+
+    def poll(self) -> bool:
+        """Write if there is unsaved text and ``interval_s`` has passed since the last write."""
+        if self._dirty and self._clock() - self._last_write >= self._interval:
+            self.flush()
+            return True
+        return False
+
+    def flush(self) -> None:
+        """Write the unsaved text now (status stays "streaming")."""
+        if not self._dirty:
+            return
+        self._content = [self.content]
+        self._reasoning = [self.reasoning]
+        self._store.update_message(self.message_id, content=self._content[0], reasoning=self._reasoning[0])
+        self._dirty = False
+        self._last_write = self._clock()
+        self.writes += 1
+
+    def finish(self, status: str = "done", *, usage: Any = None, error: str | None = None) -> StoredMessage:
+        """Final write: all text, the status ("done", "stopped" or "error"), usage and error text."""
+        assert status in ("done", "stopped", "error"), status
+        self.finished = True
+        message = self._store.update_message(
+            self.message_id, content=self.content, reasoning=self.reasoning, status=status, usage=usage, error=error
+        )
+        self._dirty = False
+        self.writes += 1
+        return message
+
+    def finish_from(self, finished: _FinishedLike) -> StoredMessage:
+        """Finish from an engine ``Finished`` event: cancelled -> "stopped", error -> "error", else "done"."""
+        status = _STATUS_FOR_REASON.get(finished.reason, "done")
+        return self.finish(status, usage=finished.usage, error=finished.error)
