@@ -1,0 +1,46 @@
+"""Entry point for `python -m app`, the `lantern` script and PyInstaller builds."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from app import __version__
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="lantern", description="Private, offline chat with gpt-oss.")
+    parser.add_argument("--version", action="version", version=f"Lantern {__version__}")
+    parser.add_argument("--no-autoload", action="store_true", help="do not load the last model at start")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--self-test", action="store_true",
+                        help="show the window, report whether torch was imported before it appeared, quit")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.application import Application
+
+    qapp = QApplication.instance() or QApplication(sys.argv[:1])
+    qapp.setApplicationName("Lantern")
+    qapp.setApplicationDisplayName("Lantern")
+    qapp.setApplicationVersion(__version__)
+    application = Application(qapp)  # type: ignore[arg-type]
+    application.start(autoload=not (args.no_autoload or args.self_test))
+    if args.self_test:
+        qapp.processEvents()
+        # CLI output: the startup test reads this line.
+        print(f"window-shown visible={application.window.isVisible()} torch-imported={'torch' in sys.modules}",
+              flush=True)
+        QTimer.singleShot(0, qapp.quit)
+    return int(qapp.exec())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
