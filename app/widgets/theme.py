@@ -66,6 +66,6 @@ def stylesheet(p: Palette, font_size: int) -> str:
     QPlainTextEdit#composer {{ font-size: {font_size}pt; border: 1px solid {p.code_border}; border-radius: 6px;
                                padding: 4px; }}
     QToolButton#reasoningToggle {{ color: {p.muted}; border: none; text-align: left; }}
-    QFrame#reasoning {{ border-left: 3px solid {p.code_border}; }}
+    QFrame#reasoning {{ border: none; border-left: 3px solid {p.code_border}; }}
     QLabel#banner {{ background: #fff8c5; color: #3b2300; padding: 6px; border-radius: 4px; }}
     """
