@@ -166,7 +166,7 @@ def _fetch_rest(url: str, part: Path, remote: RemoteFile, offset: int, hasher, h
                 if should_stop():
                     return "stopped"
                 try:
-                    data = resp.read(CHUNK // 4)
+                    data = resp.read1(CHUNK // 4)   # what has arrived; b"" at the end (or a cut)
                 except (OSError, http.client.HTTPException) as exc:
                     raise NetworkError(f"The connection dropped during {remote.name}; will retry.") from exc
                 if not data:
