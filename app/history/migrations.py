@@ -67,11 +67,11 @@ _V2_TRIGGERS = (
     """CREATE TRIGGER titles_ad AFTER DELETE ON conversations WHEN old.title IS NOT NULL BEGIN
         INSERT INTO titles_fts(titles_fts, rowid, title) VALUES ('delete', old.id, old.title);
     END""",
-    """CREATE TRIGGER titles_au_old AFTER UPDATE OF title ON conversations WHEN old.title IS NOT NULL BEGIN
-        INSERT INTO titles_fts(titles_fts, rowid, title) VALUES ('delete', old.id, old.title);
-    END""",
-    """CREATE TRIGGER titles_au_new AFTER UPDATE OF title ON conversations WHEN new.title IS NOT NULL BEGIN
-        INSERT INTO titles_fts(rowid, title) VALUES (new.id, new.title);
+    # One trigger (not two) so the delete of the old title runs before the insert of the new one:
+    # SQLite does not promise an order between triggers, and the reverse order corrupts FTS5.
+    """CREATE TRIGGER titles_au AFTER UPDATE OF title ON conversations BEGIN
+        INSERT INTO titles_fts(titles_fts, rowid, title) SELECT 'delete', old.id, old.title WHERE old.title IS NOT NULL;
+        INSERT INTO titles_fts(rowid, title) SELECT new.id, new.title WHERE new.title IS NOT NULL;
     END""",
 )
 
@@ -105,6 +105,17 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
+def check_version(conn: sqlite3.Connection) -> int:
+    """The database's schema version; SchemaTooNew (before anything is written) if newer than ours."""
+    version = schema_version(conn)
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"The history database has schema version {version}, newer than this Lantern "
+            f"understands ({SCHEMA_VERSION}). Update Lantern; the file was not changed."
+        )
+    return version
+
+
 def backup_path(db_path: Path, old_version: int, when: float) -> Path:
     """``<name>.v<old>-<UTC timestamp>.bak`` next to the database, e.g. ``history.v1-20261126T013000Z.bak``."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when))
@@ -131,12 +142,7 @@ def migrate(conn: sqlite3.Connection, db_path: Path | None, *, now: float | None
     ``conn`` must be in autocommit mode (isolation_level=None). A brand-new (version 0) database
     is not backed up: there is nothing in it to lose. ``db_path`` None (in-memory) skips backups.
     """
-    version = schema_version(conn)
-    if version > SCHEMA_VERSION:
-        raise SchemaTooNew(
-            f"The history database has schema version {version}, newer than this Lantern "
-            f"understands ({SCHEMA_VERSION}). Update Lantern; the file was not changed."
-        )
+    version = check_version(conn)
     if version == SCHEMA_VERSION:
         return None
     saved: Path | None = None

@@ -20,7 +20,7 @@ from typing import Any
 
 from app.history import export as _export
 from app.history.errors import HistoryError, NotFound
-from app.history.migrations import migrate
+from app.history.migrations import check_version, migrate
 from app.history.models import INTERRUPTED_NOTE, ROLES, STATUSES, Conversation, SearchHit, StoredMessage
 from app.history.paths import default_db_path
 from app.history.search import fts_query, parse_snippet, SNIPPET_END, SNIPPET_START
@@ -73,13 +73,17 @@ class HistoryStore:
 
     def __init__(self, db_path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(db_path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self._lock = threading.RLock()
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as e:
+            raise HistoryError(f"Cannot open the conversation history at {self.path}: {e}") from e
         try:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 5000")
+            check_version(conn)  # refuse a newer file before switching it to WAL (a write)
             if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
                 raise HistoryError(f"Could not switch {self.path} to WAL mode.")
             # NORMAL in WAL mode: a killed process loses nothing committed; only power loss may
@@ -88,6 +92,12 @@ class HistoryStore:
             conn.execute("PRAGMA secure_delete = ON")
             conn.execute("PRAGMA foreign_keys = ON")
             self.backup_path: Path | None = migrate(conn, self.path)
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise HistoryError(
+                f"The conversation history at {self.path} cannot be read ({e}). "
+                "It may be damaged or not a Lantern history file; it was left as it is."
+            ) from e
         except BaseException:
             conn.close()
             raise
@@ -153,7 +163,7 @@ class HistoryStore:
 
     def create_conversation(self, title: str | None = None) -> Conversation:
         now = self._clock()
-        title = title.strip() or None if title is not None else None
+        title = (title or "").strip() or None
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO conversations (title, created_at, updated_at) VALUES (?, ?, ?)", (title, now, now)
@@ -365,6 +375,10 @@ class HistoryStore:
 
     def fork(self, conversation_id: int, leaf_id: int | None = None) -> Conversation:
         """A new conversation holding a copy of root..leaf_id (default: the active leaf), times kept."""
+        with self._lock:
+            return self._fork(conversation_id, leaf_id)
+
+    def _fork(self, conversation_id: int, leaf_id: int | None) -> Conversation:
         path = self.thread(conversation_id, leaf_id)
         source = self.get_conversation(conversation_id)
         base = source.title or next((make_title(m.content) for m in path if m.role == "user"), None)

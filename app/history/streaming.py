@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from app.history.errors import NotFound
 from app.history.models import StoredMessage
 from app.history.store import HistoryStore
+
+log = logging.getLogger(__name__)
 
 # engine.types.Finished.reason -> the stored status
 _STATUS_FOR_REASON = {"stop": "done", "length": "done", "tool_call": "done", "cancelled": "stopped", "error": "error"}
@@ -53,6 +57,7 @@ class StreamingSaver:
         self._last_write = clock()
         self.writes = 0  # how many times the reply was written (for tests and logs)
         self.finished = False
+        self.deleted = False  # the reply's row disappeared (conversation deleted) while streaming
 
     @classmethod
     def start(
@@ -96,27 +101,38 @@ class StreamingSaver:
 
     def flush(self) -> None:
         """Write the unsaved text now (status stays "streaming")."""
-        if not self._dirty:
+        if not self._dirty or self.deleted:
             return
         self._content = [self.content]
         self._reasoning = [self.reasoning]
-        self._store.update_message(self.message_id, content=self._content[0], reasoning=self._reasoning[0])
+        self._write(content=self._content[0], reasoning=self._reasoning[0])
         self._dirty = False
         self._last_write = self._clock()
-        self.writes += 1
 
-    def finish(self, status: str = "done", *, usage: Any = None, error: str | None = None) -> StoredMessage:
-        """Final write: all text, the status ("done", "stopped" or "error"), usage and error text."""
+    def finish(self, status: str = "done", *, usage: Any = None, error: str | None = None) -> StoredMessage | None:
+        """Final write: all text, the status ("done", "stopped" or "error"), usage and error text.
+
+        Returns the stored reply, or None if it was deleted meanwhile (its conversation was deleted).
+        """
         assert status in ("done", "stopped", "error"), status
         self.finished = True
-        message = self._store.update_message(
-            self.message_id, content=self.content, reasoning=self.reasoning, status=status, usage=usage, error=error
-        )
         self._dirty = False
+        if self.deleted:
+            return None
+        return self._write(content=self.content, reasoning=self.reasoning, status=status, usage=usage, error=error)
+
+    def _write(self, **fields: Any) -> StoredMessage | None:
+        try:
+            message = self._store.update_message(self.message_id, **fields)
+        except NotFound:
+            # Deleted while streaming (the user deleted the chat): never write it back.
+            log.info("history: reply %d was deleted while streaming; no longer saving it", self.message_id)
+            self.deleted = True
+            return None
         self.writes += 1
         return message
 
-    def finish_from(self, finished: _FinishedLike) -> StoredMessage:
+    def finish_from(self, finished: _FinishedLike) -> StoredMessage | None:
         """Finish from an engine ``Finished`` event: cancelled -> "stopped", error -> "error", else "done"."""
         status = _STATUS_FOR_REASON.get(finished.reason, "done")
         return self.finish(status, usage=finished.usage, error=finished.error)

@@ -1,0 +1,138 @@
+"""Export to JSON (the whole tree) and Markdown (the active branch); JSON import round trip."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.history import HistoryStore, ImportFormatError, StreamingSaver
+from app.history.export import FORMAT, FORMAT_VERSION
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Iterator[HistoryStore]:
+    ticks = itertools.count(1_700_000_000.25, 0.125)
+    s = HistoryStore(tmp_path / "h.db", clock=lambda: next(ticks))
+    yield s
+    s.close()
+
+
+def build_tree(store: HistoryStore) -> tuple[int, dict[str, int]]:
+    c = store.create_conversation()
+    ids: dict[str, int] = {}
+    ids["dev"] = store.add_message(c.id, None, "developer", "Answer in *one* line.").id
+    ids["u1"] = store.add_message(c.id, ids["dev"], "user", "Naïve question: 2+2? 🤔\n\n```py\nprint(2+2)\n```").id
+    ids["a1"] = store.add_message(c.id, ids["u1"], "assistant", "4", channel="final", reasoning="Simple sum.",
+                                  usage={"prompt_tokens": 40, "completion_tokens": 9, "decode_tokens_per_s": 17.5}).id
+    ids["a1b"] = store.add_message(c.id, ids["u1"], "assistant", "", status="error", error="Out of memory").id
+    ids["u2"] = store.add_message(c.id, ids["a1"], "user", "and 3+3?").id
+    saver = StreamingSaver.start(store, c.id, ids["u2"])
+    saver.add("analysis", "thinking about 3+3")
+    saver.add("final", "six (partial")
+    saver.finish("stopped")
+    ids["a2"] = saver.message_id
+    ids["u1b"] = store.add_message(c.id, ids["dev"], "user", "Edited question").id
+    store.set_active_leaf(c.id, ids["a2"])  # the active leaf is not the newest message
+    return c.id, ids
+
+
+def test_json_round_trip_is_exact(store: HistoryStore) -> None:
+    cid, ids = build_tree(store)
+    first = store.export_json(cid)
+    assert first["format"] == FORMAT and first["version"] == FORMAT_VERSION
+    assert len(first["messages"]) == 7
+    # Ids in the file are local (1..n), parents before children; the active leaf resolves to a2.
+    by_local = {m["id"]: m for m in first["messages"]}
+    assert by_local[first["active_leaf"]]["content"] == "six (partial"
+    assert by_local[first["active_leaf"]]["reasoning"] == "thinking about 3+3"
+    assert all(m["parent"] is None or m["parent"] < m["id"] for m in first["messages"])
+
+    text = json.dumps(first, ensure_ascii=False)  # through a file's worth of JSON text
+    imported = store.import_json(json.loads(text))
+    assert imported.id != cid
+    second = store.export_json(imported.id)
+    assert second == first  # export(import(export(x))) == export(x), ids included (they are local)
+    assert json.dumps(second, ensure_ascii=False) == text
+
+    # The imported conversation is a real tree in the store with new database ids.
+    new_thread = store.thread(imported.id)
+    old_thread = store.thread(cid)
+    assert [(m.role, m.content, m.reasoning, m.status, m.error, m.usage, m.created_at) for m in new_thread] == [
+        (m.role, m.content, m.reasoning, m.status, m.error, m.usage, m.created_at) for m in old_thread]
+    assert not {m.id for m in new_thread} & {m.id for m in old_thread}
+    a1_new = new_thread[2]
+    assert [s.status for s in store.siblings(a1_new.id)] == ["done", "error"]
+    assert (imported.title, imported.created_at, imported.updated_at) == (
+        store.get_conversation(cid).title, store.get_conversation(cid).created_at,
+        store.get_conversation(cid).updated_at)
+
+
+def test_a_streaming_reply_is_exported_as_stopped(store: HistoryStore) -> None:
+    c = store.create_conversation("live")
+    u = store.add_message(c.id, None, "user", "go")
+    saver = StreamingSaver.start(store, c.id, u.id)
+    saver.add("final", "partial answer")
+    saver.flush()
+    data = store.export_json(c.id)
+    assert data["messages"][-1]["status"] == "stopped"
+    assert data["messages"][-1]["content"] == "partial answer"
+    again = store.export_json(store.import_json(data).id)
+    assert again == data
+
+
+def test_markdown_shows_the_active_branch(store: HistoryStore) -> None:
+    cid, ids = build_tree(store)
+    md = store.export_markdown(cid)
+    title = store.get_conversation(cid).title
+    assert title is not None and md.startswith(f"# {title}\n")
+    for text in ("Answer in *one* line.", "```py\nprint(2+2)\n```", "and 3+3?", "six (partial", "thinking about 3+3"):
+        assert text in md
+    assert "Edited question" not in md and "Out of memory" not in md  # other branches
+    assert "2 more messages are in other branches" in md
+    assert md.rindex("<details>") < md.index("thinking about 3+3") < md.rindex("</details>") < md.index("six (partial")
+    assert "stopped before it finished" in md
+    assert md.index("Naïve question") < md.index("and 3+3?")
+    store.set_active_leaf(cid, ids["a1b"])
+    assert "*(error: Out of memory)*" in store.export_markdown(cid)
+
+
+def test_markdown_of_an_empty_conversation(store: HistoryStore) -> None:
+    c = store.create_conversation()
+    assert store.export_markdown(c.id).startswith("# Untitled conversation\n")
+
+
+def _valid(store: HistoryStore) -> dict:
+    c = store.create_conversation("t")
+    u = store.add_message(c.id, None, "user", "q")
+    store.add_message(c.id, u.id, "assistant", "a")
+    return store.export_json(c.id)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: d.update(format="something else"), "format"),
+    (lambda d: d.update(version=FORMAT_VERSION + 1), "version"),
+    (lambda d: d["messages"][0].update(parent=2), "parent"),
+    (lambda d: d["messages"][1].update(id=1), "id"),
+    (lambda d: d["messages"][0].update(role="wizard"), "role"),
+    (lambda d: d["messages"][0].update(status="streaming"), "status"),
+    (lambda d: d["messages"][0].update(content=5), "content"),
+    (lambda d: d["messages"][0].update(created_at="yesterday"), "created_at"),
+    (lambda d: d["messages"][0].update(usage=[1, 2]), "usage"),
+    (lambda d: d.update(active_leaf=99), "active_leaf"),
+    (lambda d: d.update(messages={}), "messages"),
+])
+def test_import_rejects_damaged_files(store: HistoryStore, damage, message: str) -> None:
+    data = _valid(store)
+    before = len(store.list_conversations())
+    bad = copy.deepcopy(data)
+    damage(bad)
+    with pytest.raises(ImportFormatError, match=message):
+        store.import_json(bad)
+    assert len(store.list_conversations()) == before  # nothing half-imported
+    with pytest.raises(ImportFormatError):
+        store.import_json([data])
