@@ -52,6 +52,8 @@ class Settings:
     font_size: int = _opt(11, "Text size of the chat, in points.", minimum=7, maximum=32, label="Font size")
     show_reasoning: bool = _opt(True, "Show the model's reasoning (its unfiltered chain of thought) in a "
                                       "collapsible block.", label="Show reasoning")
+    offline: bool = _opt(False, "Offline mode: open no network connection at all (model downloads are off).",
+                         label="Offline mode")
     models_dir: str = _opt("", "Folder where models are kept; empty uses the default in the data folder.",
                            label="Models folder")
     last_model: str = _opt("", "The model loaded last; it is loaded again at start.", label="Last model")

@@ -14,10 +14,10 @@ from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
     QMainWindow,
+    QPushButton,
     QSplitter,
     QToolBar,
     QVBoxLayout,
-    QWidget,
 )
 
 from app.chat_controller import ChatController, Turn
@@ -33,6 +33,7 @@ from app.widgets.theme import apply_theme, stylesheet
 log = logging.getLogger(__name__)
 
 RELOAD_KEYS = ("device", "context_length", "cpu_threads")
+"""Settings the loaded model only picks up when it is loaded again."""
 APPEARANCE_KEYS = ("theme", "font_size", "show_reasoning")
 
 
@@ -55,6 +56,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Lantern")
         self.resize(1180, 780)
         self._models_dialog: QDialog | None = None
+        self._models_panel: Any = None
+        self._model_manager: Any = None
         self._shut = False
 
         self.sidebar = Sidebar()
@@ -118,6 +121,8 @@ class MainWindow(QMainWindow):
         self.models_action = self._action("&Models…", self.open_models, "Ctrl+M", "Manage and load models")
         self.open_folder_action = self._action("&Open model folder…", self.open_model_folder, "Ctrl+O")
         self.unload_action = self._action("&Unload model", c.unload_model)
+        self.reload_action = self._action("&Reload model", self.reload_model, None,
+                                          "Load the model again to apply device, context or thread settings")
         self.export_md_action = self._action("Export chat as &Markdown…", lambda: self.export_chat("md"))
         self.export_json_action = self._action("Export chat as &JSON…", lambda: self.export_chat("json"))
         self.focus_action = self._action("Focus message box", self.chat.composer.edit.setFocus, "Ctrl+L")
@@ -132,7 +137,7 @@ class MainWindow(QMainWindow):
         for a in (self.stop_action, self.regenerate_action, self.fork_action, self.focus_action):
             chat_menu.addAction(a)
         model_menu = bar.addMenu("&Models")
-        for a in (self.models_action, self.open_folder_action, self.unload_action):
+        for a in (self.models_action, self.open_folder_action, self.reload_action, self.unload_action):
             model_menu.addAction(a)
 
         tools = QToolBar("Main")
@@ -146,8 +151,10 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ refreshers
 
     def shutdown(self) -> None:
-        """The store is about to close: stop timers and ignore late refreshes."""
+        """The store is about to close: stop timers and ignore late refreshes; pause downloads."""
         self._shut = True
+        if self._model_manager is not None:
+            self._model_manager.close()  # downloads stay queued and resume next time
         self.sidebar._debounce.stop()
         self.chat._timer.stop()
 
@@ -191,6 +198,7 @@ class MainWindow(QMainWindow):
         self.stop_action.setEnabled(c.busy)
         self.regenerate_action.setEnabled(not c.busy and c.model is not None)
         self.unload_action.setEnabled(c.model is not None)
+        self.reload_action.setEnabled(c.model is not None and not c.busy)
 
     def apply_appearance(self) -> None:
         s = self.settings.settings
@@ -233,6 +241,8 @@ class MainWindow(QMainWindow):
             self.status.on_loading(c.loading.name)
         else:
             self.status.on_model(c.model)
+        if self._models_panel is not None:
+            self._models_panel.set_loaded(c.model.path if c.model is not None else None)
         self._update_composer()
         if not c.thread:
             self.refresh_thread()
@@ -247,7 +257,17 @@ class MainWindow(QMainWindow):
     def on_setting_changed(self, key: str) -> None:
         if key in APPEARANCE_KEYS:
             self.apply_appearance()
-        elif key in RELOAD_KEYS and self.controller.model is not None and not self.controller.busy:
+        elif key in RELOAD_KEYS and self.controller.model is not None:
+            self.chat.show_banner("The new setting applies when the model is loaded again "
+                                  "(Models → Reload model).", seconds=10)
+        elif key == "offline" and self._model_manager is not None:
+            self._model_manager.offline = self.settings.settings.offline
+            self._models_panel.refresh_catalog()
+        if key == "context_length" and self._models_panel is not None:
+            self._models_panel.set_context_length(self.settings.settings.context_length)
+
+    def reload_model(self) -> None:
+        if self.controller.model is not None:
             self.controller.load_model(self.controller.model.path)
 
     def open_settings(self) -> None:
@@ -272,15 +292,28 @@ class MainWindow(QMainWindow):
             return
         if self._models_dialog is None:
             manager_cls, panel_cls = classes
+            s = self.settings.settings
             dialog = QDialog(self)
             dialog.setWindowTitle("Models")
-            dialog.resize(860, 560)
+            dialog.setAccessibleName("Models")
+            dialog.resize(900, 640)
             layout = QVBoxLayout(dialog)
             self._models_dir().mkdir(parents=True, exist_ok=True)
-            panel: QWidget = panel_cls(manager_cls(self._models_dir()), dialog)
+            self._model_manager = manager_cls(self._models_dir(), offline=s.offline, context_length=s.context_length)
+            panel: Any = panel_cls(self._model_manager, dialog)
             panel.load_requested.connect(lambda path: (self.controller.load_model(Path(path)), dialog.accept()))
             panel.unload_requested.connect(self.controller.unload_model)
-            layout.addWidget(panel)
+            panel.status_message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+            panel.models_dir_changed.connect(lambda path: self.settings.update(models_dir=str(path)))
+            panel.context_length_changed.connect(lambda n: self.settings.update(context_length=int(n)))
+            if self.controller.model is not None:
+                panel.set_loaded(self.controller.model.path)
+            folder = QPushButton("Open model folder…")
+            folder.setToolTip("Load a gpt-oss checkpoint from any folder")
+            folder.clicked.connect(lambda: (dialog.accept(), self.open_model_folder()))
+            layout.addWidget(panel, 1)
+            layout.addWidget(folder, 0, Qt.AlignmentFlag.AlignLeft)
+            self._models_panel = panel
             self._models_dialog = dialog
         self._models_dialog.show()
         self._models_dialog.raise_()

@@ -48,7 +48,9 @@ class Env:
 
 
 @pytest.fixture
-def env(qtbot, tmp_path: Path) -> Iterator[Env]:  # noqa: ANN001
+def env(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:  # noqa: ANN001
+    monkeypatch.setenv("LANTERN_DATA_DIR", str(tmp_path / "data"))  # default models folder etc.
+    monkeypatch.setenv("LANTERN_CONFIG_DIR", str(tmp_path / "config"))
     engine = FakeEngine()
     factory = FakeFactory(engine)
     settings = SettingsStore(tmp_path / "settings.json")

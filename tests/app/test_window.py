@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
@@ -227,6 +228,22 @@ def test_models_entry_falls_back_to_folder_picker(env: Env, monkeypatch, tmp_pat
     env.window.models_action.trigger()
     env.qtbot.waitUntil(lambda: env.controller.model is not None, timeout=5000)
     assert env.factory.requests[-1].model_dir == tmp_path
+
+
+def test_models_entry_opens_the_model_manager_panel(env: Env, tmp_path: Path) -> None:
+    pytest.importorskip("app.models.panel")
+    env.application.settings.update(offline=True)  # no network in tests
+    env.window.models_action.trigger()
+    dialog, panel = env.window._models_dialog, env.window._models_panel
+    assert dialog is not None and dialog.isVisible() and panel is not None
+    assert env.window._model_manager.offline and env.window._model_manager.models_dir == tmp_path / "data" / "models"
+    panel.load_requested.emit(tmp_path)
+    env.qtbot.waitUntil(lambda: env.controller.model is not None, timeout=5000)
+    assert env.factory.requests[-1].model_dir == tmp_path and not dialog.isVisible()
+    assert panel._loaded == tmp_path  # the panel is told which model is loaded
+    panel.unload_requested.emit()
+    env.qtbot.waitUntil(lambda: env.controller.model is None, timeout=5000)
+    assert "No model loaded" in env.window.chat.composer.reason_label.text()
 
 
 def test_quit_stops_generation_and_joins_the_worker(env: Env, qtbot) -> None:  # noqa: ANN001
