@@ -79,6 +79,17 @@ def shoot(qapp: QApplication, out: Path, theme: str, root: Path) -> list[Path]:
     path = out / f"{theme}-reply-reasoning-open.png"
     window.grab().save(str(path))
     shots.append(path)
+    if theme == "light":
+        settings.update(offline=True)  # the panel must not reach the network here
+        window.models_action.trigger()
+        dialog = window._models_dialog
+        if dialog is not None:
+            for _ in range(10):
+                qapp.processEvents()
+            path = out / f"{theme}-models.png"
+            dialog.grab().save(str(path))
+            shots.append(path)
+            dialog.close()
     window.close()
     application.shutdown()
     return shots
@@ -89,6 +100,7 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     qapp = QApplication.instance() or QApplication(argv[:1])
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["LANTERN_DATA_DIR"] = str(Path(tmp) / "data")  # the models folder of the panel shot
         for theme in ("light", "dark"):
             for shot in shoot(qapp, out, theme, Path(tmp)):
                 print(shot)
