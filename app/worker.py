@@ -117,7 +117,9 @@ class _Server:
     def load(self, request: LoadModel) -> None:
         self.close_engine()
 
-        def progress(fraction: float, stage: str = "") -> None:
+        def progress(fraction: float | str, stage: str | float = "") -> None:
+            if isinstance(fraction, str):  # engine.Engine.load calls progress(message, fraction)
+                fraction, stage = stage, fraction
             self.emit(LoadProgress(request.request_id, float(fraction), str(stage)))
 
         self.engine = self.engine_factory(request, progress)

@@ -89,7 +89,7 @@ class FakeFactory:
 
     def __call__(self, request: LoadModel, progress: Callable[[float, str], None]) -> FakeEngine:
         self.requests.append(request)
-        progress(0.5, "reading weights")
+        progress("Reading weights", 0.5)  # the order engine.Engine.load uses
         if self.fail is not None:
             raise self.fail
         self.engine.path = Path(request.model_dir)

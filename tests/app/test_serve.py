@@ -46,6 +46,7 @@ def test_load_chat_unload_order_and_text() -> None:
     events = run([LoadModel(1, Path("/m/x"), "cpu", 4096), chat(2), UnloadModel(3)], factory)
     kinds = [type(e) for e in events]
     assert kinds[0] is LoadProgress and kinds[1] is ModelReady
+    assert (events[0].fraction, events[0].stage) == (0.5, "Reading weights")
     assert events[1].info.path == Path("/m/x") and events[1].info.max_context == 4096
     assert kinds[2] is ChatStarted
     deltas = [e for e in events if isinstance(e, ChatDelta)]
