@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QDialog,
@@ -92,6 +92,7 @@ class MainWindow(QMainWindow):
         self.chat.regenerate_requested.connect(lambda mid: c.regenerate(mid))
         self.chat.sibling_requested.connect(c.switch_sibling)
         settings.changed.connect(self.on_setting_changed)
+        QGuiApplication.styleHints().colorSchemeChanged.connect(self.on_system_colors_changed)
 
         self.apply_appearance()
         self.refresh_sidebar()
@@ -265,6 +266,10 @@ class MainWindow(QMainWindow):
             self._models_panel.refresh_catalog()
         if key == "context_length" and self._models_panel is not None:
             self._models_panel.set_context_length(self.settings.settings.context_length)
+
+    def on_system_colors_changed(self, *_: object) -> None:
+        if self.settings.settings.theme == "system" and not self._shut:
+            self.apply_appearance()
 
     def reload_model(self) -> None:
         if self.controller.model is not None:

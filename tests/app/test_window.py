@@ -62,6 +62,17 @@ def test_enter_sends_and_reply_streams_with_reasoning_apart(env: Env, qtbot) -> 
     assert "/ 8,192" in env.window.status.context_label.text()
 
 
+def test_a_new_turn_keeps_the_widgets_of_earlier_messages(env: Env) -> None:
+    env.load()
+    env.send_and_wait("one")
+    before = list(env.window.chat.widgets)
+    env.send_and_wait("two")
+    after = env.window.chat.widgets
+    assert len(after) == 4 and after[:2] == before  # same objects: long chats are not re-rendered
+    env.window.apply_appearance()  # a theme change re-renders everything
+    assert not set(env.window.chat.widgets) & set(after)
+
+
 def test_copy_code_block_and_message(env: Env) -> None:
     env.load()
     env.send_and_wait("code please")
