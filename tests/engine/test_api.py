@@ -1,0 +1,180 @@
+"""Engine / Session API on a tiny random checkpoint: KV reuse across turns, cancel, errors, usage."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from engine.api import Engine, Session, common_prefix_len  # noqa: E402
+from engine.errors import ContextFull, ModelFilesError  # noqa: E402
+from engine.types import Delta, Finished, GenerationParams, Message  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+GREEDY = GenerationParams(temperature=0.0, max_tokens=6, reasoning_effort="low")
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir: Path) -> Iterator[Engine]:
+    eng = Engine.load(tiny_model_dir, device="cpu", max_context=512)
+    yield eng
+    eng.close()
+
+
+class FeedRecorder:
+    """Wraps the model's forward to record every token it is fed (and the cache length before)."""
+
+    def __init__(self, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[int, list[int]]] = []
+        model = engine.model
+        original = model.forward
+
+        def forward(tokens, cache=None, **kw):
+            self.calls.append((cache.length if cache is not None else -1, tokens.reshape(-1).tolist()))
+            return original(tokens, cache, **kw)
+
+        monkeypatch.setattr(model, "forward", forward)
+
+    @property
+    def fed(self) -> list[int]:
+        return [t for _, toks in self.calls for t in toks]
+
+
+def _run(engine: Engine, session: Session, messages: list[Message], params: GenerationParams = GREEDY,
+         **kw) -> tuple[list[Delta], Finished]:
+    events = list(engine.chat(session, messages, params, **kw))
+    assert sum(isinstance(e, Finished) for e in events) == 1 and isinstance(events[-1], Finished)
+    return [e for e in events if isinstance(e, Delta)], events[-1]
+
+
+def test_info(engine: Engine, tiny_model_dir: Path) -> None:
+    info = engine.info
+    assert info.device == "cpu" and info.max_context == 512
+    assert info.layout == "huggingface" and info.path == tiny_model_dir
+    assert info.num_layers == engine.config.num_hidden_layers and info.bytes_on_disk > 0
+
+
+def test_second_turn_prefills_only_new_tokens_and_matches_cold_run(engine: Engine,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    turn1 = [Message("user", "Hi there!")]
+    session = engine.new_session()
+    _, fin1 = _run(engine, session, turn1)
+    prompt1 = engine.render(turn1, GREEDY)
+    assert fin1.usage.reused_tokens == 0 and fin1.usage.prompt_tokens == len(prompt1)
+    after1 = session.tokens
+    assert after1[:len(prompt1)] == tuple(prompt1)
+
+    turn2 = turn1 + [Message("assistant", "Hello! How can I help?", channel="final"), Message("user", "Tell me a joke.")]
+    prompt2 = engine.render(turn2, GREEDY)
+    rec = FeedRecorder(engine, monkeypatch)
+    deltas_warm, fin2 = _run(engine, session, turn2)
+    reused = fin2.usage.reused_tokens
+    assert reused == common_prefix_len(after1, prompt2) >= len(prompt1)
+    assert rec.calls[0][0] == reused                           # prefill starts right after the reused part
+    assert rec.fed[:len(prompt2) - reused] == prompt2[reused:]  # and feeds only the rest
+    warm_tokens = session.tokens
+
+    cold = engine.new_session()
+    rec.calls.clear()
+    deltas_cold, fin_cold = _run(engine, cold, turn2)
+    assert fin_cold.usage.reused_tokens == 0 and rec.calls[0][0] == 0
+    assert cold.tokens == warm_tokens                         # same greedy tokens as the cold run
+    assert deltas_cold == deltas_warm and fin_cold.reason == fin2.reason
+    assert fin_cold.usage.completion_tokens == fin2.usage.completion_tokens
+
+
+def test_regenerate_and_edit_reuse_the_prefix(engine: Engine) -> None:
+    session = engine.new_session()
+    convo = [Message("user", "First question"), Message("assistant", "First answer", channel="final"),
+             Message("user", "Second question")]
+    _, fin = _run(engine, session, convo)
+    prompt = engine.render(convo, GREEDY)
+    _, again = _run(engine, session, convo)                   # regenerate: all but the last prompt token
+    assert again.usage.reused_tokens == len(prompt) - 1
+    edited = convo[:2] + [Message("user", "Second question, edited")]
+    _, fin_edit = _run(engine, session, edited)
+    assert fin_edit.usage.reused_tokens == common_prefix_len(prompt, engine.render(edited, GREEDY))
+    assert fin_edit.usage.reused_tokens > len(engine.render(convo[:2], GREEDY)) - 2
+
+
+def test_cancel_within_one_token(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    session = engine.new_session()
+    rec = FeedRecorder(engine, monkeypatch)
+    params = GenerationParams(temperature=1.0, seed=3, max_tokens=200, reasoning_effort="low")
+    _, fin = _run(engine, session, [Message("user", "Count to a hundred")], params,
+                  should_stop=lambda: len(rec.calls) >= 4)   # stop after the prefill and 3 decode steps
+    assert fin.reason == "cancelled"
+    assert 3 <= fin.usage.completion_tokens <= 4
+    assert len(session.tokens) == len(rec.fed)               # the session knows exactly what the cache holds
+
+
+def test_cancel_before_start(engine: Engine) -> None:
+    _, fin = _run(engine, engine.new_session(), [Message("user", "x")], should_stop=lambda: True)
+    assert fin.reason == "cancelled" and fin.usage.completion_tokens == 0
+
+
+def test_length_and_usage(engine: Engine) -> None:
+    session = engine.new_session()
+    params = GenerationParams(temperature=1.0, seed=0, max_tokens=5)
+    _, fin = _run(engine, session, [Message("user", "Go on")], params)
+    if fin.reason == "length":
+        assert fin.usage.completion_tokens == 5
+    else:  # a random model may sample a stop token first
+        assert fin.reason in ("stop", "tool_call")
+    assert fin.usage.decode_tokens_per_s > 0 and fin.usage.prefill_tokens_per_s > 0
+
+
+def test_context_full_is_raised_before_any_event(engine: Engine) -> None:
+    long = " ".join(f"word{i}" for i in range(400))
+    with pytest.raises(ContextFull) as info:
+        engine.chat(engine.new_session(), [Message("user", long)], GREEDY)
+    assert info.value.limit_tokens == 512 and info.value.used_tokens > 512
+
+
+def test_out_of_memory_ends_the_stream_with_an_error(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.kv_cache as kv
+
+    def boom(*_a, **_k):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(kv, "KVCache", boom)
+    _, fin = _run(engine, engine.new_session(), [Message("user", "hi")])
+    assert fin.reason == "error" and "Not enough memory" in (fin.error or "")
+
+
+def test_session_of_another_engine_is_refused(engine: Engine, tiny_model_dir: Path) -> None:
+    other = Engine.load(tiny_model_dir, device="cpu", max_context=128)
+    try:
+        with pytest.raises(Exception, match="another loaded model"):
+            engine.chat(other.new_session(), [Message("user", "hi")], GREEDY)
+    finally:
+        other.close()
+
+
+def test_bad_model_folder(tmp_path: Path) -> None:
+    with pytest.raises(ModelFilesError):
+        Engine.load(tmp_path, device="cpu")
+
+
+def test_tokenizer_and_harmony_do_not_import_torch() -> None:
+    code = "import engine.harmony, engine.tokenizer, engine.chat_cli, sys; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_sessions_share_one_cache(engine: Engine) -> None:
+    a, b = engine.new_session(), engine.new_session()
+    convo = [Message("user", "Hello")]
+    _run(engine, a, convo)
+    cache = a._cache
+    _, fin_b = _run(engine, b, convo)
+    assert fin_b.usage.reused_tokens == 0 and b._cache is cache and a._cache is None and a.tokens == ()
+    _, fin_a = _run(engine, a, convo)                         # a takes it back and re-prefills
+    assert fin_a.usage.reused_tokens == 0 and a._cache is cache
+    _, again = _run(engine, a, convo)
+    assert again.usage.reused_tokens == len(engine.render(convo, GREEDY)) - 1

@@ -1,0 +1,272 @@
+"""Harmony rendering (golden, against openai-harmony run offline) and the lenient streaming parser."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# openai-harmony must find the bundled o200k_base.tiktoken instead of downloading it.
+os.environ["TIKTOKEN_ENCODINGS_BASE"] = str(ROOT / "resources" / "tokenizer")
+
+import openai_harmony as oh  # noqa: E402
+
+from engine.harmony import (  # noqa: E402
+    StreamParser,
+    prompt_messages,
+    render_conversation,
+    stop_tokens,
+    system_message_text,
+)
+from engine.tokenizer import Tokenizer, load_tokenizer  # noqa: E402
+from engine.types import Delta, GenerationParams, Message  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tok() -> Tokenizer:
+    return load_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def enc() -> oh.HarmonyEncoding:
+    return oh.load_harmony_encoding(oh.HarmonyEncodingName.HARMONY_GPT_OSS)
+
+
+# --- golden renders -------------------------------------------------------------------------------
+
+EFFORTS = {"low": oh.ReasoningEffort.LOW, "medium": oh.ReasoningEffort.MEDIUM, "high": oh.ReasoningEffort.HIGH}
+
+
+def _harmony_render(enc: oh.HarmonyEncoding, messages: list[Message], params: GenerationParams,
+                    instructions: str | None) -> list[int]:
+    """The oracle: openai-harmony renders the same conversation (messages already CoT-dropped)."""
+    system = oh.SystemContent.new().with_reasoning_effort(EFFORTS[params.reasoning_effort])
+    if params.current_date:
+        system = system.with_conversation_start_date(params.current_date)
+    hm = [oh.Message.from_role_and_content(oh.Role.SYSTEM, system)]
+    if instructions is not None:
+        hm.append(oh.Message.from_role_and_content(oh.Role.DEVELOPER,
+                                                   oh.DeveloperContent.new().with_instructions(instructions)))
+    for m in messages:
+        if m.role == "user":
+            hm.append(oh.Message.from_role_and_content(oh.Role.USER, m.content))
+        elif m.role == "assistant":
+            msg = oh.Message.from_role_and_content(oh.Role.ASSISTANT, m.content).with_channel(m.channel or "final")
+            hm.append(msg.with_recipient(m.recipient) if m.recipient else msg)
+        elif m.role == "tool":
+            author = oh.Author.new(oh.Role.TOOL, m.recipient or "tool")
+            msg = oh.Message.from_author_and_content(author, m.content).with_recipient("assistant")
+            hm.append(msg.with_channel(m.channel) if m.channel else msg)
+    return enc.render_conversation_for_completion(oh.Conversation.from_messages(hm), oh.Role.ASSISTANT)
+
+
+U, A = "user", "assistant"
+CASES: list[tuple[str, list[Message], GenerationParams, list[Message] | None, str | None]] = [
+    # (name, our messages, params, messages harmony should see (None = same), instructions)
+    ("low_with_developer",
+     [Message("developer", "Answer the user's questions like a robot."),
+      Message(U, "What is the capital of the largest country in the world?")],
+     GenerationParams(reasoning_effort="low"), None, "Answer the user's questions like a robot."),
+    ("medium_with_date_no_messages", [], GenerationParams(reasoning_effort="medium", current_date="2025-06-28"),
+     None, None),
+    ("high_multi_turn",
+     [Message(U, "What is 2 + 2?"), Message(A, "2 + 2 equals 4.", channel="final"), Message(U, "What about 9 / 2?")],
+     GenerationParams(reasoning_effort="high"), None, None),
+    ("drop_earlier_cot",
+     [Message(U, "What is 2 + 2?"), Message(A, "Simple arithmetic.", channel="analysis"),
+      Message(A, "2 + 2 equals 4.", channel="final"), Message(U, "What about 9 / 2?")],
+     GenerationParams(reasoning_effort="medium", current_date="2024-12-31"),
+     [Message(U, "What is 2 + 2?"), Message(A, "2 + 2 equals 4.", channel="final"), Message(U, "What about 9 / 2?")],
+     None),
+    ("drop_cot_of_every_completed_turn",
+     [Message("system", "Be brief."), Message(U, "Hi"), Message(A, "greet", channel="analysis"),
+      Message(A, "Hello!", channel="final"), Message(U, "Capital of France?"),
+      Message(A, "Easy: Paris.", channel="analysis"), Message(A, "preamble", channel="commentary"),
+      Message(A, "Paris.", channel="final"), Message(U, "And Spain? 🇪🇸")],
+     GenerationParams(reasoning_effort="low"),
+     [Message(U, "Hi"), Message(A, "Hello!", channel="final"), Message(U, "Capital of France?"),
+      Message(A, "Paris.", channel="final"), Message(U, "And Spain? 🇪🇸")],
+     "Be brief."),
+    ("in_progress_turn_keeps_analysis_and_tool_call",
+     [Message(U, "Weather in SF?"), Message(A, "Need the tool.", channel="analysis"),
+      Message(A, '{"location":"SF"}', channel="commentary", recipient="functions.get_weather"),
+      Message("tool", '{"sunny": true}', channel="commentary", recipient="functions.get_weather")],
+     GenerationParams(reasoning_effort="high", current_date="2025-01-01"), None, None),
+    ("unicode_and_literal_specials",
+     [Message("developer", "Line one.\nLine two: <|end|>\n\n- bullet"),
+      Message(U, "Ünïcödé 中文 🙂 and a literal <|start|>assistant<|message|>"),
+      Message(A, "No channel given counts as final.")],
+     GenerationParams(reasoning_effort="medium"), None, "Line one.\nLine two: <|end|>\n\n- bullet"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_render_matches_openai_harmony(tok: Tokenizer, enc: oh.HarmonyEncoding, case) -> None:
+    _, messages, params, expected_messages, instructions = case
+    ours = render_conversation(messages, params, tok)
+    theirs = _harmony_render(enc, expected_messages if expected_messages is not None else messages, params,
+                             instructions)
+    assert ours == theirs
+    assert ours[-2:] == [tok.special("<|start|>"), tok.encode("assistant")[0]]
+
+
+def test_single_turn_drop_agrees_with_harmony_auto_drop(tok: Tokenizer, enc: oh.HarmonyEncoding) -> None:
+    # harmony's own auto_drop_analysis handles this case; feed it the analysis too.
+    messages = [Message(U, "What is 2 + 2?"), Message(A, "Simple.", channel="analysis"),
+                Message(A, "4.", channel="final"), Message(U, "And 3 + 3?")]
+    params = GenerationParams(reasoning_effort="low")
+    assert render_conversation(messages, params, tok) == _harmony_render(enc, messages, params, None)
+
+
+def test_documented_system_text() -> None:
+    # openai/harmony test-data/test_no_tools.txt (spec §5.1)
+    assert system_message_text("medium", "2025-06-28") == (
+        "You are ChatGPT, a large language model trained by OpenAI.\nKnowledge cutoff: 2024-06\n"
+        "Current date: 2025-06-28\n\nReasoning: medium\n\n"
+        "# Valid channels: analysis, commentary, final. Channel must be included for every message.")
+
+
+def test_prompt_messages_rule() -> None:
+    msgs = [Message(U, "a"), Message(A, "t", channel="analysis"), Message(A, "f", channel="final"),
+            Message(U, "b"), Message(A, "t2", channel="analysis")]
+    instructions, kept = prompt_messages(msgs)
+    assert instructions is None
+    assert [(m.role, m.content) for m in kept] == [(U, "a"), (A, "f"), (U, "b"), (A, "t2")]
+
+
+def test_stop_tokens(tok: Tokenizer) -> None:
+    assert stop_tokens(tok) == {200002, 200012, 199999}
+    assert tok.special("<|end|>") not in stop_tokens(tok)
+
+
+# --- parser ---------------------------------------------------------------------------------------
+
+def _parse(tok: Tokenizer, ids: list[int]) -> tuple[StreamParser, list[Delta]]:
+    p = StreamParser(tok)
+    deltas = p.feed_many(ids) + p.finish()
+    return p, deltas
+
+
+def _ids(tok: Tokenizer, text: str) -> list[int]:
+    return tok.encode(text, allow_special=True)
+
+
+def test_parse_typical_reply(tok: Tokenizer) -> None:
+    ids = _ids(tok, "<|channel|>analysis<|message|>Think 🙂.<|end|><|start|>assistant<|channel|>final<|message|>"
+                    "Answer.<|return|>")
+    p, deltas = _parse(tok, ids)
+    assert [(m.channel, m.content) for m in p.messages] == [("analysis", "Think 🙂."), ("final", "Answer.")]
+    assert "".join(d.text for d in deltas if d.channel == "final") == "Answer."
+    assert p.stop_token == tok.special("<|return|>")
+
+
+@pytest.mark.parametrize("text, expected", [
+    # refusal with no header at all
+    ("I’m sorry, but I can’t help with that.<|return|>", [("final", "I’m sorry, but I can’t help with that.")]),
+    # missing channel
+    ("<|message|>Hello there.<|end|>", [("final", "Hello there.")]),
+    # channel name glued to the content, no <|message|>
+    ("<|channel|>analysisThe user greets.<|end|><|start|>assistant<|channel|>final<|message|>Hi!<|return|>",
+     [("analysis", "The user greets."), ("final", "Hi!")]),
+    # malformed channel name
+    ("<|channel|>xyzzy<|message|>text<|end|>", [("final", "text")]),
+    # text after the stop token is ignored
+    ("<|channel|>final<|message|>Done.<|return|>garbage<|start|>user<|message|>more", [("final", "Done.")]),
+    # missing <|start|> between messages
+    ("<|channel|>analysis<|message|>a<|end|><|channel|>final<|message|>b<|return|>", [("analysis", "a"), ("final", "b")]),
+    # <|start|> without <|end|> before it; stray control tokens in content
+    ("<|channel|>analysis<|message|>x<|constrain|>y<|message|>z<|start|>assistant<|channel|>final<|message|>w",
+     [("analysis", "xyz"), ("final", "w")]),
+    # recipient after the channel (what the model really emits for tool calls)
+    ("<|channel|>commentary to=functions.f <|constrain|>json<|message|>{}<|call|>", [("commentary", "{}")]),
+    # header cut off by the end of the stream
+    ("<|channel|>fin", []),
+])
+def test_lenient_cases(tok: Tokenizer, text: str, expected: list[tuple[str, str]]) -> None:
+    p, deltas = _parse(tok, _ids(tok, text))
+    assert [(m.channel, m.content) for m in p.messages if m.content] == expected
+    joined = "".join(d.text for d in deltas)
+    assert joined == "".join(c for _, c in expected)
+
+
+def test_tool_call_recipient(tok: Tokenizer) -> None:
+    p, _ = _parse(tok, _ids(tok, "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>"
+                                 '{"a":1}<|call|>'))
+    assert p.messages[0].recipient == "functions.get_weather"
+    assert p.stop_token == tok.special("<|call|>")
+
+
+def _random_wellformed(rng: random.Random, tok: Tokenizer) -> list[int]:
+    words = ["Hello", " world", " 🙂", " 中文", "\n", " ქართული", " 2 + 2", ",", " the", " 🏳️‍🌈", " Ünï"]
+    ids: list[int] = []
+    n = rng.randint(1, 4)
+    for k in range(n):
+        if k:
+            ids += _ids(tok, "<|start|>assistant")
+        channel = "final" if k == n - 1 else rng.choice(["analysis", "commentary"])
+        header = f"<|channel|>{channel}"
+        r = rng.random()
+        if channel == "commentary" and r < 0.4:
+            header += " to=functions.f <|constrain|>json"
+        elif channel == "commentary" and r < 0.7:
+            header = " to=functions.g" + header + " json"   # recipient before the channel
+        ids += _ids(tok, header + "<|message|>")
+        ids += tok.encode("".join(rng.choice(words) for _ in range(rng.randint(1, 12))))
+        ids += _ids(tok, "<|return|>" if k == n - 1 else "<|end|>")
+    return ids
+
+
+def test_parser_agrees_with_openai_harmony(tok: Tokenizer, enc: oh.HarmonyEncoding) -> None:
+    rng = random.Random(1)
+    for _ in range(60):
+        ids = _random_wellformed(rng, tok)
+        ref = oh.StreamableParser(enc, oh.Role.ASSISTANT)
+        ref_deltas: list[tuple[str, str]] = []
+        for t in ids:
+            ref.process(t)
+            if ref.last_content_delta:
+                ref_deltas.append((ref.current_channel, ref.last_content_delta))
+        p, deltas = _parse(tok, ids)
+        theirs = [(m.channel, m.recipient, "".join(c.text for c in m.content)) for m in ref.messages]
+        ours = [(m.channel, m.recipient, m.content) for m in p.messages]
+        assert ours == theirs
+        assert "".join(d.text for d in deltas) == "".join(t for _, t in ref_deltas)
+        assert [d.channel for d in deltas for _ in d.text] == [c for c, t in ref_deltas for _ in t]
+
+
+CONTROL_NAMES = ["<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|return|>", "<|call|>", "<|constrain|>",
+                 "<|endoftext|>", "<|reserved_200010|>", "<|startoftext|>"]
+
+
+def test_fuzz_random_streams_never_raise_or_leak(tok: Tokenizer) -> None:
+    rng = random.Random(2)
+    specials = [tok.special(n) for n in CONTROL_NAMES]
+    # text tokens from text with no '<' or '|' so a leaked control name would be visible
+    text_pool = tok.encode("analysis final commentary assistant to=functions.x json Hello 🙂 中文 ქართული 𝔘 , .\n")
+    text_pool += [rng.randrange(0, 199998) for _ in range(200)]
+    text_pool = [t for t in text_pool if b"<" not in tok.token_bytes(t) and b"|" not in tok.token_bytes(t)]
+    for _ in range(300):
+        n = rng.randint(0, 60)
+        ids = [rng.choice(specials) if rng.random() < 0.3 else rng.choice(text_pool) for _ in range(n)]
+        p, deltas = _parse(tok, ids)
+        text = "".join(d.text for d in deltas)
+        assert "<|" not in text and "|>" not in text
+        assert text == "".join(m.content for m in p.messages)
+        assert all(d.channel in ("analysis", "commentary", "final") and d.text for d in deltas)
+
+
+def test_fuzz_truncated_wellformed_streams(tok: Tokenizer) -> None:
+    rng = random.Random(3)
+    for _ in range(80):
+        ids = _random_wellformed(rng, tok)
+        full, _ = _parse(tok, ids)
+        cut = rng.randint(0, len(ids))
+        p, deltas = _parse(tok, ids[:cut])
+        text = "".join(d.text for d in deltas)
+        assert "<|" not in text
+        # what was shown of a truncated stream is a prefix of the full stream's text
+        full_text = "".join(m.content for m in full.messages)
+        assert full_text.startswith(text.rstrip("\ufffd"))
