@@ -11,8 +11,9 @@ from app.application import Application
 from app.history.store import HistoryStore
 from app.settings import SettingsStore
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("engine.api") is None,
-                                reason="engine.api (branch chat) has not landed yet")
+_NEEDED = ("engine.api", "engine.backends", "engine.generate", "engine.sampling")  # branches chat and core
+_MISSING = [m for m in _NEEDED if importlib.util.find_spec(m) is None]
+pytestmark = pytest.mark.skipif(bool(_MISSING), reason=f"engine modules not landed yet: {_MISSING}")
 
 
 @pytest.fixture
