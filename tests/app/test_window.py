@@ -279,3 +279,27 @@ def test_window_appears_before_torch_is_imported(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "window-shown visible=True torch-imported=False" in out.stdout
+
+
+def test_last_model_is_loaded_at_start(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+    from PySide6.QtWidgets import QApplication
+
+    from app.application import Application
+    from app.settings import SettingsStore
+    from tests.app.fakes import FakeFactory
+
+    model = tmp_path / "gpt-oss-20b"
+    model.mkdir()
+    settings = SettingsStore(tmp_path / "settings.json")
+    settings.update(last_model=str(model), device="cpu", context_length=4096)
+    factory = FakeFactory()
+    application = Application(QApplication.instance(), store=HistoryStore(tmp_path / "h.sqlite3"),
+                              settings=settings, engine_factory=factory)
+    qtbot.addWidget(application.window)
+    try:
+        application.start()
+        qtbot.waitUntil(lambda: application.controller.model is not None, timeout=5000)
+        request = factory.requests[0]
+        assert (request.model_dir, request.device, request.max_context) == (model, "cpu", 4096)
+    finally:
+        application.shutdown()
