@@ -5,6 +5,7 @@ and a SettingsStore that saves them as JSON in the user config folder and announ
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
 import os
@@ -58,9 +59,11 @@ class Settings:
                            label="Models folder")
     last_model: str = _opt("", "The model loaded last; it is loaded again at start.", label="Last model")
 
-    def generation_params(self) -> GenerationParams:
+    def generation_params(self, today: datetime.date | None = None) -> GenerationParams:
+        """Sampling for the next reply; the system message carries today's date, as gpt-oss expects."""
         return GenerationParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
-                                reasoning_effort=self.reasoning_effort)  # type: ignore[arg-type]
+                                reasoning_effort=self.reasoning_effort,  # type: ignore[arg-type]
+                                current_date=(today or datetime.date.today()).isoformat())
 
 
 def describe(name: str) -> dict[str, Any]:

@@ -35,6 +35,7 @@ class FakeEngine:
     path: Path = Path("/models/fake-oss")
     max_context: int = 8192
     calls: list[tuple[Message, ...]] = field(default_factory=list)
+    params: list[GenerationParams] = field(default_factory=list)
     closed: bool = False
     gate: threading.Event | None = None   # when set, streaming waits on it before each piece
     replies: int = 0
@@ -49,6 +50,7 @@ class FakeEngine:
     def chat(self, session: Any, messages: Sequence[Message], params: GenerationParams,
              should_stop: Callable[[], bool] = lambda: False) -> Iterator[ChatEvent]:
         self.calls.append(tuple(messages))
+        self.params.append(params)
         if self.raise_on_chat is not None:
             raise self.raise_on_chat
         self.replies += 1

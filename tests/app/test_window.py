@@ -73,6 +73,30 @@ def test_a_new_turn_keeps_the_widgets_of_earlier_messages(env: Env) -> None:
     assert not set(env.window.chat.widgets) & set(after)
 
 
+def test_instructions_and_sampling_settings_reach_the_engine(env: Env) -> None:
+    env.application.settings.update(instructions="Answer in French.", reasoning_effort="high", temperature=0.5)
+    env.load()
+    env.send_and_wait("hi")
+    env.send_and_wait("again")
+    messages = env.engine.calls[-1]
+    assert messages[0].role == "developer" and messages[0].content == "Answer in French."
+    assert [m.role for m in messages] == ["developer", "user", "assistant", "user"]
+    assert messages[2].channel == "final" and ANALYSIS not in messages[2].content  # earlier reasoning dropped
+    params = env.engine.params[-1]
+    assert (params.reasoning_effort, params.temperature) == ("high", 0.5) and params.current_date
+
+
+def test_hidden_reasoning_is_not_shown_but_still_timed(env: Env) -> None:
+    env.application.settings.update(show_reasoning=False)
+    env.load()
+    env.send_and_wait("hi")
+    widget = env.window.chat.widgets[-1]
+    assert widget.reasoning_frame.isHidden() and not widget.reasoning_toggle.isEnabled()
+    assert widget.reasoning_toggle.text().startswith("Thought for") and "unfiltered" not in widget.reasoning_toggle.text()
+    widget.reasoning_toggle.setChecked(True)
+    assert widget.reasoning_frame.isHidden()
+
+
 def test_copy_code_block_and_message(env: Env) -> None:
     env.load()
     env.send_and_wait("code please")
