@@ -71,6 +71,7 @@ def _code_table(inner: str, index: int, palette: Palette, language: str) -> str:
     )
 
 
+@lru_cache(maxsize=256)
 def render_markdown(text: str, palette: Palette = LIGHT) -> Rendered:
     """Convert one message's Markdown; an unterminated ``` fence (mid-stream) renders as code."""
     if text.count("```") % 2 == 1:

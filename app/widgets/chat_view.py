@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 from app.chat_controller import Turn
 from app.render import LIGHT, Palette
@@ -18,6 +18,8 @@ from app.widgets.composer import Composer
 from app.widgets.message_widget import MessageWidget
 
 STREAM_REFRESH_MS = 30
+PAGE = 30
+"""Messages built when a chat opens; older ones are added on demand, so opening stays fast."""
 
 
 class ChatView(QWidget):
@@ -50,6 +52,12 @@ class ChatView(QWidget):
         self.column = QVBoxLayout(self.container)
         self.column.setContentsMargins(16, 12, 16, 12)
         self.column.setSpacing(10)
+        self.more_button = QPushButton("")
+        self.more_button.setAccessibleName("Show earlier messages")
+        self.more_button.setFlat(True)
+        self.more_button.setVisible(False)
+        self.more_button.clicked.connect(self.show_earlier)
+        self.column.addWidget(self.more_button, 0, Qt.AlignmentFlag.AlignHCenter)
         self.empty_label = QLabel("")
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setProperty("muted", True)
@@ -62,7 +70,11 @@ class ChatView(QWidget):
         self.composer = Composer()
         layout.addWidget(self.composer)
 
-        self.widgets: list[MessageWidget] = []
+        self.widgets: list[MessageWidget] = []   # the shown messages: _thread[_first:]
+        self._thread: list[Any] = []
+        self._siblings: Callable[[int], list[Any]] = lambda _id: []
+        self._turn: Turn | None = None
+        self._first = 0
         self.live: MessageWidget | None = None
         self._pending: Turn | None = None
         self._timer = QTimer(self)
@@ -78,45 +90,85 @@ class ChatView(QWidget):
 
     def set_thread(self, thread: list[Any], siblings: Callable[[int], list[Any]], turn: Turn | None,
                    empty_text: str, *, rebuild: bool = False) -> None:
-        """Show `thread`. Widgets of the unchanged leading messages are kept (a reply added to a long
-        chat builds one widget, not all of them); `rebuild` redoes all (theme changed)."""
+        """Show `thread`: its last PAGE messages (more on demand with "Show earlier messages").
+
+        Widgets of unchanged messages are kept, so a reply added to a long chat builds one widget,
+        not all of them; `rebuild` redoes all (theme changed).
+        """
         self._timer.stop()
         self._pending = None
+        self._thread, self._siblings, self._turn = thread, siblings, turn
+        ids = [m.id for m in thread]
+        if not rebuild and self.widgets and self.widgets[0].message_id in ids:
+            first = ids.index(self.widgets[0].message_id)  # same chat: keep what is shown, add the rest
+        else:
+            first = max(0, len(thread) - PAGE)
         keep = 0
         if not rebuild:
-            for w, m in zip(self.widgets, thread):
+            for w, m in zip(self.widgets, thread[first:]):
                 if w.message_id != m.id or (turn is not None and m.id == turn.message_id) \
                         or getattr(m, "status", "done") == "streaming" or w.status_shown == "streaming":
                     break
                 keep += 1
+        self.container.setUpdatesEnabled(False)
         for w in self.widgets[keep:]:
             w.setParent(None)
             w.deleteLater()
         self.widgets = self.widgets[:keep]
+        self._first = first
         self.live = None
         self.empty_label.setText(empty_text)
         self.empty_label.setVisible(not thread)
-        for m in thread[keep:]:
-            w = MessageWidget(m.id, m.role, self.palette_, self.show_reasoning)
-            sibs = siblings(m.id)
-            ids = [s.id for s in sibs]
-            w.set_siblings(ids.index(m.id) + 1 if m.id in ids else 1, max(1, len(ids)))
-            w.edit_submitted.connect(self.edit_submitted)
-            w.regenerate_requested.connect(self.regenerate_requested)
-            w.sibling_requested.connect(self.sibling_requested)
-            if turn is not None and m.id == turn.message_id:
-                self.live = w
-                self._apply(w, turn)
-            else:
-                w.set_text(m.content)
-                usage = getattr(m, "usage", None) or {}
-                w.set_reasoning(getattr(m, "reasoning", "") or "", thinking=False,
-                                thought_seconds=usage.get("thought_seconds"))
-                w.set_status(m.status, getattr(m, "error", None))
+        for m in thread[first + keep:]:
+            w = self._make(m)
             self.column.insertWidget(self.column.count() - 1, w)
             self.widgets.append(w)
+        self._update_more()
+        self.container.setUpdatesEnabled(True)
         self.set_busy(turn is not None)
         QTimer.singleShot(0, self.scroll_to_bottom)
+
+    def _make(self, m: Any) -> MessageWidget:
+        w = MessageWidget(m.id, m.role, self.palette_, self.show_reasoning)
+        ids = [s.id for s in self._siblings(m.id)]
+        w.set_siblings(ids.index(m.id) + 1 if m.id in ids else 1, max(1, len(ids)))
+        w.edit_submitted.connect(self.edit_submitted)
+        w.regenerate_requested.connect(self.regenerate_requested)
+        w.sibling_requested.connect(self.sibling_requested)
+        turn = self._turn
+        if turn is not None and m.id == turn.message_id:
+            self.live = w
+            self._apply(w, turn)
+        else:
+            w.set_text(m.content)
+            usage = getattr(m, "usage", None) or {}
+            w.set_reasoning(getattr(m, "reasoning", "") or "", thinking=False,
+                            thought_seconds=usage.get("thought_seconds"))
+            w.set_status(m.status, getattr(m, "error", None))
+        return w
+
+    def _update_more(self) -> None:
+        self.more_button.setVisible(self._first > 0)
+        self.more_button.setText(f"Show {min(PAGE, self._first)} earlier messages ({self._first} hidden)")
+
+    def show_earlier(self) -> None:
+        """Prepend the previous PAGE messages, keeping the view where it was."""
+        if self._first <= 0:
+            return
+        bar = self.scroll.verticalScrollBar()
+        before = bar.maximum() - bar.value()
+        new_first = max(0, self._first - PAGE)
+        self.container.setUpdatesEnabled(False)
+        added = [self._make(m) for m in self._thread[new_first:self._first]]
+        index = self.column.indexOf(self.widgets[0]) if self.widgets else self.column.count() - 1
+        for offset, w in enumerate(added):
+            self.column.insertWidget(index + offset, w)
+        self.widgets = added + self.widgets
+        self._first = new_first
+        self._update_more()
+        self.container.setUpdatesEnabled(True)
+        self.set_busy(self._turn is not None)
+        QTimer.singleShot(0, lambda: bar.setValue(bar.maximum() - before))
 
     def finish_live(self, status: str, error: str | None, turn: Turn) -> None:
         """The live reply ended: final render and status, without touching other messages."""

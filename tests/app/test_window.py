@@ -327,3 +327,21 @@ def test_last_model_is_loaded_at_start(qtbot, tmp_path: Path) -> None:  # noqa: 
         assert (request.model_dir, request.device, request.max_context) == (model, "cpu", 4096)
     finally:
         application.shutdown()
+
+
+def test_long_chats_open_with_the_last_page_and_load_earlier_on_demand(env: Env) -> None:
+    from app.widgets.chat_view import PAGE
+
+    conv = env.store.create_conversation()
+    parent = None
+    for i in range(35):
+        parent = env.store.add_message(conv.id, parent, "user", f"q{i}").id
+        parent = env.store.add_message(conv.id, parent, "assistant", f"a{i}", channel="final").id
+    env.controller.open_conversation(conv.id)
+    chat = env.window.chat
+    assert len(chat.widgets) == PAGE and chat.widgets[-1].text == "a34" and chat.more_button.isVisible()
+    chat.more_button.click()
+    assert len(chat.widgets) == 2 * PAGE and not chat.more_button.isHidden()
+    chat.more_button.click()
+    assert len(chat.widgets) == 70 and chat.more_button.isHidden()
+    assert [w.text for w in chat.widgets[:2]] == ["q0", "a0"]
