@@ -187,7 +187,8 @@ class ChatView(QWidget):
 
     def _apply(self, w: MessageWidget, turn: Turn) -> None:
         thinking = turn.first_final_at is None
-        w.set_reasoning(turn.analysis, thinking=thinking, thought_seconds=turn.thought_seconds)
+        w.set_reasoning(turn.analysis, thinking=thinking, thought_seconds=turn.thought_seconds,
+                        thinking_since=turn.first_analysis_at)
         w.set_text(turn.final)
         w.set_status("streaming")
         self.render_count += 1

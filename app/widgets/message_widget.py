@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Callable
 
 from PySide6.QtCore import QSize, Qt, QUrl, Signal
@@ -177,9 +178,12 @@ class MessageWidget(QFrame):
         self.body.setHtml(self._rendered.html)
         self.body.setVisible(bool(text) or self.role == "user")
 
-    def set_reasoning(self, text: str, *, thinking: bool, thought_seconds: float | None) -> None:
-        """Show the analysis text. While `thinking` it is expanded and live; afterwards collapsed."""
+    def set_reasoning(self, text: str, *, thinking: bool, thought_seconds: float | None,
+                      thinking_since: float | None = None) -> None:
+        """Show the analysis text. While `thinking` it is expanded and live; afterwards collapsed.
+        `thinking_since` (time.monotonic) lets the header count the seconds while it thinks."""
         self._reasoning = text
+        self._thinking_since = thinking_since
         has = bool(text)
         self.reasoning_toggle.setVisible(has)
         if not has:
@@ -198,7 +202,8 @@ class MessageWidget(QFrame):
     def _update_reasoning_title(self) -> None:
         arrow = "▾" if self.reasoning_toggle.isChecked() else "▸"
         if self._thinking:
-            state = "Thinking…"
+            since = getattr(self, "_thinking_since", None)
+            state = f"Thinking… {int(time.monotonic() - since)} s" if since is not None else "Thinking…"
         elif self._thought_seconds is not None:
             state = f"Thought for {max(1, round(self._thought_seconds))} s"
         else:
