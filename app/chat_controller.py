@@ -282,6 +282,7 @@ class ChatController(QObject):
         elif isinstance(event, WorkerFailed):
             if event.request_id is not None and event.request_id == self._load_request_id:
                 self.loading = None
+                self.model = None  # the worker let go of the previous model before trying
                 self.model_changed.emit()
             elif self.turn is not None and event.request_id not in (None, self.turn.request_id):
                 return  # a failure of a turn nobody waits for any more

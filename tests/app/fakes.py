@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from app.messages import LoadModel
-from engine.errors import EngineError
 from engine.types import ChatEvent, Delta, Finished, GenerationParams, Message, ModelInfo, Usage
 
 DEFAULT_ANALYSIS = ["The user ", "asks for ", "a greeting. ", "Answer briefly."]
@@ -98,5 +97,3 @@ class FakeFactory:
         self.engine.max_context = request.max_context
         return self.engine
 
-
-__all__ = ["EngineError", "FakeEngine", "FakeFactory", "fake_info"]

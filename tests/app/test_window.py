@@ -180,11 +180,14 @@ def test_fork_copies_the_branch_to_a_new_chat(env: Env) -> None:
 
 
 def test_engine_errors_are_shown_and_the_app_goes_on(env: Env, qtbot) -> None:  # noqa: ANN001
+    env.load()
     env.factory.fail = OutOfMemory("The model needs 13.0 GB but 8.0 GB is free.")
     env.controller.load_model(Path("/models/big"))
     qtbot.waitUntil(lambda: env.window.chat.banner.isVisible(), timeout=5000)
     assert "13.0 GB" in env.window.chat.banner.text()
-    assert env.controller.loading is None and env.controller.model is None
+    assert env.controller.loading is None and env.controller.model is None  # the old one was unloaded first
+    assert "No model loaded" in env.window.chat.composer.reason_label.text()
+    assert env.window.status.model_label.text() == "No model loaded"
     env.factory.fail = None
     env.engine.error_finish = "The reply broke off."
     env.load()
