@@ -1,0 +1,100 @@
+"""Offline mode: the model manager's flows open no socket at all (socket calls patched to raise)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from app.models import network
+from app.models.catalog import fetch_remote_model
+from app.models.errors import OfflineError
+from app.models.local import ModelState
+from app.models.manager import ModelManager
+from tests.app.fakehub import tiny_repo, write_repo
+from tests.app.models_support import REPO, SYSTEM
+
+
+@pytest.fixture
+def no_sockets(monkeypatch):
+    attempts: list[object] = []
+
+    def refuse_connect(self, address, *a, **k):
+        attempts.append(address)
+        raise OSError("network disabled by test")
+
+    def refuse_create(address, *a, **k):
+        attempts.append(address)
+        raise OSError("network disabled by test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse_connect)
+    monkeypatch.setattr(socket, "create_connection", refuse_create)
+    yield attempts
+    network.set_offline(False)
+
+
+def test_offline_flows_open_no_socket(no_sockets, tmp_path):
+    import huggingface_hub.constants as hub_constants
+
+    models = tmp_path / "models"
+    write_repo(models / "gpt-oss-20b", tiny_repo())
+    # A download that was running when the app quit: offline, it must not resume.
+    (models / "downloads.json").write_text(json.dumps({"version": 1, "jobs": [
+        {"repo_id": "openai/gpt-oss-120b", "state": "downloading"}]}))
+    m = ModelManager(models, endpoint="http://127.0.0.1:9", offline=True, system=SYSTEM)
+    assert hub_constants.HF_HUB_OFFLINE is True
+    rows = m.catalog_rows()
+    assert [r.entry.repo_id for r in rows] == [REPO, "openai/gpt-oss-120b"]
+    assert all(r.download_bytes > 0 and r.fit.needed_bytes > 0 for r in rows)
+    assert m.resume_pending() == []
+    with pytest.raises(OfflineError):
+        m.start_download(REPO)
+    with pytest.raises(OfflineError):
+        m.refresh_remote(REPO)
+    with pytest.raises(OfflineError):
+        fetch_remote_model(REPO, endpoint="http://127.0.0.1:9")
+    imported = write_repo(tmp_path / "mine", tiny_repo(seed=1))
+    assert m.import_folder(imported).state == ModelState.READY
+    assert {lm.state for lm in m.local_models()} == {ModelState.READY}
+    m.verify(models / "gpt-oss-20b")
+    m.move_models_dir(tmp_path / "moved")
+    assert m.delete(tmp_path / "moved" / "gpt-oss-20b") > 0
+    assert m.disk_usage().free_bytes > 0
+    assert no_sockets == []
+    # Control: the patch does catch the hub client once offline mode is off.
+    m.offline = False
+    with pytest.raises(OfflineError, match="Cannot reach"):
+        m.refresh_remote(REPO)
+    assert no_sockets
+
+
+def test_offline_panel_opens_no_socket(no_sockets, tmp_path, qtbot):
+    from app.models.panel import ModelManagerPanel
+
+    m = ModelManager(tmp_path / "models", endpoint="http://127.0.0.1:9", offline=True, system=SYSTEM)
+    panel = ModelManagerPanel(m)
+    qtbot.addWidget(panel)
+    panel.show()
+    card = panel.cards[REPO]
+    assert panel.offline_label.isVisible()
+    assert not card.download_btn.isEnabled()
+    panel._start(card.entry)                        # even if forced, nothing connects
+    qtbot.wait(50)
+    assert "offline" in card.status.text().lower()
+    assert no_sockets == []
+
+
+def test_online_but_idle_opens_no_socket(no_sockets, tmp_path, qtbot):
+    """Without offline mode the app still connects only for what the user starts."""
+    from app.models.panel import ModelManagerPanel
+
+    m = ModelManager(tmp_path / "models", endpoint="http://127.0.0.1:9", offline=False, system=SYSTEM)
+    panel = ModelManagerPanel(m)
+    qtbot.addWidget(panel)
+    qtbot.wait(50)                                  # the deferred resume_pending has run
+    m.catalog_rows()
+    m.local_models()
+    assert no_sockets == []
