@@ -65,9 +65,10 @@ _opener = urllib.request.build_opener(_RedirectKeepRange)
 
 
 def disk_error(exc: OSError, where: Path) -> ModelManagerError:
+    name = where.name[: -len(PART_SUFFIX)] if where.name.endswith(PART_SUFFIX) else where.name
     if exc.errno == errno.ENOSPC or exc.errno == getattr(errno, "EDQUOT", -1):
-        return DiskFullError(f"The disk is full while writing {where.name}. What was downloaded is kept: "
-                             "free some space, then press Resume.")
+        return DiskFullError(f"The disk is full while writing {name}. What was downloaded is kept: "
+                             "free some space, then resume the download.")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return NotWritableError(f"Cannot write to {where.parent}: {exc.strerror}. Choose another models folder.")
     return NotWritableError(f"Cannot write {where}: {exc}")
@@ -264,6 +265,19 @@ def run_download(remote: RemoteModel, target_dir: Path, *, endpoint: str, header
             on_progress(meter.snapshot(current[0]))
 
     on_progress(meter.snapshot(""))
+    try:
+        return _download_pending(remote, pending, target_dir, endpoint, headers, stop, on_progress, on_file_done,
+                                 meter, current, on_bytes, max_retries, backoff_s, timeout)
+    except ModelManagerError:
+        on_progress(meter.snapshot(current[0]))     # the bar shows where it stopped
+        raise
+
+
+def _download_pending(remote: RemoteModel, pending: list[RemoteFile], target_dir: Path, endpoint: str,
+                      headers: dict[str, str], stop: threading.Event,
+                      on_progress: Callable[[ProgressSnapshot], None], on_file_done: Callable[[RemoteFile], None],
+                      meter: _Meter, current: list[str], on_bytes: Callable[[int, bool], None],
+                      max_retries: int, backoff_s: float, timeout: float) -> Literal["done", "stopped"]:
     for f in pending:
         current[0] = f.name
         url = resolve_url(endpoint, remote.repo_id, remote.revision, f.name)

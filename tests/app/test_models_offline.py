@@ -98,3 +98,15 @@ def test_online_but_idle_opens_no_socket(no_sockets, tmp_path, qtbot):
     m.catalog_rows()
     m.local_models()
     assert no_sockets == []
+
+
+def test_importing_the_manager_and_panel_loads_neither_torch_nor_the_hub_library():
+    """huggingface_hub must be imported only after the offline switch could be set; torch never."""
+    import subprocess
+    import sys
+
+    code = ("import app.models.manager, app.models.panel, sys; "
+            "print('torch' in sys.modules, 'huggingface_hub' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
