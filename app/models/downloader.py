@@ -236,7 +236,8 @@ def run_download(remote: RemoteModel, target_dir: Path, *, endpoint: str, header
                  stop: threading.Event, on_progress: Callable[[ProgressSnapshot], None],
                  on_file_done: Callable[[RemoteFile], None], is_done: Callable[[RemoteFile], bool],
                  max_retries: int = 5, backoff_s: float = 1.0, progress_interval_s: float = 0.1,
-                 timeout: float = 30.0) -> Literal["done", "stopped"]:
+                 timeout: float = 30.0,
+                 on_notice: Callable[[str], None] | None = None) -> Literal["done", "stopped"]:
     """Download every file of `remote` not yet done into `target_dir`.
 
     Network errors are retried `max_retries` times per file with exponential backoff (the partial
@@ -267,7 +268,8 @@ def run_download(remote: RemoteModel, target_dir: Path, *, endpoint: str, header
     on_progress(meter.snapshot(""))
     try:
         return _download_pending(remote, pending, target_dir, endpoint, headers, stop, on_progress, on_file_done,
-                                 meter, current, on_bytes, max_retries, backoff_s, timeout)
+                                 meter, current, on_bytes, max_retries, backoff_s, timeout,
+                                 on_notice or (lambda text: None))
     except ModelManagerError:
         on_progress(meter.snapshot(current[0]))     # the bar shows where it stopped
         raise
@@ -277,7 +279,8 @@ def _download_pending(remote: RemoteModel, pending: list[RemoteFile], target_dir
                       headers: dict[str, str], stop: threading.Event,
                       on_progress: Callable[[ProgressSnapshot], None], on_file_done: Callable[[RemoteFile], None],
                       meter: _Meter, current: list[str], on_bytes: Callable[[int, bool], None],
-                      max_retries: int, backoff_s: float, timeout: float) -> Literal["done", "stopped"]:
+                      max_retries: int, backoff_s: float, timeout: float,
+                      on_notice: Callable[[str], None]) -> Literal["done", "stopped"]:
     for f in pending:
         current[0] = f.name
         url = resolve_url(endpoint, remote.repo_id, remote.revision, f.name)
@@ -305,6 +308,7 @@ def _download_pending(remote: RemoteModel, pending: list[RemoteFile], target_dir
                 log.warning("%s", exc)
                 if verify_failures > 1:
                     raise
+                on_notice(str(exc))
         if result == "stopped":
             on_progress(meter.snapshot(f.name))
             return "stopped"

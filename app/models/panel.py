@@ -400,9 +400,9 @@ class ModelManagerPanel(QWidget):
             if card is not None:
                 card.error = ""
             self.refresh_catalog()
-            if event.state in (JobState.DONE, JobState.ERROR, JobState.CANCELLED, JobState.PAUSED):
+            if event.message and event.state != JobState.PREPARING:
                 name = card.entry.title if card is not None else event.repo_id
-                self.status_message.emit(f"{name}: {event.message}" if event.message else name)
+                self.status_message.emit(f"{name}: {event.message}")
         elif isinstance(event, ModelsChanged):
             self.refresh()
         elif isinstance(event, MoveProgress):

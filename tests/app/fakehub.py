@@ -86,6 +86,7 @@ class FakeHub:
     drop_once_after: dict[str, int] = field(default_factory=dict)    # file -> bytes sent before closing
     served: dict[str, int] = field(default_factory=dict)             # file -> body bytes sent
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # (method, path, Range)
+    port: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -102,7 +103,7 @@ class FakeHub:
             def do_GET(self) -> None:
                 hub._handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()

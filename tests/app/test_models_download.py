@@ -18,7 +18,7 @@ import pytest
 from app.models import downloader
 from app.models.catalog import fetch_remote_model
 from app.models.errors import AccessNeededError, NotFoundError, NotWritableError, OfflineError
-from app.models.events import DownloadProgress, JobState
+from app.models.events import DownloadProgress, DownloadStateChanged, JobState
 from app.models.local import ModelState
 from tests.app.fakehub import FakeHub, tiny_repo
 from tests.app.models_support import (ENGINE_FILES, REPO, bytes_on_disk, hub, make_manager, online,  # noqa: F401
@@ -122,7 +122,10 @@ def test_corrupt_bytes_are_detected_and_fetched_again(make_manager, hub, repo_fi
     shard = "model-00002-of-00002.safetensors"
     hub.corrupt_once.add(shard)
     m = make_manager()
+    notices = []
+    m.subscribe(lambda e: notices.append(e.message) if isinstance(e, DownloadStateChanged) else None)
     assert m.download_blocking(REPO).state == JobState.DONE
+    assert any(shard in n and "does not match the hub's hash" in n for n in notices)   # reported
     assert hub.served[shard] == 2 * len(repo_files[shard])
     assert (tmp_path / "models" / "gpt-oss-20b" / shard).read_bytes() == repo_files[shard]
 
@@ -232,3 +235,21 @@ def test_errors_a_user_can_act_on(make_manager, hub, tmp_path, online):
     blocker.write_text("x")
     with pytest.raises(NotWritableError):
         make_manager(models_dir=blocker / "models").start_download(REPO)
+
+
+def test_hub_unreachable_then_back_is_retried_by_itself(make_manager, repo_files, tmp_path):
+    """Network gone (or the laptop asleep) longer than the quick retries: the job waits and tries again."""
+    gone = FakeHub()
+    port = gone.server.server_address[1]
+    gone.close()
+    m = make_manager(endpoint=f"http://127.0.0.1:{port}", max_retries=0, auto_retry_s=0.2)
+    m.start_download(REPO)
+    wait_for(lambda: (s := m.job_status(REPO)) is not None and "Trying again" in s.message)
+    assert m.job_status(REPO).state == JobState.ERROR
+    back = FakeHub(repos={REPO: repo_files}, port=port)
+    try:
+        wait_for(lambda: not m.is_running(REPO))
+        assert m.job_status(REPO).state == JobState.DONE
+        assert m.local_models()[0].state == ModelState.READY
+    finally:
+        back.close()
