@@ -25,7 +25,8 @@ from app.models.events import (DownloadProgress, DownloadStateChanged, JobState,
 from app.models.fit import FitAssessment, Verdict, assess
 from app.models.local import LocalModel, ModelState
 from app.models.manager import CatalogRow, ModelManager
-from app.models.units import format_bytes, format_duration, format_speed
+from app.models.panel_text import progress_text
+from app.models.units import format_bytes
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +63,6 @@ def _style_badge(label: QLabel, fit: FitAssessment) -> None:
                         + "border-radius:8px;padding:2px 8px;font-weight:600;}")
     label.setToolTip(fit.explanation)
     label.setAccessibleName(f"Fit: {fit.verdict.label}. {fit.explanation}")
-
-
-def progress_text(done: int, total: int, speed: float, eta: float | None) -> str:
-    parts = [f"{format_bytes(done)} of {format_bytes(total)}"]
-    if speed > 0:
-        parts.append(format_speed(speed))
-    left = format_duration(eta)
-    if left:
-        parts.append(f"{left} left")
-    return " · ".join(parts)
 
 
 class _CatalogCard(QFrame):

@@ -58,16 +58,6 @@ def test_full_download_fetches_only_engine_files_and_is_ready(make_manager, hub,
     assert not (tmp_path / "models" / "downloads.json").exists()      # the queue is empty again
 
 
-CHILD = """
-import sys
-from pathlib import Path
-from app.models.manager import ModelManager
-from app.models.fit import SystemMemory
-m = ModelManager(Path(sys.argv[1]), endpoint=sys.argv[2], system=SystemMemory(1 << 35, None))
-print(m.download_blocking('openai/gpt-oss-20b').state.value, flush=True)
-"""
-
-
 def test_download_killed_midway_resumes_in_a_new_process(tmp_path, online):
     files = tiny_repo(shard_bytes=1_000_000)
     hub = FakeHub(repos={REPO: files}, delay_per_chunk_s=0.02, chunk=32 * 1024)
@@ -75,9 +65,10 @@ def test_download_killed_midway_resumes_in_a_new_process(tmp_path, online):
         models = tmp_path / "models"
         folder = models / "gpt-oss-20b"
         total = wanted_total(files)
-        env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen([sys.executable, "-c", CHILD, str(models), hub.url], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # The command line downloader, pointed at the fake hub through HF_ENDPOINT.
+        env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(ROOT), "HF_ENDPOINT": hub.url}
+        proc = subprocess.Popen([sys.executable, "-m", "app.models", "--models-dir", str(models), "download", REPO],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_for(lambda: bytes_on_disk(folder) > total * 0.4, timeout=30)
         finally:

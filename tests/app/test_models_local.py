@@ -207,3 +207,15 @@ def test_stale_manifest_file_change_shows_unverified(make_manager, tmp_path):
     os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 10**9))
     assert inspect_model_dir(folder).state == ModelState.UNVERIFIED
     assert m.verify(folder).state == ModelState.READY        # the bytes still match: verified again
+
+
+def test_progress_wording():
+    from app.models.panel_text import progress_text
+    from app.models.units import format_bytes, format_duration
+
+    assert format_bytes(13_761_316_904) == "13.8 GB" and format_bytes(999) == "999 B"
+    assert format_duration(45) == "45 s" and format_duration(8 * 60 + 10) == "8 min"
+    assert format_duration(3600 + 5 * 60) == "1 h 5 min" and format_duration(None) == ""
+    assert progress_text(1_200_000_000, 13_800_000_000, 25_000_000, 504) == \
+        "1.2 GB of 13.8 GB · 25.0 MB/s · 8 min left"
+    assert progress_text(0, 100, 0.0, None) == "0 B of 100 B"
