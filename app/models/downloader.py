@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Literal
 
+from app.models import network
 from app.models.catalog import RemoteFile, RemoteModel
 from app.models.errors import (AccessNeededError, DiskFullError, ModelManagerError, NetworkError,
-                               NotFoundError, NotWritableError, VerifyError)
+                               NotFoundError, NotWritableError, OfflineError, VerifyError)
 from app.models.hashing import CHUNK, hash_file, new_hasher
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,8 @@ def download_file(url: str, dest: Path, remote: RemoteFile, *, headers: dict[str
 def _fetch_rest(url: str, part: Path, remote: RemoteFile, offset: int, hasher, headers: dict[str, str],  # type: ignore[no-untyped-def]
                 on_bytes: Callable[[int, bool], None], should_stop: Callable[[], bool],
                 timeout: float) -> Literal["done", "stopped", "restart"]:
+    if network.is_offline():                       # last guard: offline mode opens no connection
+        raise OfflineError("Lantern is in offline mode: turn it off in Settings to download models.")
     req = urllib.request.Request(url, headers=dict(headers))
     if offset:
         req.add_header("Range", f"bytes={offset}-")

@@ -38,6 +38,15 @@ SPACE_MARGIN_BYTES = 64 * 1024 * 1024
 MOVING_SUFFIX = ".moving"
 
 
+def _app_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lantern")
+    except PackageNotFoundError:
+        return "dev"
+
+
 def default_models_dir() -> Path:
     import platformdirs
 
@@ -130,10 +139,14 @@ class ModelManager:
 
     @offline.setter
     def offline(self, value: bool) -> None:
+        """Offline on: running downloads stop (kept queued). Off again: they resume."""
         network.set_offline(value)
         if value:
-            for job in list(self._jobs.values()):
-                job.stop.set()
+            for repo_id in list(self._jobs):
+                if self.is_running(repo_id):
+                    self._stop_job(repo_id, cancel=False, closing=True, wait=False)
+        else:
+            self.resume_pending()
 
     @property
     def context_length(self) -> int:
@@ -464,7 +477,8 @@ class ModelManager:
 
     def _headers(self) -> dict[str, str]:
         try:
-            return dict(network.hub().utils.build_hf_headers(token=self._token, library_name="lantern"))
+            return dict(network.hub().utils.build_hf_headers(token=self._token, library_name="lantern",
+                                                             library_version=_app_version()))
         except OfflineError:
             raise
         except Exception as exc:  # noqa: BLE001 - no auth header is better than no download
@@ -499,8 +513,9 @@ class ModelManager:
                 self._forget_job(repo_id)
                 self._set_status(repo_id, JobState.CANCELLED, "Download cancelled.")
                 log.info("Download of %s cancelled; %s removed", repo_id, folder)
-            elif job.closing:
-                pass                                   # stays "downloading" in the queue: resumed next start
+            elif job.closing:                          # stays "downloading" in the queue: resumed next start
+                if self.offline:
+                    self._set_status(repo_id, JobState.PAUSED, "Paused: offline mode is on.")
             else:
                 self._save_queue_item(repo_id, state="paused", auto_resume=False)
                 self._set_status(repo_id, JobState.PAUSED, "Paused.")

@@ -14,7 +14,7 @@ from app.models.errors import OfflineError
 from app.models.local import ModelState
 from app.models.manager import ModelManager
 from tests.app.fakehub import tiny_repo, write_repo
-from tests.app.models_support import REPO, SYSTEM
+from tests.app.models_support import REPO, SYSTEM, online  # noqa: F401
 
 
 @pytest.fixture
@@ -65,10 +65,12 @@ def test_offline_flows_open_no_socket(no_sockets, tmp_path):
     assert m.disk_usage().free_bytes > 0
     assert no_sockets == []
     # Control: the patch does catch the hub client once offline mode is off.
+    (tmp_path / "moved" / "downloads.json").unlink()
     m.offline = False
     with pytest.raises(OfflineError, match="Cannot reach"):
         m.refresh_remote(REPO)
     assert no_sockets
+    m.close()
 
 
 def test_offline_panel_opens_no_socket(no_sockets, tmp_path, qtbot):
@@ -110,3 +112,30 @@ def test_importing_the_manager_and_panel_loads_neither_torch_nor_the_hub_library
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
                          capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_turning_offline_on_stops_downloads_and_off_resumes_them(tmp_path, online):
+    from tests.app.fakehub import FakeHub
+    from tests.app.models_support import bytes_on_disk, wait_for
+    from app.models.events import JobState
+
+    hub = FakeHub(repos={REPO: tiny_repo()}, delay_per_chunk_s=0.01, chunk=16 * 1024)
+    try:
+        m = ModelManager(tmp_path / "models", endpoint=hub.url, system=SYSTEM)
+        folder = tmp_path / "models" / "gpt-oss-20b"
+        m.start_download(REPO)
+        wait_for(lambda: bytes_on_disk(folder) > 50_000)
+        m.offline = True
+        wait_for(lambda: not m.is_running(REPO))
+        assert m.job_status(REPO).state == JobState.PAUSED and "offline" in m.job_status(REPO).message
+        kept = bytes_on_disk(folder)
+        assert kept > 0 and list(folder.glob("*.part"))
+        hub.reset_counts()
+        hub.delay_per_chunk_s = 0.0
+        m.offline = False
+        wait_for(lambda: m.job_status(REPO).state == JobState.DONE)
+        assert hub.total_served() == sum(len(v) for k, v in tiny_repo().items()
+                                         if "/" not in k and k != "README.md") - kept
+    finally:
+        network.set_offline(False)
+        hub.close()
