@@ -27,10 +27,10 @@ This module imports torch; `engine` and `engine.types` do not (they import it la
 from __future__ import annotations
 
 import logging
-import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -39,6 +39,9 @@ from engine.errors import ContextFull, EngineError, OutOfMemory
 from engine.harmony import StreamParser, render_conversation, stop_tokens
 from engine.tokenizer import Tokenizer, load_tokenizer
 from engine.types import ChatEvent, Delta, Finished, GenerationParams, Message, ModelInfo, Usage
+
+if TYPE_CHECKING:  # pragma: no cover
+    from engine.generate import GenerationResult
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,13 @@ def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
     while i < n and a[i] == b[i]:
         i += 1
     return i
+
+
+def model_display_name(repo_root: Path) -> str:
+    """The folder's name, or "openai/gpt-oss-20b" for a Hugging Face cache snapshot folder."""
+    if repo_root.parent.name == "snapshots" and repo_root.parent.parent.name.startswith("models--"):
+        return repo_root.parent.parent.name[len("models--"):].replace("--", "/")
+    return repo_root.name
 
 
 def _bytes_on_disk(location: CheckpointLocation) -> int:
@@ -159,7 +169,7 @@ class Engine:
         except (MemoryError, torch.OutOfMemoryError) as exc:
             raise _out_of_memory("load the model", choice.device, config.weight_bytes(), exc) from exc
         info = ModelInfo(
-            name=location.repo_root.name,
+            name=model_display_name(location.repo_root),
             path=location.repo_root,
             layout=location.layout,
             num_layers=config.num_hidden_layers,
@@ -247,7 +257,6 @@ class Engine:
         from engine.generate import generate
         from engine.sampling import Sampler
 
-        started = time.perf_counter()
         generated: list[int] = []
         reused = 0
         parser = StreamParser(self.tokenizer)
@@ -280,7 +289,7 @@ class Engine:
         except EngineError as exc:
             yield from parser.finish()
             session.reset()
-            yield Finished("error", self._usage(prompt, reused, generated, None, started), str(exc))
+            yield Finished("error", self._usage(prompt, reused, generated, None), str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - the stream must end with exactly one Finished
             yield from parser.finish()
@@ -288,34 +297,29 @@ class Engine:
             if _is_oom(exc):
                 err = _out_of_memory("continue this reply", self._info.device,
                                      self.config.kv_cache_bytes(self._info.max_context), exc)
-                yield Finished("error", self._usage(prompt, reused, generated, None, started), str(err))
+                yield Finished("error", self._usage(prompt, reused, generated, None), str(err))
             else:
                 log.exception("chat failed")
-                yield Finished("error", self._usage(prompt, reused, generated, None, started),
+                yield Finished("error", self._usage(prompt, reused, generated, None),
                                f"Internal error: {type(exc).__name__}: {exc}")
             return
         reason = result.reason
         if reason == "stop" and result.stop_token == self.tokenizer.special("<|call|>"):
             reason = "tool_call"
-        yield Finished(reason, self._usage(prompt, reused, generated, result, started))
+        yield Finished(reason, self._usage(prompt, reused, generated, result))
 
     @staticmethod
-    def _usage(prompt: list[int], reused: int, generated: list[int], result: object | None,
-               started: float) -> Usage:
+    def _usage(prompt: list[int], reused: int, generated: list[int], result: "GenerationResult | None") -> Usage:
         if result is None:
             return Usage(prompt_tokens=len(prompt), reused_tokens=reused, completion_tokens=len(generated))
-        prefill_s = float(getattr(result, "prefill_seconds", 0.0))
-        decode_s = float(getattr(result, "decode_seconds", 0.0))
-        fed = int(getattr(result, "prompt_tokens", len(prompt) - reused))
-        completion = int(getattr(result, "completion_tokens", len(generated)))
         return Usage(
             prompt_tokens=len(prompt),
             reused_tokens=reused,
-            completion_tokens=completion,
-            prefill_tokens_per_s=fed / prefill_s if prefill_s > 0 else 0.0,
-            decode_tokens_per_s=completion / decode_s if decode_s > 0 else 0.0,
-            time_to_first_token_s=float(getattr(result, "time_to_first_token_s", 0.0)),
-            peak_memory_bytes=int(getattr(result, "peak_memory_bytes", 0)),
+            completion_tokens=result.completion_tokens,
+            prefill_tokens_per_s=result.prefill_tokens_per_s,
+            decode_tokens_per_s=result.decode_tokens_per_s,
+            time_to_first_token_s=result.time_to_first_token_s,
+            peak_memory_bytes=result.peak_memory_bytes,
         )
 
 

@@ -91,7 +91,6 @@ class HistoryStore:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA secure_delete = ON")
             conn.execute("PRAGMA foreign_keys = ON")
-            self.backup_path: Path | None = migrate(conn, self.path)
         except sqlite3.DatabaseError as e:
             conn.close()
             raise HistoryError(
@@ -101,15 +100,31 @@ class HistoryStore:
         except BaseException:
             conn.close()
             raise
+        try:
+            self.backup_path: Path | None = migrate(conn, self.path)
+        except sqlite3.Error as e:
+            conn.close()
+            raise HistoryError(
+                f"Upgrading the conversation history at {self.path} failed ({e}); "
+                "it keeps its previous version, and a backup copy was written next to it first."
+            ) from e
+        except BaseException:
+            conn.close()
+            raise
         self._conn = conn
+        self._closed = False
         self.recovered_ids: tuple[int, ...] = self._recover_interrupted()
 
     # -- plumbing -------------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Checkpoint (the WAL file is left empty) and close. Closing twice is harmless."""
         with self._lock:
+            if self._closed:
+                return
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
+            self._closed = True
 
     def __enter__(self) -> HistoryStore:
         return self

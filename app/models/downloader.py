@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Literal
 
+from app.models import network
 from app.models.catalog import RemoteFile, RemoteModel
 from app.models.errors import (AccessNeededError, DiskFullError, ModelManagerError, NetworkError,
-                               NotFoundError, NotWritableError, VerifyError)
+                               NotFoundError, NotWritableError, OfflineError, VerifyError)
 from app.models.hashing import CHUNK, hash_file, new_hasher
 
 log = logging.getLogger(__name__)
@@ -65,9 +66,10 @@ _opener = urllib.request.build_opener(_RedirectKeepRange)
 
 
 def disk_error(exc: OSError, where: Path) -> ModelManagerError:
+    name = where.name[: -len(PART_SUFFIX)] if where.name.endswith(PART_SUFFIX) else where.name
     if exc.errno == errno.ENOSPC or exc.errno == getattr(errno, "EDQUOT", -1):
-        return DiskFullError(f"The disk is full while writing {where.name}. What was downloaded is kept: "
-                             "free some space, then press Resume.")
+        return DiskFullError(f"The disk is full while writing {name}. What was downloaded is kept: "
+                             "free some space, then resume the download.")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return NotWritableError(f"Cannot write to {where.parent}: {exc.strerror}. Choose another models folder.")
     return NotWritableError(f"Cannot write {where}: {exc}")
@@ -137,6 +139,8 @@ def download_file(url: str, dest: Path, remote: RemoteFile, *, headers: dict[str
 def _fetch_rest(url: str, part: Path, remote: RemoteFile, offset: int, hasher, headers: dict[str, str],  # type: ignore[no-untyped-def]
                 on_bytes: Callable[[int, bool], None], should_stop: Callable[[], bool],
                 timeout: float) -> Literal["done", "stopped", "restart"]:
+    if network.is_offline():                       # last guard: offline mode opens no connection
+        raise OfflineError("Lantern is in offline mode: turn it off in Settings to download models.")
     req = urllib.request.Request(url, headers=dict(headers))
     if offset:
         req.add_header("Range", f"bytes={offset}-")
@@ -235,7 +239,8 @@ def run_download(remote: RemoteModel, target_dir: Path, *, endpoint: str, header
                  stop: threading.Event, on_progress: Callable[[ProgressSnapshot], None],
                  on_file_done: Callable[[RemoteFile], None], is_done: Callable[[RemoteFile], bool],
                  max_retries: int = 5, backoff_s: float = 1.0, progress_interval_s: float = 0.1,
-                 timeout: float = 30.0) -> Literal["done", "stopped"]:
+                 timeout: float = 30.0,
+                 on_notice: Callable[[str], None] | None = None) -> Literal["done", "stopped"]:
     """Download every file of `remote` not yet done into `target_dir`.
 
     Network errors are retried `max_retries` times per file with exponential backoff (the partial
@@ -264,6 +269,21 @@ def run_download(remote: RemoteModel, target_dir: Path, *, endpoint: str, header
             on_progress(meter.snapshot(current[0]))
 
     on_progress(meter.snapshot(""))
+    try:
+        return _download_pending(remote, pending, target_dir, endpoint, headers, stop, on_progress, on_file_done,
+                                 meter, current, on_bytes, max_retries, backoff_s, timeout,
+                                 on_notice or (lambda text: None))
+    except ModelManagerError:
+        on_progress(meter.snapshot(current[0]))     # the bar shows where it stopped
+        raise
+
+
+def _download_pending(remote: RemoteModel, pending: list[RemoteFile], target_dir: Path, endpoint: str,
+                      headers: dict[str, str], stop: threading.Event,
+                      on_progress: Callable[[ProgressSnapshot], None], on_file_done: Callable[[RemoteFile], None],
+                      meter: _Meter, current: list[str], on_bytes: Callable[[int, bool], None],
+                      max_retries: int, backoff_s: float, timeout: float,
+                      on_notice: Callable[[str], None]) -> Literal["done", "stopped"]:
     for f in pending:
         current[0] = f.name
         url = resolve_url(endpoint, remote.repo_id, remote.revision, f.name)
@@ -291,6 +311,7 @@ def run_download(remote: RemoteModel, target_dir: Path, *, endpoint: str, header
                 log.warning("%s", exc)
                 if verify_failures > 1:
                     raise
+                on_notice(str(exc))
         if result == "stopped":
             on_progress(meter.snapshot(f.name))
             return "stopped"

@@ -169,6 +169,9 @@ def check_safetensors_header(path: Path) -> None:
 
 def validate_model_dir(folder: Path) -> tuple[ModelConfig, CheckpointLocation]:
     """engine.config's rules + every weight file's header + the index's shards present."""
+    raw = read_json(folder / "config.json") if (folder / "config.json").is_file() else None
+    if isinstance(raw, dict) and raw.get("model_type") not in (None, "gpt_oss"):
+        raise InvalidModelError(f"This is a '{raw['model_type']}' model, not gpt-oss (file: {folder / 'config.json'})")
     try:
         config, location = load_config(folder)
     except EngineError as exc:

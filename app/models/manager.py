@@ -38,6 +38,15 @@ SPACE_MARGIN_BYTES = 64 * 1024 * 1024
 MOVING_SUFFIX = ".moving"
 
 
+def _app_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lantern")
+    except PackageNotFoundError:
+        return "dev"
+
+
 def default_models_dir() -> Path:
     import platformdirs
 
@@ -98,7 +107,7 @@ class _Job:
 class ModelManager:
     def __init__(self, models_dir: Path, *, endpoint: str | None = None, token: str | bool | None = None,
                  offline: bool | None = None, context_length: int = 8192, system: SystemMemory | None = None,
-                 max_retries: int = 5, retry_backoff_s: float = 1.0) -> None:
+                 max_retries: int = 5, retry_backoff_s: float = 1.0, auto_retry_s: float | None = 60.0) -> None:
         self._models_dir = Path(models_dir).expanduser()
         self._endpoint = endpoint
         self._token = token
@@ -108,6 +117,7 @@ class ModelManager:
         self._system = system
         self._max_retries = max_retries
         self._backoff = retry_backoff_s
+        self._auto_retry_s = auto_retry_s          # after retries fail (network gone, sleep): try again later
         self._lock = threading.RLock()
         self._jobs: dict[str, _Job] = {}
         self._statuses: dict[str, JobStatus] = {}
@@ -129,10 +139,14 @@ class ModelManager:
 
     @offline.setter
     def offline(self, value: bool) -> None:
+        """Offline on: running downloads stop (kept queued). Off again: they resume."""
         network.set_offline(value)
         if value:
-            for job in list(self._jobs.values()):
-                job.stop.set()
+            for repo_id in list(self._jobs):
+                if self.is_running(repo_id):
+                    self._stop_job(repo_id, cancel=False, closing=True, wait=False)
+        else:
+            self.resume_pending()
 
     @property
     def context_length(self) -> int:
@@ -463,7 +477,8 @@ class ModelManager:
 
     def _headers(self) -> dict[str, str]:
         try:
-            return dict(network.hub().utils.build_hf_headers(token=self._token, library_name="lantern"))
+            return dict(network.hub().utils.build_hf_headers(token=self._token, library_name="lantern",
+                                                             library_version=_app_version()))
         except OfflineError:
             raise
         except Exception as exc:  # noqa: BLE001 - no auth header is better than no download
@@ -471,59 +486,41 @@ class ModelManager:
             return {}
 
     def _run_job(self, job: _Job, entry: CatalogEntry) -> None:
+        """Thread body: attempt the download; after a lost connection wait and try again by itself."""
         repo_id = job.repo_id
-        folder = self._models_dir / entry.name
         try:
-            remote = job.remote or self._remotes.get(repo_id) or self.refresh_remote(repo_id)
-            job.remote = remote
-            self._remotes[repo_id] = remote
-            self._save_queue_item(repo_id, revision=remote.revision, files=[f.to_json() for f in remote.files])
-            folder.mkdir(parents=True, exist_ok=True)
-            manifest = self._manifest_for(folder, remote)
-            remaining = 0
-            for f in remote.files:
-                if not manifest.is_file_done(folder, f.name):
-                    part = part_path(folder / f.name)
-                    remaining += f.size - (part.stat().st_size if part.exists() else 0)
-            free = shutil.disk_usage(folder).free
-            if remaining + SPACE_MARGIN_BYTES > free:
-                raise DiskFullError(f"Not enough free space: needs {format_bytes(remaining)}, "
-                                    f"{format_bytes(free)} free.", needed_bytes=remaining, free_bytes=free)
-            headers = self._headers()
-            self._set_status(repo_id, JobState.DOWNLOADING, "")
-
-            def on_progress(p: ProgressSnapshot) -> None:
-                self._statuses[repo_id] = JobStatus(repo_id, JobState.DOWNLOADING, "", p)
-                self._emit(DownloadProgress(repo_id, p))
-
-            def on_file_done(f: RemoteFile) -> None:
-                with self._lock:
-                    manifest.mark_verified(folder, f.name)
-                    write_manifest(folder, manifest)
-
-            result = run_download(remote, folder, endpoint=self.endpoint, headers=headers, stop=job.stop,
-                                  on_progress=on_progress, on_file_done=on_file_done,
-                                  is_done=lambda f: manifest.is_file_done(folder, f.name),
-                                  max_retries=self._max_retries, backoff_s=self._backoff)
+            while True:
+                try:
+                    result = self._attempt(job, entry)
+                except (NetworkError, OfflineError) as exc:
+                    if self.offline or self._auto_retry_s is None:
+                        raise
+                    wait = self._auto_retry_s
+                    msg = f"{exc} Trying again in {wait:.0f} s (or press Resume)."
+                    self._save_queue_item(repo_id, state="error", message=str(exc), auto_resume=True)
+                    self._set_status(repo_id, JobState.ERROR, msg)
+                    if job.stop.wait(wait):
+                        result = "stopped"
+                    else:
+                        self._save_queue_item(repo_id, state="downloading", message="")
+                        continue
+                break
             if result == "done":
-                state = inspect_model_dir(folder)
-                self._forget_job(repo_id)
-                if state.state == ModelState.READY:
-                    self._set_status(repo_id, JobState.DONE, f"{entry.title} is ready.")
-                else:
-                    self._set_status(repo_id, JobState.ERROR, state.message)
+                self._finish_done(job, entry)
             elif job.cancel:
+                folder = self._models_dir / entry.name
                 self._discard(entry, repair=job.repair)
                 self._forget_job(repo_id)
                 self._set_status(repo_id, JobState.CANCELLED, "Download cancelled.")
-            elif job.closing:
-                pass                                   # stays "downloading" in the queue: resumed next start
+                log.info("Download of %s cancelled; %s removed", repo_id, folder)
+            elif job.closing:                          # stays "downloading" in the queue: resumed next start
+                if self.offline:
+                    self._set_status(repo_id, JobState.PAUSED, "Paused: offline mode is on.")
             else:
                 self._save_queue_item(repo_id, state="paused", auto_resume=False)
                 self._set_status(repo_id, JobState.PAUSED, "Paused.")
         except ModelManagerError as exc:
-            auto = isinstance(exc, NetworkError)
-            self._save_queue_item(repo_id, state="error", message=str(exc), auto_resume=auto)
+            self._save_queue_item(repo_id, state="error", message=str(exc), auto_resume=False)
             self._set_status(repo_id, JobState.ERROR, str(exc))
         except Exception as exc:  # noqa: BLE001 - report, never crash the thread silently
             log.exception("Download of %s failed", repo_id)
@@ -531,6 +528,56 @@ class ModelManager:
             self._set_status(repo_id, JobState.ERROR, f"Unexpected error: {exc}")
         finally:
             self._emit(ModelsChanged())
+
+    def _finish_done(self, job: _Job, entry: CatalogEntry) -> None:
+        state = inspect_model_dir(self._models_dir / entry.name)
+        self._forget_job(job.repo_id)
+        if state.state == ModelState.READY:
+            self._set_status(job.repo_id, JobState.DONE, f"{entry.title} is ready.")
+        else:
+            self._set_status(job.repo_id, JobState.ERROR, state.message)
+
+    def _attempt(self, job: _Job, entry: CatalogEntry) -> str:
+        """One go at the whole download: metadata, space check, every missing file. Raises on errors."""
+        repo_id = job.repo_id
+        folder = self._models_dir / entry.name
+        remote = job.remote or self._remotes.get(repo_id) or self.refresh_remote(repo_id)
+        job.remote = remote
+        self._remotes[repo_id] = remote
+        self._save_queue_item(repo_id, revision=remote.revision, files=[f.to_json() for f in remote.files])
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise disk_error(exc, folder / "x") from exc
+        manifest = self._manifest_for(folder, remote)
+        remaining = 0
+        for f in remote.files:
+            if not manifest.is_file_done(folder, f.name):
+                part = part_path(folder / f.name)
+                remaining += f.size - (part.stat().st_size if part.exists() else 0)
+        free = shutil.disk_usage(folder).free
+        if remaining + SPACE_MARGIN_BYTES > free:
+            raise DiskFullError(f"Not enough free space: needs {format_bytes(remaining)}, "
+                                f"{format_bytes(free)} free.", needed_bytes=remaining, free_bytes=free)
+        headers = self._headers()
+        self._set_status(repo_id, JobState.DOWNLOADING, "")
+
+        def on_progress(p: ProgressSnapshot) -> None:
+            self._statuses[repo_id] = JobStatus(repo_id, JobState.DOWNLOADING, "", p)
+            self._emit(DownloadProgress(repo_id, p))
+
+        def on_file_done(f: RemoteFile) -> None:
+            with self._lock:
+                manifest.mark_verified(folder, f.name)
+                write_manifest(folder, manifest)
+
+        def on_notice(text: str) -> None:
+            self._set_status(repo_id, JobState.DOWNLOADING, text)
+
+        return run_download(remote, folder, endpoint=self.endpoint, headers=headers, stop=job.stop,
+                            on_progress=on_progress, on_file_done=on_file_done,
+                            is_done=lambda f: manifest.is_file_done(folder, f.name),
+                            max_retries=self._max_retries, backoff_s=self._backoff, on_notice=on_notice)
 
     def _manifest_for(self, folder: Path, remote: RemoteModel) -> Manifest:
         """The folder's manifest for this revision (keeping files verified with the same hash)."""

@@ -25,7 +25,8 @@ from app.models.events import (DownloadProgress, DownloadStateChanged, JobState,
 from app.models.fit import FitAssessment, Verdict, assess
 from app.models.local import LocalModel, ModelState
 from app.models.manager import CatalogRow, ModelManager
-from app.models.units import format_bytes, format_duration, format_speed
+from app.models.panel_text import progress_text
+from app.models.units import format_bytes
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +63,6 @@ def _style_badge(label: QLabel, fit: FitAssessment) -> None:
                         + "border-radius:8px;padding:2px 8px;font-weight:600;}")
     label.setToolTip(fit.explanation)
     label.setAccessibleName(f"Fit: {fit.verdict.label}. {fit.explanation}")
-
-
-def progress_text(done: int, total: int, speed: float, eta: float | None) -> str:
-    parts = [f"{format_bytes(done)} of {format_bytes(total)}"]
-    if speed > 0:
-        parts.append(format_speed(speed))
-    left = format_duration(eta)
-    if left:
-        parts.append(f"{left} left")
-    return " · ".join(parts)
 
 
 class _CatalogCard(QFrame):
@@ -400,9 +391,9 @@ class ModelManagerPanel(QWidget):
             if card is not None:
                 card.error = ""
             self.refresh_catalog()
-            if event.state in (JobState.DONE, JobState.ERROR, JobState.CANCELLED, JobState.PAUSED):
+            if event.message and event.state != JobState.PREPARING:
                 name = card.entry.title if card is not None else event.repo_id
-                self.status_message.emit(f"{name}: {event.message}" if event.message else name)
+                self.status_message.emit(f"{name}: {event.message}")
         elif isinstance(event, ModelsChanged):
             self.refresh()
         elif isinstance(event, MoveProgress):

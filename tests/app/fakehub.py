@@ -86,10 +86,12 @@ class FakeHub:
     drop_once_after: dict[str, int] = field(default_factory=dict)    # file -> bytes sent before closing
     served: dict[str, int] = field(default_factory=dict)             # file -> body bytes sent
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # (method, path, Range)
+    port: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._by_sha: dict[str, tuple[str, str]] = {}
+        self._generation = 0
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -101,9 +103,9 @@ class FakeHub:
             def do_GET(self) -> None:
                 hub._handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
     @property
@@ -119,7 +121,9 @@ class FakeHub:
             return sum(v for k, v in self.served.items() if names is None or k in names)
 
     def reset_counts(self) -> None:
+        """Start counting afresh; connections still open from before no longer count."""
         with self._lock:
+            self._generation += 1
             self.served.clear()
             self.requests.clear()
 
@@ -191,6 +195,7 @@ class FakeHub:
                 self.corrupt_once.discard(name)
                 data = bytes([data[0] ^ 0xFF]) + data[1:-1] + bytes([data[-1] ^ 0xFF])
             drop_after = self.drop_once_after.pop(name, None)
+            generation = self._generation
         start = 0
         rng = h.headers.get("Range")
         if rng:
@@ -219,7 +224,8 @@ class FakeHub:
                 h.wfile.write(piece)
                 h.wfile.flush()
                 with self._lock:
-                    self.served[name] = self.served.get(name, 0) + len(piece)
+                    if generation == self._generation:
+                        self.served[name] = self.served.get(name, 0) + len(piece)
                 pos += len(piece)
                 sent += len(piece)
                 if drop_after is not None and sent >= drop_after:

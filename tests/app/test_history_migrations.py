@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.history import HistoryStore, SchemaTooNew
+from app.history import HistoryError, HistoryStore, SchemaTooNew
 from app.history import migrations
 
 # The v1 schema exactly as version 1 shipped it (copied here on purpose, not imported).
@@ -108,11 +108,11 @@ def test_failed_migration_rolls_back_to_the_old_version(tmp_path: Path, monkeypa
 
     def broken_v2(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE messages ADD COLUMN reasoning TEXT NOT NULL DEFAULT ''")
-        raise RuntimeError("disk on fire")
+        conn.execute("ALTER TABLE no_such_table ADD COLUMN x TEXT")  # fails half-way through
 
     monkeypatch.setattr(migrations, "MIGRATIONS", (migrations.MIGRATIONS[0], broken_v2))
     monkeypatch.setattr(migrations, "SCHEMA_VERSION", 2)
-    with pytest.raises(RuntimeError, match="disk on fire"):
+    with pytest.raises(HistoryError, match="Upgrading .* failed .*no such table"):
         HistoryStore(db_path)
     with sqlite3.connect(db_path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == 1

@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from engine.api import Engine, Session, common_prefix_len  # noqa: E402
+from engine.api import Engine, Session, common_prefix_len, model_display_name  # noqa: E402
 from engine.errors import ContextFull, ModelFilesError  # noqa: E402
 from engine.types import Delta, Finished, GenerationParams, Message  # noqa: E402
 
@@ -61,6 +61,22 @@ def test_info(engine: Engine, tiny_model_dir: Path) -> None:
 
 def test_second_turn_prefills_only_new_tokens_and_matches_cold_run(engine: Engine,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    _check_second_turn(engine, monkeypatch)
+
+
+@pytest.mark.gpu
+def test_second_turn_on_cuda(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    eng = Engine.load(tiny_model_dir, device="cuda", max_context=512)
+    try:
+        assert eng.info.device.startswith("cuda")
+        _check_second_turn(eng, monkeypatch)
+    finally:
+        eng.close()
+
+
+def _check_second_turn(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     turn1 = [Message("user", "Hi there!")]
     session = engine.new_session()
     _, fin1 = _run(engine, session, turn1)
@@ -178,3 +194,9 @@ def test_sessions_share_one_cache(engine: Engine) -> None:
     assert fin_a.usage.reused_tokens == 0 and a._cache is cache
     _, again = _run(engine, a, convo)
     assert again.usage.reused_tokens == len(engine.render(convo, GREEDY)) - 1
+
+
+def test_model_display_name() -> None:
+    snap = Path("/hf/hub/models--openai--gpt-oss-20b/snapshots/0123abc")
+    assert model_display_name(snap) == "openai/gpt-oss-20b"
+    assert model_display_name(Path("/models/gpt-oss-120b")) == "gpt-oss-120b"

@@ -150,3 +150,18 @@ def test_argument_parsing() -> None:
     assert args.temperature == 0.0 and callable(args.func)
     with pytest.raises(SystemExit):
         configure_parser(argparse.ArgumentParser()).parse_args(["--model", "/m", "--reasoning", "extreme"])
+
+
+def test_python_m_engine_chat_end_to_end(tiny_model_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-m", "engine", "chat", "--model", str(tiny_model_dir), "--device", "cpu",
+         "--temperature", "0", "--max-tokens", "4", "--max-context", "256", "--color", "never"],
+        input="Hello\n/effort high\nAgain\n/quit\n", cwd=root, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "context 256 tokens" in out.stdout
+    assert out.stdout.count(" reused), prefill ") == 2 and "(reasoning effort: high)" in out.stdout

@@ -96,14 +96,17 @@ def test_json_and_tiktoken_sources_agree(tok: Tokenizer, tok_json: Tokenizer) ->
         assert tok_json.token_bytes(token_id) == tok.token_bytes(token_id)
 
 
-def test_model_folder_tokenizer_json_is_used(tmp_path: Path) -> None:
-    (tmp_path / "tokenizer.json").write_bytes(gzip.decompress((BUNDLED / "tokenizer.json.gz").read_bytes()))
+def test_model_folder_tokenizer_json_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "tokenizer.json").write_text("{}")
     original = tmp_path / "original"
     original.mkdir()
-    assert load_tokenizer(tmp_path).source == str(tmp_path / "tokenizer.json")
-    assert load_tokenizer(original).source == str(tmp_path / "tokenizer.json")
     empty = tmp_path / "elsewhere"
     empty.mkdir()
+    read: list[Path] = []
+    monkeypatch.setattr(tokmod, "_from_tokenizer_json", lambda path: read.append(path) or "from-json")
+    assert load_tokenizer(tmp_path) == "from-json"
+    assert load_tokenizer(original) == "from-json"          # an original/ folder uses the repo root's file
+    assert read == [tmp_path / "tokenizer.json"] * 2
     assert load_tokenizer(empty).source.endswith("o200k_base.tiktoken")
 
 
