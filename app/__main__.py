@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from app import __version__
 
@@ -15,14 +16,15 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-autoload", action="store_true", help="do not load the last model at start")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--self-test", action="store_true",
-                        help="show the window, report whether torch was imported before it appeared, quit")
+                        help="show the window, report whether torch was imported before it appeared, quit "
+                             "(with --model: also load it and stream one short reply); settings untouched")
+    parser.add_argument("--model", type=Path, default=None, help="model folder for --self-test")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from app.application import Application
@@ -31,14 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     qapp.setApplicationName("Lantern")
     qapp.setApplicationDisplayName("Lantern")
     qapp.setApplicationVersion(__version__)
-    application = Application(qapp)  # type: ignore[arg-type]
-    application.start(autoload=not (args.no_autoload or args.self_test))
     if args.self_test:
-        qapp.processEvents()
-        # CLI output: the startup test reads this line.
-        print(f"window-shown visible={application.window.isVisible()} torch-imported={'torch' in sys.modules}",
-              flush=True)
-        QTimer.singleShot(0, qapp.quit)
+        from app.self_test import run_self_test
+
+        return run_self_test(qapp, args.model)  # type: ignore[arg-type]
+    application = Application(qapp)  # type: ignore[arg-type]
+    application.start(autoload=not args.no_autoload)
     return int(qapp.exec())
 
 

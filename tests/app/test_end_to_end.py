@@ -57,3 +57,22 @@ def test_real_engine_streams_a_reply_into_the_window(qtbot, tmp_path: Path, mode
         assert controller.last_usage is not None and controller.last_usage.reused_tokens > 0
     finally:
         application.shutdown()
+
+
+@pytest.mark.slow
+def test_self_test_command_loads_the_model_and_streams(model_dir: Path, tmp_path: Path) -> None:
+    """What packaging/README.md asks of a build, run on the source tree: `python -m app --self-test --model`."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-m", "app", "--self-test", "--model", str(model_dir)], cwd=root, capture_output=True,
+        text=True, timeout=300,
+        env={"QT_QPA_PLATFORM": "offscreen", "LANTERN_CONFIG_DIR": str(tmp_path / "c"),
+             "LANTERN_DATA_DIR": str(tmp_path / "d"), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "torch-imported=False" in out.stdout and "model-loaded" in out.stdout
+    assert "reply-finished reason=length tokens=16" in out.stdout
+    assert not (tmp_path / "c").exists()  # the user's settings folder is left alone
