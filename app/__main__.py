@@ -22,9 +22,25 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _setup_logging(level: str, *, to_file: bool) -> None:
+    """Log to stderr and, for real runs, to a rotating file in the data folder (see app.paths.log_path)."""
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if to_file:
+        from logging.handlers import RotatingFileHandler
+
+        from app.paths import log_path
+
+        try:
+            log_path().parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(RotatingFileHandler(log_path(), maxBytes=2_000_000, backupCount=3, encoding="utf-8"))
+        except OSError as error:  # a read-only home must not stop the app
+            print(f"lantern: cannot write the log file: {error}", file=sys.stderr)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _setup_logging(args.log_level, to_file=not args.self_test)
     from PySide6.QtWidgets import QApplication
 
     from app.application import Application

@@ -33,3 +33,8 @@ def history_db_path() -> Path:
 
 def default_models_dir() -> Path:
     return data_dir() / "models"
+
+
+def log_path() -> Path:
+    """The app's log file (a windowed build has no console to print tracebacks to)."""
+    return data_dir() / "logs" / "lantern.log"

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
     QMainWindow,
+    QMessageBox,
     QPushButton,
     QSplitter,
     QToolBar,
@@ -22,7 +23,7 @@ from PySide6.QtWidgets import (
 
 from app.chat_controller import ChatController, Turn
 from app.messages import ChatFinished
-from app.paths import default_models_dir
+from app.paths import default_models_dir, log_path
 from app.settings import SettingsStore
 from app.widgets.chat_view import ChatView
 from app.widgets.settings_dialog import SettingsDialog
@@ -140,6 +141,9 @@ class MainWindow(QMainWindow):
         model_menu = bar.addMenu("&Models")
         for a in (self.models_action, self.open_folder_action, self.reload_action, self.unload_action):
             model_menu.addAction(a)
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self._action("&Keyboard shortcuts", self.show_shortcuts, "F1"))
+        help_menu.addAction(self._action("&About Lantern", self.show_about))
 
         tools = QToolBar("Main")
         tools.setObjectName("mainToolbar")
@@ -250,7 +254,7 @@ class MainWindow(QMainWindow):
 
     def on_error(self, message: str, kind: str) -> None:
         if kind == "bug":
-            self.chat.show_banner(f"{message} (details in the log)", seconds=8)
+            self.chat.show_banner(f"{message} (details in {log_path()})", seconds=8)
         else:
             self.chat.show_banner(message)
         self.statusBar().showMessage(message, 8000)
@@ -322,6 +326,24 @@ class MainWindow(QMainWindow):
             self._models_dialog = dialog
         self._models_dialog.show()
         self._models_dialog.raise_()
+
+    def shortcut_lines(self) -> list[str]:
+        """One "keys — what" line per action that has a shortcut (also the Help dialog's text)."""
+        lines = []
+        for action in self.actions():
+            keys = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            if keys:
+                lines.append(f"{keys} — {action.text().replace('&', '').rstrip('…')}")
+        return lines + ["Enter — send", "Shift+Enter — new line in the message"]
+
+    def show_shortcuts(self) -> None:
+        QMessageBox.information(self, "Keyboard shortcuts", "\n".join(self.shortcut_lines()))
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About Lantern",
+                          f"Lantern {QApplication.applicationVersion()}\n\nPrivate, offline chat with gpt-oss. "
+                          "Your chats and models stay on this computer.\n\n"
+                          f"Log file: {log_path()}")
 
     def export_chat(self, kind: str) -> None:
         cid = self.controller.conversation_id

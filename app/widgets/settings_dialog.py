@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 
 from app.settings import Settings, describe
 
-HIDDEN = ("last_model",)
+HIDDEN = ("last_model", "models_dir")  # set by loading a model / by the Models panel's "Change folder…"
 
 
 class SettingsDialog(QDialog):

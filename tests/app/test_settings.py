@@ -52,7 +52,7 @@ def test_bad_or_unknown_values_fall_back_to_defaults(tmp_path: Path, qtbot) -> N
 def test_dialog_edits_a_copy_and_restores_defaults(qtbot) -> None:  # noqa: ANN001
     dialog = SettingsDialog(Settings(temperature=0.3, last_model="/m"))
     qtbot.addWidget(dialog)
-    assert "last_model" not in dialog.editors
+    assert "last_model" not in dialog.editors and "models_dir" not in dialog.editors
     dialog.editors["reasoning_effort"].setCurrentText("high")
     dialog.editors["instructions"].setPlainText("Answer in French.")
     dialog.editors["show_reasoning"].setChecked(False)

@@ -253,6 +253,8 @@ def test_shortcuts_and_accessible_names(env: Env) -> None:
                 w.regenerate_action: "Ctrl+R", w.settings_action: "Ctrl+,", w.models_action: "Ctrl+M"}
     for action, keys in expected.items():
         assert action.shortcut().toString() == keys
+    help_text = "\n".join(w.shortcut_lines())
+    assert "Ctrl+R — Regenerate" in help_text and "Esc — Stop" in help_text
     for widget in (w.chat.composer.edit, w.chat.composer.button, w.sidebar.search, w.sidebar.list,
                    w.sidebar.new_button):
         assert widget.accessibleName()
