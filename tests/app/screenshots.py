@@ -90,6 +90,16 @@ def shoot(qapp: QApplication, out: Path, theme: str, root: Path) -> list[Path]:
             dialog.grab().save(str(path))
             shots.append(path)
             dialog.close()
+        from app.widgets.settings_dialog import SettingsDialog
+
+        settings_dialog = SettingsDialog(settings.settings, window)
+        settings_dialog.show()
+        for _ in range(10):
+            qapp.processEvents()
+        path = out / f"{theme}-settings.png"
+        settings_dialog.grab().save(str(path))
+        shots.append(path)
+        settings_dialog.close()
     window.close()
     application.shutdown()
     return shots
