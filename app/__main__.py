@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -55,7 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         return run_self_test(qapp, args.model)  # type: ignore[arg-type]
     application = Application(qapp)  # type: ignore[arg-type]
     application.start(autoload=not args.no_autoload)
-    return int(qapp.exec())
+    code = int(qapp.exec())
+    if not application.worker_joined:
+        # The worker is stuck in a model load; the history is closed and saved. Skip the
+        # interpreter's teardown, which would destroy a running QThread and abort.
+        logging.getLogger(__name__).warning("exiting while the engine thread is still busy")
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

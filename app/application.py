@@ -37,6 +37,7 @@ class Application:
         self.window = MainWindow(self.controller, self.settings)
         qapp.aboutToQuit.connect(self.shutdown)
         self._shut = False
+        self.worker_joined = True
 
     def start(self, *, autoload: bool = True) -> None:
         """Show the window first, then start the worker (torch is imported there, later)."""
@@ -53,7 +54,8 @@ class Application:
         self._shut = True
         log.info("shutting down")
         self.controller.shutdown()
-        self.worker.shutdown()
+        # A model still loading cannot be interrupted; main() then ends the process without waiting.
+        self.worker_joined = self.worker.shutdown()
         self.window.shutdown()
         close = getattr(self.store, "close", None)
         if close is not None:

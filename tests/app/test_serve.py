@@ -152,3 +152,23 @@ def test_session_reused_within_a_conversation_only() -> None:
     engine.new_session = new_session  # type: ignore[method-assign]
     run([LoadModel(1, Path("/m")), chat(2, "a"), chat(3, "a"), chat(4, "b")], FakeFactory(engine))
     assert len(sessions) == 2
+
+
+def test_engine_worker_shutdown_reports_a_thread_stuck_in_a_load(qtbot) -> None:  # noqa: ANN001
+    from app.worker import EngineWorker
+
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow_factory(request: LoadModel, progress) -> FakeEngine:  # noqa: ANN001
+        started.set()
+        release.wait(10)
+        return FakeEngine()
+
+    worker = EngineWorker(slow_factory)
+    worker.start()
+    worker.submit(LoadModel(1, Path("/m")))
+    assert started.wait(5)
+    assert worker.shutdown(timeout_ms=100) is False  # main() then exits without tearing the thread down
+    release.set()
+    assert worker._thread.wait(5000)  # it does finish once the load returns (Shutdown is queued)

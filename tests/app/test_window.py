@@ -133,6 +133,15 @@ def test_stop_keeps_partial_reply_marked_stopped(env: Env, qtbot) -> None:  # no
     assert "stopped" in env.window.chat.widgets[-1].status_label.text()
 
 
+def test_stop_right_after_send_still_stops(env: Env) -> None:
+    env.engine.delay = 0.05
+    env.load()
+    assert env.controller.send("stop at once")
+    env.controller.stop()  # maybe before the worker took the request: ChatStarted re-sends the cancel
+    env.wait_idle()
+    assert env.store.get_message(env.controller.thread[-1].id).status == "stopped"
+
+
 def test_regenerate_adds_a_sibling_and_versions_switch(env: Env) -> None:
     env.load()
     env.send_and_wait("hi")
