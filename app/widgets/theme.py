@@ -67,5 +67,7 @@ def stylesheet(p: Palette, font_size: int) -> str:
                                padding: 4px; }}
     QToolButton#reasoningToggle {{ color: {p.muted}; border: none; text-align: left; }}
     QFrame#reasoning {{ border: none; border-left: 3px solid {p.code_border}; }}
+    QLineEdit {{ border: 1px solid {p.code_border}; border-radius: 4px; padding: 3px; }}
+    QListWidget {{ border: 1px solid {p.code_border}; border-radius: 4px; }}
     QLabel#banner {{ background: #fff8c5; color: #3b2300; padding: 6px; border-radius: 4px; }}
     """
