@@ -177,7 +177,7 @@ def test_free_space_checked_before_starting(make_manager, hub, monkeypatch):
 
 
 def test_pause_resume_and_cancel(make_manager, hub, repo_files, tmp_path):
-    hub.delay_per_chunk_s = 0.01
+    hub.delay_per_chunk_s = 0.02
     hub.chunk = 16 * 1024
     m = make_manager()
     folder = tmp_path / "models" / "gpt-oss-20b"
@@ -198,7 +198,7 @@ def test_pause_resume_and_cancel(make_manager, hub, repo_files, tmp_path):
     assert hub.total_served() == wanted_total(repo_files) - kept
 
     m2.delete(folder)
-    hub.delay_per_chunk_s = 0.01
+    hub.delay_per_chunk_s = 0.02
     m2.start_download(REPO)
     wait_for(lambda: bytes_on_disk(folder) > 50_000)
     m2.cancel(REPO)

@@ -70,7 +70,7 @@ def test_fits_on_cpu_only_verdict(panel_for):
 
 
 def test_download_progress_pause_resume_load_unload(panel_for, qtbot, hub, tmp_path):
-    hub.delay_per_chunk_s = 0.01
+    hub.delay_per_chunk_s = 0.02
     hub.chunk = 16 * 1024
     m, panel = panel_for()
     card = panel.cards[REPO]
@@ -125,7 +125,7 @@ def test_delete_asks_with_the_space_freed(panel_for, qtbot, answers, tmp_path):
 
 def test_cancel_download_asks_and_deletes(panel_for, qtbot, hub, answers, tmp_path):
     asked, queue = answers
-    hub.delay_per_chunk_s = 0.01
+    hub.delay_per_chunk_s = 0.02
     hub.chunk = 16 * 1024
     _m, panel = panel_for()
     card = panel.cards[REPO]
