@@ -69,15 +69,21 @@ def test_download_killed_midway_resumes_in_a_new_process(tmp_path, online):
         env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(ROOT), "HF_ENDPOINT": hub.url}
         proc = subprocess.Popen([sys.executable, "-m", "app.models", "--models-dir", str(models), "download", REPO],
                                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        saw_part = []
+
+        def far_enough() -> bool:
+            saw_part.extend(p.name for p in folder.glob("*.part"))          # our own partial files
+            return bytes_on_disk(folder) > total * 0.4
+
         try:
-            wait_for(lambda: bytes_on_disk(folder) > total * 0.4, timeout=30)
+            wait_for(far_enough, timeout=30)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         assert proc.returncode == -signal.SIGKILL
         kept = bytes_on_disk(folder)
         assert total * 0.4 < kept < total
-        assert list(folder.glob("*.part"))                                 # our own partial file
+        assert saw_part and not list(folder.glob("*.incomplete"))
         queue = json.loads((models / "downloads.json").read_text())
         assert queue["jobs"][0]["repo_id"] == REPO and queue["jobs"][0]["state"] == "downloading"
 
