@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
@@ -42,6 +44,13 @@ _STATE_STYLE = {
     ModelState.INVALID: "color:#b42318;",
     ModelState.UNVERIFIED: "color:#9a6700;",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class _VerifyTick:
+    path: Path
+    done: int
+    total: int
 
 
 class _Bridge(QObject):
@@ -396,6 +405,11 @@ class ModelManagerPanel(QWidget):
                 self.status_message.emit(f"{name}: {event.message}")
         elif isinstance(event, ModelsChanged):
             self.refresh()
+        elif isinstance(event, _VerifyTick):
+            for row in self.local_rows:
+                if getattr(row, "model", None) is not None and row.model.path == event.path:
+                    pct = int(100 * event.done / max(1, event.total))
+                    row.state_label.setText(f"Verifying… {pct}%")
         elif isinstance(event, MoveProgress):
             self.move_bar.setVisible(True)
             self.move_bar.setValue(int(1000 * event.done_bytes / max(1, event.total_bytes)))
@@ -464,9 +478,17 @@ class ModelManagerPanel(QWidget):
         self._verifying.add(model.path)
         self.refresh_local()
 
+        last = [0.0]
+
+        def tick(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.2 or done == total:
+                last[0] = now
+                self._bridge.event.emit(_VerifyTick(model.path, done, total))
+
         def work() -> None:
             try:
-                self.manager.verify(model.path)
+                self.manager.verify(model.path, tick)
             except (ModelManagerError, OSError) as exc:
                 log.warning("Verify failed: %s", exc)
             finally:

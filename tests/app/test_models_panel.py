@@ -181,3 +181,24 @@ def test_change_folder_moves_and_reports(panel_for, qtbot, answers, monkeypatch,
     assert Path(sig.args[0]) == target.resolve() and "copied and checked" in asked[-1]
     assert str(target.resolve()) in panel.folder_label.text()
     assert _row(panel, "gpt-oss-20b").model.state == ModelState.READY
+
+
+def test_verify_button_finds_corruption(panel_for, qtbot, tmp_path):
+    m, panel = panel_for()
+    m.download_blocking(REPO)
+    qtbot.waitUntil(lambda: any(getattr(r, "model", None) for r in panel.local_rows))
+    shard = tmp_path / "models" / "gpt-oss-20b" / "model-00001-of-00002.safetensors"
+    st = shard.stat()
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    import os
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
+    panel.refresh()
+    assert _row(panel, "gpt-oss-20b").model.state == ModelState.READY
+    _row(panel, "gpt-oss-20b").verify_btn.click()
+    qtbot.waitUntil(lambda: _row(panel, "gpt-oss-20b").model.state == ModelState.CORRUPT, timeout=10000)
+    row = _row(panel, "gpt-oss-20b")
+    assert not row.load_btn.isEnabled() and shard.name in row.model.message
+    card = panel.cards[REPO]
+    assert card.download_btn.text() == "Download again to repair" and card.download_btn.isVisibleTo(card)
