@@ -519,9 +519,13 @@ class ModelManager:
             else:
                 self._save_queue_item(repo_id, state="paused", auto_resume=False)
                 self._set_status(repo_id, JobState.PAUSED, "Paused.")
-        except ModelManagerError as exc:
-            self._save_queue_item(repo_id, state="error", message=str(exc), auto_resume=False)
-            self._set_status(repo_id, JobState.ERROR, str(exc))
+        except (ModelManagerError, OSError) as exc:
+            err = exc if isinstance(exc, ModelManagerError) else disk_error(exc, self._models_dir / entry.name / "x")
+            try:
+                self._save_queue_item(repo_id, state="error", message=str(err), auto_resume=False)
+            except OSError:
+                log.warning("Cannot update the download queue: %s", err)
+            self._set_status(repo_id, JobState.ERROR, str(err))
         except Exception as exc:  # noqa: BLE001 - report, never crash the thread silently
             log.exception("Download of %s failed", repo_id)
             self._save_queue_item(repo_id, state="error", message=f"Unexpected error: {exc}", auto_resume=False)

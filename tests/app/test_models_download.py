@@ -115,8 +115,8 @@ def test_connection_dropped_midway_is_resumed_with_range(make_manager, hub, repo
                for _m, p, r in hub.requests)
 
 
-def test_corrupt_bytes_are_detected_and_fetched_again(make_manager, hub, repo_files, tmp_path):
-    shard = "model-00002-of-00002.safetensors"
+@pytest.mark.parametrize("shard", ["model-00002-of-00002.safetensors", "config.json"])   # LFS sha256 / git blob sha1
+def test_corrupt_bytes_are_detected_and_fetched_again(make_manager, hub, repo_files, tmp_path, shard):
     hub.corrupt_once.add(shard)
     m = make_manager()
     notices = []
