@@ -250,3 +250,17 @@ def test_hub_unreachable_then_back_is_retried_by_itself(make_manager, repo_files
         assert m.local_models()[0].state == ModelState.READY
     finally:
         back.close()
+
+
+def test_server_that_ignores_range_gets_the_file_from_the_start(make_manager, hub, repo_files, tmp_path):
+    folder = tmp_path / "models" / "gpt-oss-20b"
+    shard = "model-00000-of-00002.safetensors"
+    folder.mkdir(parents=True)
+    (folder / (shard + ".part")).write_bytes(repo_files[shard][:1000])
+    hub.ignore_range = True
+    m = make_manager()
+    snaps = []
+    m.subscribe(lambda e: snaps.append(e.progress) if isinstance(e, DownloadProgress) else None)
+    assert m.download_blocking(REPO).state == JobState.DONE
+    assert (folder / shard).read_bytes() == repo_files[shard]
+    assert snaps[-1].done_bytes == snaps[-1].total_bytes == wanted_total(repo_files)
