@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -596,10 +597,19 @@ class ModelManager:
             write_manifest(folder, new)
         return new
 
-    def close(self) -> None:
-        """Stop every download, keeping them queued so the next start resumes them."""
-        for repo_id in list(self._jobs):
-            self._stop_job(repo_id, cancel=False, closing=True)
+    def close(self, timeout: float = 3.0) -> None:
+        """Stop every download, keeping them queued so the next start resumes them.
+
+        Waits at most `timeout` seconds in all: a thread stuck in a stalled read is a daemon and
+        its partial file is already on disk, so quitting never hangs on the network.
+        """
+        jobs = list(self._jobs.values())
+        for job in jobs:
+            self._stop_job(job.repo_id, cancel=False, closing=True, wait=False)
+        deadline = time.monotonic() + timeout
+        for job in jobs:
+            if job.thread is not None and job.thread is not threading.current_thread():
+                job.thread.join(max(0.0, deadline - time.monotonic()))
 
     # ---- moving the models folder -----------------------------------------------------
     def move_models_dir(self, new_dir: Path, on_progress: Callable[[int, int, str], None] | None = None) -> Path:

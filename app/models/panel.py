@@ -53,6 +53,12 @@ class _VerifyTick:
     total: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Notice:
+    text: str
+    error: bool
+
+
 class _Bridge(QObject):
     event = Signal(object)
 
@@ -405,6 +411,10 @@ class ModelManagerPanel(QWidget):
                 self.status_message.emit(f"{name}: {event.message}")
         elif isinstance(event, ModelsChanged):
             self.refresh()
+        elif isinstance(event, _Notice):
+            self._show_notice(event.text, error=event.error)
+            self.status_message.emit(event.text)
+            self.refresh()
         elif isinstance(event, _VerifyTick):
             for row in self.local_rows:
                 if getattr(row, "model", None) is not None and row.model.path == event.path:
@@ -517,16 +527,17 @@ class ModelManagerPanel(QWidget):
         if loaded:
             self.unload_requested.emit()
             self._loaded = None
-        try:
-            freed = self.manager.delete(model.path)
-        except ModelManagerError as exc:
-            QMessageBox.warning(self, title, str(exc))
-            return
-        msg = f"{model.name} deleted; {format_bytes(freed)} freed." if not model.imported else \
-            f"{model.name} removed from the list."
-        self._show_notice(msg)
-        self.status_message.emit(msg)
-        self.refresh()
+
+        def work() -> None:             # off the GUI thread: a running download is stopped first
+            try:
+                freed = self.manager.delete(model.path)
+                msg = (f"{model.name} removed from the list." if model.imported
+                       else f"{model.name} deleted; {format_bytes(freed)} freed.")
+                self._bridge.event.emit(_Notice(msg, error=False))
+            except (ModelManagerError, OSError) as exc:
+                self._bridge.event.emit(_Notice(f"Could not delete {model.name}: {exc}", error=True))
+
+        threading.Thread(target=work, name="delete-model", daemon=True).start()
 
     def _import(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Import a folder that holds a gpt-oss model")

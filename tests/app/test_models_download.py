@@ -264,3 +264,18 @@ def test_server_that_ignores_range_gets_the_file_from_the_start(make_manager, hu
     assert m.download_blocking(REPO).state == JobState.DONE
     assert (folder / shard).read_bytes() == repo_files[shard]
     assert snaps[-1].done_bytes == snaps[-1].total_bytes == wanted_total(repo_files)
+
+
+def test_quitting_never_hangs_on_a_stalled_connection(make_manager, hub, tmp_path):
+    import time
+
+    hub.delay_per_chunk_s = 3.0                     # the network stalls after the first chunk
+    m = make_manager()
+    folder = tmp_path / "models" / "gpt-oss-20b"
+    m.start_download(REPO)
+    wait_for(lambda: bytes_on_disk(folder) > 0)
+    t0 = time.monotonic()
+    m.close(timeout=0.3)
+    assert time.monotonic() - t0 < 1.0
+    queue = json.loads((tmp_path / "models" / "downloads.json").read_text())
+    assert queue["jobs"][0]["state"] == "downloading"             # resumed at the next start

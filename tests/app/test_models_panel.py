@@ -118,6 +118,7 @@ def test_delete_asks_with_the_space_freed(panel_for, qtbot, answers, tmp_path):
     queue.append(Yes)
     with qtbot.waitSignal(panel.unload_requested):
         _row(panel, "gpt-oss-20b").delete_btn.click()
+    qtbot.waitUntil(lambda: "freed" in panel.notice.text())
     assert not folder.exists()
     assert f"{format_bytes(size)} freed" in panel.notice.text()
     assert "No models yet" in panel.local_rows[0].text()
