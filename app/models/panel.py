@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFrame, QGroupBox, QHBoxLayout, QLabel, QMessageBox,
                                QProgressBar, QPushButton, QScrollArea, QSizePolicy, QVBoxLayout, QWidget)
 
@@ -57,6 +58,11 @@ class _VerifyTick:
 class _Notice:
     text: str
     error: bool
+
+
+def _muted(label: QLabel) -> None:
+    """Secondary text in the theme's own muted colour (readable in light and dark themes)."""
+    label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
 
 
 class _Bridge(QObject):
@@ -108,7 +114,7 @@ class _CatalogCard(QFrame):
         self.fit_note = QLabel()
         self.fit_note.setObjectName("fitNote")
         self.fit_note.setWordWrap(True)
-        self.fit_note.setStyleSheet("color:#555;")
+        _muted(self.fit_note)
         layout.addWidget(self.fit_note)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
@@ -220,7 +226,7 @@ class _LocalRow(QFrame):
         top.addWidget(QLabel(format_bytes(model.size_bytes)))
         outer.addLayout(top)
         where = QLabel(str(model.path))
-        where.setStyleSheet("color:#555;")
+        _muted(where)
         where.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         where.setToolTip(str(model.path))
         where.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -600,4 +606,4 @@ class _EmptyNote(QLabel):
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self.setWordWrap(True)
-        self.setStyleSheet("color:#555;")
+        _muted(self)
