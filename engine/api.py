@@ -104,11 +104,24 @@ class Session:
     def __init__(self, engine: "Engine") -> None:
         self._engine = weakref.ref(engine)
         self._cache = None            # engine.kv_cache.KVCache, allocated on first use
-        self._tokens: list[int] = []  # == the tokens in the cache (len == cache.length)
+        self._tokens: list[int] = []  # == the tokens in the cache (len == cache.length), unless _live
+        self._live: tuple[list[int], list[int]] | None = None   # (prompt, generated) of a stream in flight
+
+    def _current_tokens(self) -> list[int]:
+        if self._live is None:
+            return self._tokens
+        prompt, generated = self._live
+        return (prompt + generated)[:self._cache.length] if self._cache is not None else []
+
+    def _sync(self) -> None:
+        """Fix `_tokens` from the stream in flight (the cache holds its prompt, then its sampled tokens)."""
+        self._tokens = self._current_tokens()
+        self._live = None
 
     @property
     def tokens(self) -> tuple[int, ...]:
-        return tuple(self._tokens)
+        """The token ids the KV cache holds for this conversation."""
+        return tuple(self._current_tokens())
 
     @property
     def cache_bytes(self) -> int:
@@ -117,12 +130,14 @@ class Session:
     def reset(self) -> None:
         """Forget the cached tokens (keeps the memory for reuse)."""
         self._tokens = []
+        self._live = None
         if self._cache is not None:
             self._cache.reset()
 
     def close(self) -> None:
         """Free the KV cache memory."""
         self._tokens = []
+        self._live = None
         self._cache = None
 
 
@@ -137,6 +152,7 @@ class Engine:
         self._stop_ids = stop_tokens(tokenizer)
         self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
         self._cache_owner: weakref.ref[Session] | None = None
+        self._run = 0   # id of the latest chat stream; an older one stops and touches nothing
 
     # ---- loading ---------------------------------------------------------------------------------
     @classmethod
@@ -164,6 +180,11 @@ class Engine:
         tokenizer = load_tokenizer(location.repo_root)
         report(f"Loading weights onto {choice.device}", 0.1)
         needed = config.memory_needed_bytes(max_context)
+        if choice.device.startswith("cuda"):
+            free = _available_bytes(choice.device)
+            if free is not None and needed > free:
+                raise _out_of_memory(f"load the model with a {max_context:,}-token context", choice.device, needed,
+                                     MemoryError("checked before loading"))
         try:
             model = Transformer.from_checkpoint(model_dir, device=choice.device)
         except (MemoryError, torch.OutOfMemoryError) as exc:
@@ -225,6 +246,9 @@ class Engine:
             raise EngineError("The model has been unloaded.")
         if session._engine() is not self:
             raise EngineError("This chat session belongs to another loaded model.")
+        if params.temperature < 0 or not 0.0 < params.top_p <= 1.0 or params.max_tokens < 1:
+            raise EngineError(f"Invalid sampling settings: temperature {params.temperature} (must be >= 0), "
+                              f"top_p {params.top_p} (0 < top_p <= 1), max_tokens {params.max_tokens} (>= 1).")
         prompt = self.render(messages, params)
         limit = self._info.max_context
         room = min(max(1, params.max_tokens), MIN_REPLY_TOKENS)
@@ -239,7 +263,7 @@ class Engine:
         owner = self._cache_owner() if self._cache_owner is not None else None
         if session._cache is None and owner is not None and owner is not session and owner._cache is not None:
             session._cache, owner._cache = owner._cache, None   # hand over the memory; owner re-prefills later
-            owner._tokens = []
+            owner.reset()
             session._cache.reset()
             session._tokens = []
         if session._cache is None:
@@ -261,7 +285,15 @@ class Engine:
         reused = 0
         parser = StreamParser(self.tokenizer)
         result = None
+        self._run += 1
+        run = self._run
+
+        def superseded() -> bool:
+            """A newer chat stream has started (the caller abandoned this one): it owns the cache now."""
+            return self._run != run
+
         try:
+            session._sync()   # an abandoned stream may have fed tokens since it last synced
             self._ensure_cache(session)
             cache = session._cache
             assert cache is not None
@@ -270,30 +302,34 @@ class Engine:
             target = min(common_prefix_len(session._tokens, prompt), len(prompt) - 1)
             reused = cache.trim(target)
             session._tokens = prompt[:reused]
+            session._live = (prompt, generated)
             max_new = max(1, min(params.max_tokens, self._info.max_context - len(prompt)))
             gen = generate(
                 self._model, cache, prompt[reused:],
                 max_new_tokens=max_new,
                 sampler=Sampler(params.temperature, top_p=params.top_p, seed=params.seed),
                 stop_tokens=self._stop_ids,
-                should_stop=should_stop,
+                should_stop=lambda: superseded() or should_stop(),
             )
             try:
                 for token in gen:
                     generated.append(token)
                     yield from parser.feed(token)
             finally:
-                session._tokens = (prompt + generated)[:cache.length]
+                if not superseded():
+                    session._sync()
             yield from parser.finish()
             result = gen.result
         except EngineError as exc:
             yield from parser.finish()
-            session.reset()
+            if not superseded():
+                session.reset()
             yield Finished("error", self._usage(prompt, reused, generated, None), str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - the stream must end with exactly one Finished
             yield from parser.finish()
-            session.reset()
+            if not superseded():
+                session.reset()
             if _is_oom(exc):
                 err = _out_of_memory("continue this reply", self._info.device,
                                      self.config.kv_cache_bytes(self._info.max_context), exc)

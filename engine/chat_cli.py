@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -178,7 +179,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--max-context", type=int, default=8192)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--date", default=None, help="current date for the system message (YYYY-MM-DD)")
+    parser.add_argument("--date", default=date.today().isoformat(),
+                        help="current date for the system message (default today; 'none' leaves it out)")
     parser.add_argument("--developer", default=None, help="developer instructions")
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     parser.set_defaults(func=run_chat)
@@ -197,7 +199,8 @@ def run_chat(args: argparse.Namespace) -> int:
 
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     params = GenerationParams(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
-                              reasoning_effort=args.reasoning, seed=args.seed, current_date=args.date)
+                              reasoning_effort=args.reasoning, seed=args.seed,
+                              current_date=None if args.date.lower() == "none" else args.date)
 
     def progress(message: str, fraction: float) -> None:
         print(f"{message}... {fraction:.0%}", file=sys.stderr, flush=True)

@@ -154,7 +154,7 @@ def _plausible_role_part(text: str, role_known: bool) -> bool:
     if text and not text[0].isspace() and role_known:
         return False  # right after "assistant" a header goes on with " to=..." or a control token
     for i, word in enumerate(words):
-        if i == 0 and not role_known and _is_prefix_of_any(word, ("assistant",)):
+        if i == 0 and not role_known and _is_prefix_of_any(word, ("assistant",) + CHANNELS):
             continue
         if _is_prefix_of_any(word, ("to=",)) or _RECIPIENT_RE.match(word):
             continue
@@ -295,9 +295,10 @@ class StreamParser:
             self._begin_content(channel, recipient)
             return self._emit_spill(spill) if spill else []
         if token == self._channel:
-            if self._in_channel:   # a second <|channel|>: keep the first channel's text as header
-                return []
+            # a repeated <|channel|> (e.g. "<|channel|>final<|channel|>final"): the last one counts
             self._in_channel = True
+            del self._header_tokens[len(self._header_tokens) - len(self._channel_text_ids):]   # a suffix
+            self._channel_text_ids = []
             return []
         if token == self._end or token == self._start:
             # a header that never got its <|message|>: still header-like text, so nothing to show
@@ -339,7 +340,9 @@ class StreamParser:
         role_text = self._role_text()
         recipient = next((w[3:] for w in role_text.split() if w.startswith("to=")), None)
         if not self._in_channel:
-            return None, recipient or None, None, False
+            # "<|end|>commentary to=functions.f<|message|>": the model left out <|start|>assistant<|channel|>
+            channel = next((w for w in role_text.split() if w in CHANNELS), None)
+            return channel, recipient or None, None, False
         channel, recipient2, spill, complete = _parse_channel_part(self._tok.decode(self._channel_text_ids))
         return channel, (recipient2 or recipient or None), spill, complete
 

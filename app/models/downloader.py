@@ -117,6 +117,8 @@ def download_file(url: str, dest: Path, remote: RemoteFile, *, headers: dict[str
         result = _fetch_rest(url, part, remote, offset, hasher, headers, on_bytes, should_stop, timeout)
         if result == "restart":
             part.unlink(missing_ok=True)
+            if offset:
+                on_bytes(-offset, False)           # those bytes are fetched again: take them off the count
             return download_file(url, dest, remote, headers=headers, on_bytes=on_bytes,
                                  should_stop=should_stop, timeout=timeout)
         if result == "stopped":

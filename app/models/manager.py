@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -519,9 +520,13 @@ class ModelManager:
             else:
                 self._save_queue_item(repo_id, state="paused", auto_resume=False)
                 self._set_status(repo_id, JobState.PAUSED, "Paused.")
-        except ModelManagerError as exc:
-            self._save_queue_item(repo_id, state="error", message=str(exc), auto_resume=False)
-            self._set_status(repo_id, JobState.ERROR, str(exc))
+        except (ModelManagerError, OSError) as exc:
+            err = exc if isinstance(exc, ModelManagerError) else disk_error(exc, self._models_dir / entry.name / "x")
+            try:
+                self._save_queue_item(repo_id, state="error", message=str(err), auto_resume=False)
+            except OSError:
+                log.warning("Cannot update the download queue: %s", err)
+            self._set_status(repo_id, JobState.ERROR, str(err))
         except Exception as exc:  # noqa: BLE001 - report, never crash the thread silently
             log.exception("Download of %s failed", repo_id)
             self._save_queue_item(repo_id, state="error", message=f"Unexpected error: {exc}", auto_resume=False)
@@ -592,10 +597,19 @@ class ModelManager:
             write_manifest(folder, new)
         return new
 
-    def close(self) -> None:
-        """Stop every download, keeping them queued so the next start resumes them."""
-        for repo_id in list(self._jobs):
-            self._stop_job(repo_id, cancel=False, closing=True)
+    def close(self, timeout: float = 3.0) -> None:
+        """Stop every download, keeping them queued so the next start resumes them.
+
+        Waits at most `timeout` seconds in all: a thread stuck in a stalled read is a daemon and
+        its partial file is already on disk, so quitting never hangs on the network.
+        """
+        jobs = list(self._jobs.values())
+        for job in jobs:
+            self._stop_job(job.repo_id, cancel=False, closing=True, wait=False)
+        deadline = time.monotonic() + timeout
+        for job in jobs:
+            if job.thread is not None and job.thread is not threading.current_thread():
+                job.thread.join(max(0.0, deadline - time.monotonic()))
 
     # ---- moving the models folder -----------------------------------------------------
     def move_models_dir(self, new_dir: Path, on_progress: Callable[[int, int, str], None] | None = None) -> Path:

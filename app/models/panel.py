@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFrame, QGroupBox, QHBoxLayout, QLabel, QMessageBox,
                                QProgressBar, QPushButton, QScrollArea, QSizePolicy, QVBoxLayout, QWidget)
 
@@ -42,6 +45,24 @@ _STATE_STYLE = {
     ModelState.INVALID: "color:#b42318;",
     ModelState.UNVERIFIED: "color:#9a6700;",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class _VerifyTick:
+    path: Path
+    done: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Notice:
+    text: str
+    error: bool
+
+
+def _muted(label: QLabel) -> None:
+    """Secondary text in the theme's own muted colour (readable in light and dark themes)."""
+    label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
 
 
 class _Bridge(QObject):
@@ -93,7 +114,7 @@ class _CatalogCard(QFrame):
         self.fit_note = QLabel()
         self.fit_note.setObjectName("fitNote")
         self.fit_note.setWordWrap(True)
-        self.fit_note.setStyleSheet("color:#555;")
+        _muted(self.fit_note)
         layout.addWidget(self.fit_note)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
@@ -205,7 +226,9 @@ class _LocalRow(QFrame):
         top.addWidget(QLabel(format_bytes(model.size_bytes)))
         outer.addLayout(top)
         where = QLabel(str(model.path))
-        where.setStyleSheet("color:#555;")
+        _muted(where)
+        where.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        where.setToolTip(str(model.path))
         where.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         outer.addWidget(where)
         if model.message:
@@ -269,19 +292,24 @@ class ModelManagerPanel(QWidget):
         header.addWidget(self.context_combo)
         root.addLayout(header)
 
-        folder_row = QHBoxLayout()
         self.folder_label = QLabel()
         self.folder_label.setObjectName("folder")
         self.folder_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        folder_row.addWidget(self.folder_label, 1)
-        self.move_btn = QPushButton("Change folder…")
-        self.import_btn = QPushButton("Import folder…")
-        folder_row.addWidget(self.move_btn)
-        folder_row.addWidget(self.import_btn)
-        root.addLayout(folder_row)
+        # A long path must not widen the panel: it is clipped, and whole in the tooltip.
+        self.folder_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        root.addWidget(self.folder_label)
+        disk_row = QHBoxLayout()
         self.disk_label = QLabel()
         self.disk_label.setObjectName("disk")
-        root.addWidget(self.disk_label)
+        self.disk_label.setWordWrap(True)
+        disk_row.addWidget(self.disk_label, 1)
+        self.move_btn = QPushButton("Change folder…")
+        self.import_btn = QPushButton("Import folder…")
+        self.move_btn.setToolTip("Move every model to another folder (copied and checked, then removed here)")
+        self.import_btn.setToolTip("List a folder that already holds a gpt-oss model; it is used where it is")
+        disk_row.addWidget(self.move_btn)
+        disk_row.addWidget(self.import_btn)
+        root.addLayout(disk_row)
         self.move_bar = QProgressBar()
         self.move_bar.setRange(0, 1000)
         self.move_bar.setVisible(False)
@@ -368,6 +396,7 @@ class ModelManagerPanel(QWidget):
             self.local_rows.append(empty)  # type: ignore[arg-type]
             self.local_layout.addWidget(empty)
         self.folder_label.setText(f"Models folder: {self.manager.models_dir}")
+        self.folder_label.setToolTip(str(self.manager.models_dir))
         usage = self.manager.disk_usage()
         self.disk_label.setText(f"Models use {format_bytes(usage.models_bytes)} · "
                                 f"{format_bytes(usage.free_bytes)} free on this disk")
@@ -396,6 +425,15 @@ class ModelManagerPanel(QWidget):
                 self.status_message.emit(f"{name}: {event.message}")
         elif isinstance(event, ModelsChanged):
             self.refresh()
+        elif isinstance(event, _Notice):
+            self._show_notice(event.text, error=event.error)
+            self.status_message.emit(event.text)
+            self.refresh()
+        elif isinstance(event, _VerifyTick):
+            for row in self.local_rows:
+                if getattr(row, "model", None) is not None and row.model.path == event.path:
+                    pct = int(100 * event.done / max(1, event.total))
+                    row.state_label.setText(f"Verifying… {pct}%")
         elif isinstance(event, MoveProgress):
             self.move_bar.setVisible(True)
             self.move_bar.setValue(int(1000 * event.done_bytes / max(1, event.total_bytes)))
@@ -464,9 +502,17 @@ class ModelManagerPanel(QWidget):
         self._verifying.add(model.path)
         self.refresh_local()
 
+        last = [0.0]
+
+        def tick(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.2 or done == total:
+                last[0] = now
+                self._bridge.event.emit(_VerifyTick(model.path, done, total))
+
         def work() -> None:
             try:
-                self.manager.verify(model.path)
+                self.manager.verify(model.path, tick)
             except (ModelManagerError, OSError) as exc:
                 log.warning("Verify failed: %s", exc)
             finally:
@@ -495,16 +541,17 @@ class ModelManagerPanel(QWidget):
         if loaded:
             self.unload_requested.emit()
             self._loaded = None
-        try:
-            freed = self.manager.delete(model.path)
-        except ModelManagerError as exc:
-            QMessageBox.warning(self, title, str(exc))
-            return
-        msg = f"{model.name} deleted; {format_bytes(freed)} freed." if not model.imported else \
-            f"{model.name} removed from the list."
-        self._show_notice(msg)
-        self.status_message.emit(msg)
-        self.refresh()
+
+        def work() -> None:             # off the GUI thread: a running download is stopped first
+            try:
+                freed = self.manager.delete(model.path)
+                msg = (f"{model.name} removed from the list." if model.imported
+                       else f"{model.name} deleted; {format_bytes(freed)} freed.")
+                self._bridge.event.emit(_Notice(msg, error=False))
+            except (ModelManagerError, OSError) as exc:
+                self._bridge.event.emit(_Notice(f"Could not delete {model.name}: {exc}", error=True))
+
+        threading.Thread(target=work, name="delete-model", daemon=True).start()
 
     def _import(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Import a folder that holds a gpt-oss model")
@@ -559,4 +606,4 @@ class _EmptyNote(QLabel):
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self.setWordWrap(True)
-        self.setStyleSheet("color:palette(mid);")
+        _muted(self)

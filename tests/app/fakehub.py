@@ -87,6 +87,7 @@ class FakeHub:
     served: dict[str, int] = field(default_factory=dict)             # file -> body bytes sent
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # (method, path, Range)
     port: int = 0
+    ignore_range: bool = False                                       # answer 200 with the whole file
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -197,7 +198,7 @@ class FakeHub:
             drop_after = self.drop_once_after.pop(name, None)
             generation = self._generation
         start = 0
-        rng = h.headers.get("Range")
+        rng = None if self.ignore_range else h.headers.get("Range")
         if rng:
             m = re.fullmatch(r"bytes=(\d+)-", rng.strip())
             start = int(m.group(1)) if m else 0

@@ -69,15 +69,21 @@ def test_download_killed_midway_resumes_in_a_new_process(tmp_path, online):
         env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(ROOT), "HF_ENDPOINT": hub.url}
         proc = subprocess.Popen([sys.executable, "-m", "app.models", "--models-dir", str(models), "download", REPO],
                                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        saw_part = []
+
+        def far_enough() -> bool:
+            saw_part.extend(p.name for p in folder.glob("*.part"))          # our own partial files
+            return bytes_on_disk(folder) > total * 0.4
+
         try:
-            wait_for(lambda: bytes_on_disk(folder) > total * 0.4, timeout=30)
+            wait_for(far_enough, timeout=30)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         assert proc.returncode == -signal.SIGKILL
         kept = bytes_on_disk(folder)
         assert total * 0.4 < kept < total
-        assert list(folder.glob("*.part"))                                 # our own partial file
+        assert saw_part and not list(folder.glob("*.incomplete"))
         queue = json.loads((models / "downloads.json").read_text())
         assert queue["jobs"][0]["repo_id"] == REPO and queue["jobs"][0]["state"] == "downloading"
 
@@ -109,8 +115,8 @@ def test_connection_dropped_midway_is_resumed_with_range(make_manager, hub, repo
                for _m, p, r in hub.requests)
 
 
-def test_corrupt_bytes_are_detected_and_fetched_again(make_manager, hub, repo_files, tmp_path):
-    shard = "model-00002-of-00002.safetensors"
+@pytest.mark.parametrize("shard", ["model-00002-of-00002.safetensors", "config.json"])   # LFS sha256 / git blob sha1
+def test_corrupt_bytes_are_detected_and_fetched_again(make_manager, hub, repo_files, tmp_path, shard):
     hub.corrupt_once.add(shard)
     m = make_manager()
     notices = []
@@ -177,7 +183,7 @@ def test_free_space_checked_before_starting(make_manager, hub, monkeypatch):
 
 
 def test_pause_resume_and_cancel(make_manager, hub, repo_files, tmp_path):
-    hub.delay_per_chunk_s = 0.01
+    hub.delay_per_chunk_s = 0.02
     hub.chunk = 16 * 1024
     m = make_manager()
     folder = tmp_path / "models" / "gpt-oss-20b"
@@ -198,7 +204,7 @@ def test_pause_resume_and_cancel(make_manager, hub, repo_files, tmp_path):
     assert hub.total_served() == wanted_total(repo_files) - kept
 
     m2.delete(folder)
-    hub.delay_per_chunk_s = 0.01
+    hub.delay_per_chunk_s = 0.02
     m2.start_download(REPO)
     wait_for(lambda: bytes_on_disk(folder) > 50_000)
     m2.cancel(REPO)
@@ -244,3 +250,32 @@ def test_hub_unreachable_then_back_is_retried_by_itself(make_manager, repo_files
         assert m.local_models()[0].state == ModelState.READY
     finally:
         back.close()
+
+
+def test_server_that_ignores_range_gets_the_file_from_the_start(make_manager, hub, repo_files, tmp_path):
+    folder = tmp_path / "models" / "gpt-oss-20b"
+    shard = "model-00000-of-00002.safetensors"
+    folder.mkdir(parents=True)
+    (folder / (shard + ".part")).write_bytes(repo_files[shard][:1000])
+    hub.ignore_range = True
+    m = make_manager()
+    snaps = []
+    m.subscribe(lambda e: snaps.append(e.progress) if isinstance(e, DownloadProgress) else None)
+    assert m.download_blocking(REPO).state == JobState.DONE
+    assert (folder / shard).read_bytes() == repo_files[shard]
+    assert snaps[-1].done_bytes == snaps[-1].total_bytes == wanted_total(repo_files)
+
+
+def test_quitting_never_hangs_on_a_stalled_connection(make_manager, hub, tmp_path):
+    import time
+
+    hub.delay_per_chunk_s = 3.0                     # the network stalls after the first chunk
+    m = make_manager()
+    folder = tmp_path / "models" / "gpt-oss-20b"
+    m.start_download(REPO)
+    wait_for(lambda: bytes_on_disk(folder) > 0)
+    t0 = time.monotonic()
+    m.close(timeout=0.3)
+    assert time.monotonic() - t0 < 1.0
+    queue = json.loads((tmp_path / "models" / "downloads.json").read_text())
+    assert queue["jobs"][0]["state"] == "downloading"             # resumed at the next start

@@ -107,11 +107,12 @@ def test_importing_the_manager_and_panel_loads_neither_torch_nor_the_hub_library
     import subprocess
     import sys
 
-    code = ("import app.models.manager, app.models.panel, sys; "
-            "print('torch' in sys.modules, 'huggingface_hub' in sys.modules)")
+    code = ("import sys, app.models.manager, app.models.__main__; "
+            "print('PySide6' in sys.modules, 'torch' in sys.modules, 'huggingface_hub' in sys.modules); "
+            "import app.models.panel; print('torch' in sys.modules, 'huggingface_hub' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
                          capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["False", "False"]
+    assert out == ["False", "False", "False", "False", "False"]     # the core is Qt-free, too
 
 
 def test_turning_offline_on_stops_downloads_and_off_resumes_them(tmp_path, online):

@@ -70,7 +70,7 @@ def test_fits_on_cpu_only_verdict(panel_for):
 
 
 def test_download_progress_pause_resume_load_unload(panel_for, qtbot, hub, tmp_path):
-    hub.delay_per_chunk_s = 0.01
+    hub.delay_per_chunk_s = 0.02
     hub.chunk = 16 * 1024
     m, panel = panel_for()
     card = panel.cards[REPO]
@@ -118,6 +118,7 @@ def test_delete_asks_with_the_space_freed(panel_for, qtbot, answers, tmp_path):
     queue.append(Yes)
     with qtbot.waitSignal(panel.unload_requested):
         _row(panel, "gpt-oss-20b").delete_btn.click()
+    qtbot.waitUntil(lambda: "freed" in panel.notice.text())
     assert not folder.exists()
     assert f"{format_bytes(size)} freed" in panel.notice.text()
     assert "No models yet" in panel.local_rows[0].text()
@@ -125,7 +126,7 @@ def test_delete_asks_with_the_space_freed(panel_for, qtbot, answers, tmp_path):
 
 def test_cancel_download_asks_and_deletes(panel_for, qtbot, hub, answers, tmp_path):
     asked, queue = answers
-    hub.delay_per_chunk_s = 0.01
+    hub.delay_per_chunk_s = 0.02
     hub.chunk = 16 * 1024
     _m, panel = panel_for()
     card = panel.cards[REPO]
@@ -181,3 +182,24 @@ def test_change_folder_moves_and_reports(panel_for, qtbot, answers, monkeypatch,
     assert Path(sig.args[0]) == target.resolve() and "copied and checked" in asked[-1]
     assert str(target.resolve()) in panel.folder_label.text()
     assert _row(panel, "gpt-oss-20b").model.state == ModelState.READY
+
+
+def test_verify_button_finds_corruption(panel_for, qtbot, tmp_path):
+    m, panel = panel_for()
+    m.download_blocking(REPO)
+    qtbot.waitUntil(lambda: any(getattr(r, "model", None) for r in panel.local_rows))
+    shard = tmp_path / "models" / "gpt-oss-20b" / "model-00001-of-00002.safetensors"
+    st = shard.stat()
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    import os
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
+    panel.refresh()
+    assert _row(panel, "gpt-oss-20b").model.state == ModelState.READY
+    _row(panel, "gpt-oss-20b").verify_btn.click()
+    qtbot.waitUntil(lambda: _row(panel, "gpt-oss-20b").model.state == ModelState.CORRUPT, timeout=10000)
+    row = _row(panel, "gpt-oss-20b")
+    assert not row.load_btn.isEnabled() and shard.name in row.model.message
+    card = panel.cards[REPO]
+    assert card.download_btn.text() == "Download again to repair" and card.download_btn.isVisibleTo(card)

@@ -16,7 +16,8 @@ from engine.errors import ContextFull, ModelFilesError  # noqa: E402
 from engine.types import Delta, Finished, GenerationParams, Message  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-GREEDY = GenerationParams(temperature=0.0, max_tokens=6, reasoning_effort="low")
+GREEDY = GenerationParams(temperature=0.0, max_tokens=5, reasoning_effort="low")
+SHORT = GenerationParams(temperature=0.0, max_tokens=2, reasoning_effort="low")   # for reuse-only checks
 
 
 @pytest.fixture(scope="module")
@@ -108,14 +109,14 @@ def test_regenerate_and_edit_reuse_the_prefix(engine: Engine) -> None:
     session = engine.new_session()
     convo = [Message("user", "First question"), Message("assistant", "First answer", channel="final"),
              Message("user", "Second question")]
-    _, fin = _run(engine, session, convo)
-    prompt = engine.render(convo, GREEDY)
-    _, again = _run(engine, session, convo)                   # regenerate: all but the last prompt token
+    _run(engine, session, convo, SHORT)
+    prompt = engine.render(convo, SHORT)
+    _, again = _run(engine, session, convo, SHORT)                   # regenerate: all but the last prompt token
     assert again.usage.reused_tokens == len(prompt) - 1
     edited = convo[:2] + [Message("user", "Second question, edited")]
-    _, fin_edit = _run(engine, session, edited)
-    assert fin_edit.usage.reused_tokens == common_prefix_len(prompt, engine.render(edited, GREEDY))
-    assert fin_edit.usage.reused_tokens > len(engine.render(convo[:2], GREEDY)) - 2
+    _, fin_edit = _run(engine, session, edited, SHORT)
+    assert fin_edit.usage.reused_tokens == common_prefix_len(prompt, engine.render(edited, SHORT))
+    assert fin_edit.usage.reused_tokens > len(engine.render(convo[:2], SHORT)) - 2
 
 
 def test_cancel_within_one_token(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -186,17 +187,39 @@ def test_tokenizer_and_harmony_do_not_import_torch() -> None:
 def test_sessions_share_one_cache(engine: Engine) -> None:
     a, b = engine.new_session(), engine.new_session()
     convo = [Message("user", "Hello")]
-    _run(engine, a, convo)
+    _run(engine, a, convo, SHORT)
     cache = a._cache
-    _, fin_b = _run(engine, b, convo)
+    _, fin_b = _run(engine, b, convo, SHORT)
     assert fin_b.usage.reused_tokens == 0 and b._cache is cache and a._cache is None and a.tokens == ()
-    _, fin_a = _run(engine, a, convo)                         # a takes it back and re-prefills
+    _, fin_a = _run(engine, a, convo, SHORT)                         # a takes it back and re-prefills
     assert fin_a.usage.reused_tokens == 0 and a._cache is cache
-    _, again = _run(engine, a, convo)
-    assert again.usage.reused_tokens == len(engine.render(convo, GREEDY)) - 1
+    _, again = _run(engine, a, convo, SHORT)
+    assert again.usage.reused_tokens == len(engine.render(convo, SHORT)) - 1
 
 
 def test_model_display_name() -> None:
     snap = Path("/hf/hub/models--openai--gpt-oss-20b/snapshots/0123abc")
     assert model_display_name(snap) == "openai/gpt-oss-20b"
     assert model_display_name(Path("/models/gpt-oss-120b")) == "gpt-oss-120b"
+
+
+def test_abandoned_stream_does_not_corrupt_the_session(engine: Engine) -> None:
+    session = engine.new_session()
+    convo = [Message("user", "Hello")]
+    params = GenerationParams(temperature=0.0, max_tokens=4)
+    old = engine.chat(session, convo, params)
+    next(iter(old), None)                                     # started, then abandoned mid-reply
+    _, fin = _run(engine, session, convo, params)             # a new stream takes over the cache
+    tokens = session.tokens
+    rest = list(old)                                          # resuming the old one: it stops, changes nothing
+    assert isinstance(rest[-1], Finished) and rest[-1].reason == "cancelled"
+    assert session.tokens == tokens and len(tokens) == session._cache.length
+    _, again = _run(engine, session, convo, params)
+    assert again.usage.reused_tokens == len(engine.render(convo, params)) - 1
+
+
+def test_invalid_params_are_refused_before_any_event(engine: Engine) -> None:
+    from engine.errors import EngineError
+
+    with pytest.raises(EngineError, match="top_p"):
+        engine.chat(engine.new_session(), [Message("user", "x")], GenerationParams(top_p=0.0))

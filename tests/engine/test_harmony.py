@@ -182,6 +182,11 @@ def test_parse_typical_reply(tok: Tokenizer) -> None:
      [("analysis", "xyz"), ("final", "w")]),
     # recipient after the channel (what the model really emits for tool calls)
     ("<|channel|>commentary to=functions.f <|constrain|>json<|message|>{}<|call|>", [("commentary", "{}")]),
+    # <|start|>assistant<|channel|> left out after <|end|> (openai/harmony#60: "Unexpected token 12606")
+    ("<|channel|>analysis<|message|>a<|end|>commentary to=functions.f <|constrain|>json<|message|>{}<|call|>",
+     [("analysis", "a"), ("commentary", "{}")]),
+    # repeated channel marker
+    ("<|channel|>final<|channel|>final<|message|>ok<|return|>", [("final", "ok")]),
     # header cut off by the end of the stream
     ("<|channel|>fin", []),
 ])
