@@ -145,6 +145,12 @@ class ChatController(QObject):
         self.conversation_id = conversation_id
         self.reload_thread()
 
+    def open_message(self, conversation_id: int, message_id: int) -> None:
+        """Open a chat on the branch that holds `message_id` (a search hit may be in another version)."""
+        if self.turn is None or self.turn.conversation_id != conversation_id:
+            self.store.select_branch(message_id)
+        self.open_conversation(conversation_id)
+
     def reload_thread(self) -> None:
         self.thread = self.store.thread(self.conversation_id) if self.conversation_id is not None else []
         self.thread_changed.emit()

@@ -211,6 +211,16 @@ class ChatView(QWidget):
         if at_bottom:
             QTimer.singleShot(0, self.scroll_to_bottom)
 
+    def scroll_to_message(self, message_id: int) -> bool:
+        """Bring one message into view, loading earlier pages if needed. False if not in the thread."""
+        if message_id not in [m.id for m in self._thread]:
+            return False
+        while message_id not in [w.message_id for w in self.widgets] and self._first > 0:
+            self.show_earlier()
+        widget = next(w for w in self.widgets if w.message_id == message_id)
+        QTimer.singleShot(10, lambda: self.scroll.ensureWidgetVisible(widget, 0, 40))
+        return True
+
     def scroll_to_bottom(self) -> None:
         bar = self.scroll.verticalScrollBar()
         bar.setValue(bar.maximum())

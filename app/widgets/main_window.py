@@ -84,6 +84,7 @@ class MainWindow(QMainWindow):
         c.error.connect(self.on_error)
         self.sidebar.new_requested.connect(self.new_chat)
         self.sidebar.open_requested.connect(self.open_conversation)
+        self.sidebar.hit_requested.connect(self.open_search_hit)
         self.sidebar.rename_requested.connect(c.rename)
         self.sidebar.delete_requested.connect(c.delete)
         self.sidebar.search_changed.connect(lambda _: self.refresh_sidebar())
@@ -224,6 +225,10 @@ class MainWindow(QMainWindow):
 
     def open_conversation(self, conversation_id: int) -> None:
         self.controller.open_conversation(conversation_id)
+
+    def open_search_hit(self, conversation_id: int, message_id: int) -> None:
+        self.controller.open_message(conversation_id, message_id)
+        self.chat.scroll_to_message(message_id)
 
     def send(self, text: str) -> None:
         if self.controller.send(text):

@@ -24,6 +24,7 @@ MESSAGE_ROLE = Qt.ItemDataRole.UserRole + 1
 class Sidebar(QWidget):
     new_requested = Signal()
     open_requested = Signal(int)             # conversation id
+    hit_requested = Signal(int, int)         # conversation id, message id (a search hit in a message)
     rename_requested = Signal(int, str)
     delete_requested = Signal(int)
     search_changed = Signal(str)
@@ -96,8 +97,10 @@ class Sidebar(QWidget):
         self.search.selectAll()
 
     def _on_activated(self, item: QListWidgetItem) -> None:
-        cid = item.data(ID_ROLE)
-        if cid is not None:
+        cid, mid = item.data(ID_ROLE), item.data(MESSAGE_ROLE)
+        if cid is not None and mid is not None:
+            self.hit_requested.emit(int(cid), int(mid))
+        elif cid is not None:
             self.open_requested.emit(int(cid))
 
     def _on_menu(self, pos: QPoint) -> None:

@@ -359,3 +359,25 @@ def test_long_chats_open_with_the_last_page_and_load_earlier_on_demand(env: Env)
     chat.more_button.click()
     assert len(chat.widgets) == 70 and chat.more_button.isHidden()
     assert [w.text for w in chat.widgets[:2]] == ["q0", "a0"]
+
+
+def test_search_hit_opens_the_branch_that_holds_it(env: Env, qtbot) -> None:  # noqa: ANN001
+    from app.widgets.chat_view import PAGE
+
+    conv = env.store.create_conversation()
+    parent = None
+    for i in range(25):
+        parent = env.store.add_message(conv.id, parent, "user", f"q{i}").id
+        parent = env.store.add_message(conv.id, parent, "assistant", f"a{i}", channel="final").id
+    first_user = env.store.thread(conv.id)[0]
+    old = env.store.add_message(conv.id, None, "user", "zebra crossing")  # another version of the first message
+    env.store.select_branch(first_user.id)  # the long branch is the active one
+    sidebar = env.window.sidebar
+    sidebar.search.setText("zebra")
+    qtbot.waitUntil(lambda: sidebar.list.count() >= 1 and "zebra" in sidebar.list.item(0).text(), timeout=3000)
+    sidebar.list.itemActivated.emit(sidebar.list.item(0))
+    assert [m.id for m in env.controller.thread] == [old.id]
+    env.store.select_branch(first_user.id)
+    env.window.open_search_hit(conv.id, first_user.id)  # an old message beyond the first page
+    assert len(env.controller.thread) == 50 and len(env.window.chat.widgets) > PAGE
+    assert env.window.chat.widgets[0].message_id == first_user.id
