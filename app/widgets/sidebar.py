@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QPoint, Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QInputDialog,
     QLineEdit,
@@ -59,6 +60,25 @@ class Sidebar(QWidget):
         self._debounce.timeout.connect(lambda: self.search_changed.emit(self.search.text().strip()))
         self.search.textChanged.connect(lambda _: self._debounce.start())
         self._current: int | None = None
+        # Keyboard: F2 renames, Delete deletes the selected chat (while the list has focus).
+        for keys, slot in (("F2", self._rename_selected), (QKeySequence.StandardKey.Delete, self._delete_selected)):
+            shortcut = QShortcut(QKeySequence(keys), self.list)
+            shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)
+            shortcut.activated.connect(slot)
+
+    def _selected(self) -> tuple[int, str] | None:
+        item = self.list.currentItem()
+        if item is None or item.data(ID_ROLE) is None:
+            return None
+        return int(item.data(ID_ROLE)), item.text().split("\n")[0]
+
+    def _rename_selected(self) -> None:
+        if (selected := self._selected()) is not None:
+            self.ask_rename(*selected)
+
+    def _delete_selected(self) -> None:
+        if (selected := self._selected()) is not None:
+            self.ask_delete(*selected)
 
     @property
     def query(self) -> str:
@@ -109,8 +129,8 @@ class Sidebar(QWidget):
             return
         cid = int(item.data(ID_ROLE))
         menu = QMenu(self)
-        menu.addAction("Rename…", lambda: self.ask_rename(cid, item.text().split("\n")[0]))
-        menu.addAction("Delete…", lambda: self.ask_delete(cid, item.text().split("\n")[0]))
+        menu.addAction("Rename…  (F2)", lambda: self.ask_rename(cid, item.text().split("\n")[0]))
+        menu.addAction("Delete…  (Del)", lambda: self.ask_delete(cid, item.text().split("\n")[0]))
         menu.exec(self.list.viewport().mapToGlobal(pos))
 
     def ask_rename(self, cid: int, title: str) -> None:

@@ -236,7 +236,7 @@ def test_streaming_renders_are_coalesced(env: Env, qtbot) -> None:  # noqa: ANN0
     env.wait_idle()
 
 
-def test_sidebar_search_rename_delete(env: Env, qtbot) -> None:  # noqa: ANN001
+def test_sidebar_search_rename_delete(env: Env, qtbot, monkeypatch) -> None:  # noqa: ANN001
     env.load()
     env.send_and_wait("tell me about lighthouses")
     first = env.controller.conversation_id
@@ -252,8 +252,20 @@ def test_sidebar_search_rename_delete(env: Env, qtbot) -> None:  # noqa: ANN001
     qtbot.waitUntil(lambda: sidebar.list.count() == 2 and "Hello" not in sidebar.list.item(0).text(), timeout=3000)
     env.controller.rename(first, "Lights")
     assert sorted(sidebar.list.item(i).text() for i in range(2)) == ["Lights", "bread recipes"]
-    env.controller.delete(first)
-    assert sidebar.list.count() == 1
+    import app.widgets.sidebar as sb
+
+    def select(cid: int) -> None:
+        sidebar.list.setCurrentRow(next(i for i in range(sidebar.list.count())
+                                        if sidebar.list.item(i).data(sb.ID_ROLE) == cid))
+
+    monkeypatch.setattr(sb.QInputDialog, "getText", lambda *a, **k: ("Lighthouses", True))
+    select(first)
+    sidebar._rename_selected()  # F2
+    assert env.store.get_conversation(first).title == "Lighthouses"
+    monkeypatch.setattr(sb.QMessageBox, "question", lambda *a, **k: sb.QMessageBox.StandardButton.Yes)
+    select(first)
+    sidebar._delete_selected()  # Delete
+    assert sidebar.list.count() == 1 and first not in [c.id for c in env.store.list_conversations()]
 
 
 def test_shortcuts_and_accessible_names(env: Env) -> None:
