@@ -97,7 +97,8 @@ def render_markdown(text: str, palette: Palette = LIGHT) -> Rendered:
     return Rendered(style + body, tuple(blocks))
 
 
-def render_plain(text: str, palette: Palette = LIGHT) -> str:
-    """Reasoning text: escaped, line breaks kept, muted colour (cheap enough to redo every 30 ms)."""
+def render_plain(text: str, palette: Palette = LIGHT, *, muted: bool = True) -> str:
+    """Text shown as typed (reasoning, the user's messages): escaped, line breaks kept; reasoning in the
+    muted colour. Cheap enough to redo every 30 ms."""
     escaped = html.escape(text).replace("\n", "<br>")
-    return f'<div style="color:{palette.muted};">{escaped}</div>'
+    return f'<div style="color:{palette.muted};">{escaped}</div>' if muted else f"<div>{escaped}</div>"

@@ -171,8 +171,7 @@ class MessageWidget(QFrame):
             return
         self._text = text
         if self.role == "user":
-            self._rendered = Rendered(render_plain(text, self._palette).replace(
-                f'color:{self._palette.muted};', ''), ())
+            self._rendered = Rendered(render_plain(text, self._palette, muted=False), ())
         else:
             self._rendered = render_markdown(text, self._palette)
         self.body.setHtml(self._rendered.html)

@@ -21,7 +21,6 @@ def is_dark(theme: str) -> bool:
 
 def _qt_palette(p: Palette, dark: bool) -> QPalette:
     pal = QPalette()
-    window = QColor("#0d1117" if dark else "#ffffff")
     base = QColor("#0d1117" if dark else "#ffffff")
     alt = QColor("#161b22" if dark else "#f6f8fa")
     text = QColor(p.text)
@@ -42,7 +41,6 @@ def _qt_palette(p: Palette, dark: bool) -> QPalette:
     pal.setColor(QPalette.ColorRole.Midlight, QColor(p.code_border))
     for role in (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText, QPalette.ColorRole.ButtonText):
         pal.setColor(QPalette.ColorGroup.Disabled, role, QColor(p.muted))
-    _ = window
     return pal
 
 
