@@ -27,6 +27,8 @@ class StatusBar(QStatusBar):
             label.setContentsMargins(6, 0, 6, 0)
             self.addPermanentWidget(label)
         self.addPermanentWidget(self.progress)
+        for label in (self.model_label, self.device_label):  # long ones clip in a narrow window (tooltips
+            label.setMinimumWidth(40)                        # hold the full text) instead of widening it
         self._max_context = 0
 
     def on_loading(self, name: str) -> None:
@@ -53,8 +55,9 @@ class StatusBar(QStatusBar):
         text = f"{info.device or '?'} · {info.backend or 'default'}"
         if info.fallback_reason:
             text += f" (fell back: {info.fallback_reason})"
-            self.device_label.setToolTip(info.fallback_reason)
         self.device_label.setText(text)
+        self.device_label.setToolTip(text)
+        self.model_label.setToolTip(f"{info.name}\n{info.path}")
         self.context_label.setText(f"context 0 / {info.max_context:,}")
 
     def on_usage(self, usage: Usage) -> None:

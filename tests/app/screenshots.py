@@ -30,6 +30,9 @@ FINAL = ["Here is a small, ", "readable **prime check**:\n\n", "```python\n", "d
          "It runs in `O(√n)` time.\n\n", "- Even numbers could be skipped\n", "- For many queries, use a sieve"]
 
 
+SIZE = (1100, 760)
+
+
 def wait_until(qapp: QApplication, condition, timeout: float = 10.0) -> None:
     end = time.monotonic() + timeout
     while not condition():
@@ -47,7 +50,7 @@ def shoot(qapp: QApplication, out: Path, theme: str, root: Path) -> list[Path]:
     engine = FakeEngine(analysis=ANALYSIS, final=FINAL, delay=0.12, gate=gate)
     application = Application(qapp, store=store, settings=settings, engine_factory=FakeFactory(engine))
     window, c = application.window, application.controller
-    window.resize(1100, 760)
+    window.resize(*SIZE)
     application.start(autoload=False)
     c.load_model(Path("/models/gpt-oss-20b"))
     wait_until(qapp, lambda: c.model is not None)
