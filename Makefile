@@ -17,6 +17,7 @@ help:
 	@echo "make test-gpu     checks that need CUDA or MPS"
 	@echo "make bench        speed/memory benchmark on a random checkpoint with gpt-oss-20b shapes"
 	@echo "make screenshots  write PNGs of the main window to screenshots/"
+	@echo "make package      build a desktop bundle with PyInstaller (packaging/lantern.spec)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +38,13 @@ test-slow: $(STAMP)
 
 test-gpu: $(STAMP)
 	$(PYTEST) -q -m "gpu"
+
+screenshots: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m tests.app.screenshots screenshots
+
+package: $(STAMP)
+	$(PIP) install -q -e '.[package]'
+	$(PY) -m PyInstaller --noconfirm --clean packaging/lantern.spec
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

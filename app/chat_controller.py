@@ -1,0 +1,327 @@
+"""User actions -> worker requests and history writes; worker events -> state the widgets show.
+
+Owns the request ids: an event whose id is not the live turn's (or the pending load's) is
+dropped, so a stopped or replaced turn can never write into the chat. Nothing is destroyed:
+regenerate and edit add siblings in the history tree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from PySide6.QtCore import QObject, Signal
+
+from app.messages import (
+    ChatDelta,
+    ChatFinished,
+    ChatStarted,
+    Event,
+    LoadModel,
+    LoadProgress,
+    ModelReady,
+    ModelUnloaded,
+    Request,
+    StartChat,
+    UnloadModel,
+    WorkerFailed,
+)
+from app.history.streaming import StreamingSaver
+from app.settings import SettingsStore
+from engine.types import Message, ModelInfo, Usage
+
+log = logging.getLogger(__name__)
+
+SAVE_INTERVAL_S = 1.0
+"""A streaming reply is written to the history at most this often (and at its end)."""
+
+
+class WorkerLike(Protocol):
+    def submit(self, request: Request) -> None: ...
+
+    def cancel(self) -> None: ...
+
+
+@dataclass
+class Turn:
+    """One reply being generated."""
+
+    request_id: int
+    conversation_id: int
+    message_id: int                    # the assistant StoredMessage being written
+    saver: StreamingSaver              # writes it to the history at most every SAVE_INTERVAL_S
+    analysis: str = ""
+    final: str = ""
+    started_at: float = field(default_factory=time.monotonic)
+    first_analysis_at: float | None = None
+    first_final_at: float | None = None
+    stop_requested: bool = False
+
+    @property
+    def thought_seconds(self) -> float | None:
+        """Seconds from the first reasoning text to the first answer text (None while thinking)."""
+        if self.first_analysis_at is None or self.first_final_at is None:
+            return None
+        return self.first_final_at - self.first_analysis_at
+
+
+def usage_dict(usage: Usage, thought_seconds: float | None) -> dict[str, Any]:
+    data: dict[str, Any] = dataclasses.asdict(usage)
+    if thought_seconds is not None:
+        data["thought_seconds"] = round(thought_seconds, 2)
+    return data
+
+
+class ChatController(QObject):
+    """The window's logic, kept apart from its widgets (tests drive it directly)."""
+
+    conversations_changed = Signal()
+    thread_changed = Signal()                 # the shown thread must be rebuilt
+    turn_updated = Signal(object)             # Turn: new streamed text
+    turn_finished = Signal(object, object)    # ChatFinished, Turn
+    model_changed = Signal()                  # loaded/unloaded/loading state changed
+    load_progress = Signal(float, str)
+    error = Signal(str, str)                  # message, kind ("user" | "bug")
+
+    def __init__(self, store: Any, settings: SettingsStore, worker: WorkerLike) -> None:
+        super().__init__()
+        self.store = store
+        self.settings = settings
+        self.worker = worker
+        self._ids = itertools.count(1)
+        self.conversation_id: int | None = None
+        self.thread: list[Any] = []
+        self.turn: Turn | None = None
+        self.model: ModelInfo | None = None
+        self.loading: Path | None = None
+        self._load_request_id: int | None = None
+        self.last_usage: Usage | None = None
+
+    # ------------------------------------------------------------------ model
+
+    def load_model(self, model_dir: Path) -> None:
+        if self.turn is not None:
+            self.stop()
+        s = self.settings.settings
+        rid = next(self._ids)
+        self._load_request_id = rid
+        self.loading = Path(model_dir)
+        self.worker.submit(LoadModel(rid, Path(model_dir), s.device, s.context_length, s.cpu_threads))
+        self.model_changed.emit()
+
+    def unload_model(self) -> None:
+        if self.turn is not None:
+            self.stop()
+        rid = next(self._ids)
+        self._load_request_id = rid
+        self.worker.submit(UnloadModel(rid))
+
+    @property
+    def busy(self) -> bool:
+        return self.turn is not None
+
+    def composer_block_reason(self) -> str | None:
+        """Why the user cannot send now, or None if they can."""
+        if self.loading is not None:
+            return f"Loading {self.loading.name}…"
+        if self.model is None:
+            return "No model loaded. Open one with Models… (Ctrl+M) or Open model folder… (Ctrl+O)."
+        return None
+
+    # ------------------------------------------------------------------ conversations
+
+    def new_chat(self) -> None:
+        """An empty chat; the conversation is created on the first send so empty ones don't pile up."""
+        self.conversation_id = None
+        self.thread = []
+        self.thread_changed.emit()
+
+    def open_conversation(self, conversation_id: int) -> None:
+        self.conversation_id = conversation_id
+        self.reload_thread()
+
+    def open_message(self, conversation_id: int, message_id: int) -> None:
+        """Open a chat on the branch that holds `message_id` (a search hit may be in another version)."""
+        if self.turn is None or self.turn.conversation_id != conversation_id:
+            self.store.select_branch(message_id)
+        self.open_conversation(conversation_id)
+
+    def reload_thread(self) -> None:
+        self.thread = self.store.thread(self.conversation_id) if self.conversation_id is not None else []
+        self.thread_changed.emit()
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        self.store.rename_conversation(conversation_id, title.strip())
+        self.conversations_changed.emit()
+
+    def delete(self, conversation_id: int) -> None:
+        if self.turn is not None and self.turn.conversation_id == conversation_id:
+            self.stop()
+            self.turn = None
+        self.store.delete_conversation(conversation_id)
+        if self.conversation_id == conversation_id:
+            self.new_chat()
+        self.conversations_changed.emit()
+
+    def fork(self) -> int | None:
+        """Copy the shown branch to a new chat and open it."""
+        if self.conversation_id is None or not self.thread:
+            return None
+        conversation = self.store.fork(self.conversation_id, self.thread[-1].id)
+        self.conversations_changed.emit()
+        self.open_conversation(conversation.id)
+        return int(conversation.id)
+
+    def siblings(self, message_id: int) -> list[Any]:
+        return list(self.store.siblings(message_id))
+
+    def switch_sibling(self, message_id: int, step: int) -> None:
+        """Show the previous/next version of a message (and the newest branch below it)."""
+        siblings = self.siblings(message_id)
+        ids = [m.id for m in siblings]
+        if message_id not in ids or len(ids) < 2:
+            return
+        target = ids[(ids.index(message_id) + step) % len(ids)]
+        self.store.select_branch(target)  # the active leaf becomes the newest leaf below that version
+        self.reload_thread()
+
+    # ------------------------------------------------------------------ turns
+
+    def send(self, text: str) -> bool:
+        """Add a user message under the shown thread and start a reply. False if not possible now."""
+        text = text.strip()
+        if not text or self.turn is not None or self.composer_block_reason() is not None:
+            return False
+        if self.conversation_id is None:
+            self.conversation_id = self.store.create_conversation().id
+        parent = self.thread[-1].id if self.thread else None
+        user = self.store.add_message(self.conversation_id, parent, "user", text)  # the first one titles the chat
+        self._start_reply(user.id)
+        self.conversations_changed.emit()
+        return True
+
+    def regenerate(self, message_id: int | None = None) -> bool:
+        """A new sibling reply to the same user message (default: the last reply shown)."""
+        if self.turn is not None or self.model is None or self.conversation_id is None:
+            return False
+        replies = [m for m in self.thread if m.role == "assistant"]
+        target = next((m for m in self.thread if m.id == message_id), None) if message_id else \
+            (replies[-1] if replies else None)
+        if target is None or target.role != "assistant" or target.parent_id is None:
+            return False
+        self._start_reply(target.parent_id)
+        return True
+
+    def edit_and_resend(self, message_id: int, text: str) -> bool:
+        """A new sibling of a user message with the edited text, and a reply to it."""
+        text = text.strip()
+        original = next((m for m in self.thread if m.id == message_id), None)
+        if (not text or original is None or original.role != "user" or self.turn is not None
+                or self.model is None or self.conversation_id is None):
+            return False
+        user = self.store.add_message(self.conversation_id, original.parent_id, "user", text)
+        self._start_reply(user.id)
+        return True
+
+    def stop(self) -> None:
+        if self.turn is not None:
+            self.turn.stop_requested = True
+            self.worker.cancel()
+
+    def _start_reply(self, parent_id: int) -> None:
+        assert self.conversation_id is not None
+        saver = StreamingSaver.start(self.store, self.conversation_id, parent_id, interval_s=SAVE_INTERVAL_S)
+        self.thread = self.store.thread(self.conversation_id)  # add_message made the reply the active leaf
+        rid = next(self._ids)
+        self.turn = Turn(rid, self.conversation_id, saver.message_id, saver)
+        s = self.settings.settings
+        history = self._engine_messages(self.thread[:-1], s.instructions)
+        self.worker.submit(StartChat(rid, str(self.conversation_id), tuple(history), s.generation_params()))
+        self.thread_changed.emit()
+
+    @staticmethod
+    def _engine_messages(thread: list[Any], instructions: str) -> list[Message]:
+        """What the model sees: instructions, then each message's answer text (earlier reasoning is
+        dropped, as the harmony format asks); failed empty replies are left out."""
+        out: list[Message] = [Message("developer", instructions)] if instructions.strip() else []
+        for m in thread:
+            if m.role == "assistant":
+                if m.content:
+                    out.append(Message("assistant", m.content, channel="final"))
+            elif m.role in ("user", "developer", "system"):
+                out.append(Message(m.role, m.content))
+        return out
+
+    # ------------------------------------------------------------------ worker events
+
+    def on_event(self, event: Event) -> None:
+        """Slot for EngineWorker.event (runs on the GUI thread)."""
+        if isinstance(event, (ChatStarted, ChatDelta, ChatFinished)):
+            if self.turn is None or event.request_id != self.turn.request_id:
+                log.debug("dropped stale %s", type(event).__name__)
+                return
+            if isinstance(event, ChatStarted):
+                if self.turn.stop_requested:  # stop pressed before the worker took the turn
+                    self.worker.cancel()
+            elif isinstance(event, ChatDelta):
+                self._on_delta(self.turn, event)
+            else:
+                self._on_finished(self.turn, event)
+        elif isinstance(event, (LoadProgress, ModelReady, ModelUnloaded)):
+            if event.request_id != self._load_request_id:
+                log.debug("dropped stale %s", type(event).__name__)
+                return
+            if isinstance(event, LoadProgress):
+                self.load_progress.emit(event.fraction, event.stage)
+            elif isinstance(event, ModelReady):
+                self.model, self.loading = event.info, None
+                self.settings.update(last_model=str(event.info.path))
+                self.model_changed.emit()
+            else:
+                self.model, self.loading = None, None
+                self.model_changed.emit()
+        elif isinstance(event, WorkerFailed):
+            if event.request_id is not None and event.request_id == self._load_request_id:
+                self.loading = None
+                self.model = None  # the worker let go of the previous model before trying
+                self.model_changed.emit()
+            elif self.turn is not None and event.request_id not in (None, self.turn.request_id):
+                return  # a failure of a turn nobody waits for any more
+            self.error.emit(event.message, event.kind)
+
+    def _on_delta(self, turn: Turn, event: ChatDelta) -> None:
+        now = time.monotonic()
+        if event.channel == "analysis":
+            turn.analysis += event.text
+            turn.first_analysis_at = turn.first_analysis_at or now
+        else:  # final (commentary has no tools to go to yet: show it as answer text)
+            turn.final += event.text
+            if turn.first_final_at is None:
+                turn.first_final_at = now
+        turn.saver.add(event.channel, event.text)
+        self.turn_updated.emit(turn)
+
+    def _on_finished(self, turn: Turn, event: ChatFinished) -> None:
+        if turn.first_analysis_at is not None and turn.first_final_at is None:
+            turn.first_final_at = time.monotonic()  # reasoning only (stopped/length): it still took time
+        status = {"cancelled": "stopped", "error": "error"}.get(event.reason, "done")
+        turn.saver.finish(status, usage=usage_dict(event.usage, turn.thought_seconds),
+                          error=event.error if event.reason == "error" else None)
+        self.turn = None
+        self.last_usage = event.usage
+        if self.conversation_id == turn.conversation_id:
+            self.thread = self.store.thread(self.conversation_id)
+        self.turn_finished.emit(event, turn)
+        self.conversations_changed.emit()
+
+    def shutdown(self) -> None:
+        """Stop a live turn and keep what it wrote, marked stopped."""
+        if self.turn is not None:
+            self.worker.cancel()
+            self.turn.saver.finish("stopped", usage=usage_dict(Usage(), self.turn.thought_seconds))
+            self.turn = None

@@ -1,0 +1,44 @@
+"""Errors of the model manager that a user can act on. `str(error)` is the message to show."""
+
+from __future__ import annotations
+
+
+class ModelManagerError(Exception):
+    """Base class; the message says what happened and what to do."""
+
+
+class OfflineError(ModelManagerError):
+    """The offline setting is on, or the hub cannot be reached."""
+
+
+class NotFoundError(ModelManagerError):
+    """The repository or file does not exist on the hub."""
+
+
+class AccessNeededError(ModelManagerError):
+    """The hub answered 401/403: the repository needs a login or accepted terms."""
+
+
+class DiskFullError(ModelManagerError):
+    """Not enough free space, before starting or midway (ENOSPC)."""
+
+    def __init__(self, message: str, *, needed_bytes: int | None = None, free_bytes: int | None = None) -> None:
+        super().__init__(message)
+        self.needed_bytes = needed_bytes
+        self.free_bytes = free_bytes
+
+
+class NotWritableError(ModelManagerError):
+    """The models folder (or a target folder) cannot be written."""
+
+
+class NetworkError(ModelManagerError):
+    """The connection failed or dropped and retries did not help."""
+
+
+class VerifyError(ModelManagerError):
+    """A file's size or hash does not match the hub's metadata."""
+
+
+class InvalidModelError(ModelManagerError):
+    """A folder does not hold a usable gpt-oss checkpoint."""

@@ -1,0 +1,292 @@
+"""One message: Markdown body, collapsible reasoning, copy/edit/regenerate buttons, ‹ n/m › versions."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from PySide6.QtCore import QSize, Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSizePolicy,
+    QTextBrowser,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.render import COPY_SCHEME, LIGHT, Palette, Rendered, render_markdown, render_plain
+
+log = logging.getLogger(__name__)
+
+REASONING_LABEL = "Reasoning — the model's unfiltered chain of thought"
+
+
+class AutoHeightBrowser(QTextBrowser):
+    """A read-only rich-text view as tall as its text (the chat's scroll area does the scrolling)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setOpenLinks(False)
+        self.setReadOnly(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
+                                     | Qt.TextInteractionFlag.LinksAccessibleByMouse
+                                     | Qt.TextInteractionFlag.TextSelectableByKeyboard)
+        self.document().setDocumentMargin(2)
+        self.document().documentLayout().documentSizeChanged.connect(self._fit)
+
+    def _fit(self, *_: object) -> None:
+        height = int(self.document().size().height()) + 2 * self.frameWidth() + 2
+        if height != self.height():
+            self.setFixedHeight(height)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self.document().setTextWidth(self.viewport().width())
+        self._fit()
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(super().sizeHint().width(), self.height())
+
+
+class MessageWidget(QFrame):
+    """Shows one StoredMessage (or the live reply). Emits requests; the view wires them up."""
+
+    edit_submitted = Signal(int, str)       # message id, new text
+    regenerate_requested = Signal(int)      # message id
+    sibling_requested = Signal(int, int)    # message id, step (-1 / +1)
+
+    def __init__(self, message_id: int, role: str, palette: Palette = LIGHT,
+                 show_reasoning: bool = True, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.message_id = message_id
+        self.role = role
+        self._palette = palette
+        self._show_reasoning = show_reasoning
+        self._text = ""
+        self._reasoning = ""
+        self._rendered = Rendered("", ())
+        self.setObjectName("message")
+        self.setProperty("role", role)
+        self.setAccessibleName("Your message" if role == "user" else "Model reply")
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 6, 10, 6)
+        layout.setSpacing(4)
+
+        header = QHBoxLayout()
+        self.role_label = QLabel("You" if role == "user" else "Assistant")
+        font = self.role_label.font()
+        font.setBold(True)
+        self.role_label.setFont(font)
+        header.addWidget(self.role_label)
+        self.status_label = QLabel("")
+        self.status_label.setProperty("muted", True)
+        header.addWidget(self.status_label)
+        header.addStretch(1)
+        self.prev_button = self._tool("‹", "Previous version", lambda: self.sibling_requested.emit(self.message_id, -1))
+        self.sibling_label = QLabel("")
+        self.sibling_label.setProperty("muted", True)
+        self.next_button = self._tool("›", "Next version", lambda: self.sibling_requested.emit(self.message_id, 1))
+        for w in (self.prev_button, self.sibling_label, self.next_button):
+            header.addWidget(w)
+        self.copy_button = self._tool("Copy", "Copy message", self.copy_message)
+        header.addWidget(self.copy_button)
+        self.edit_button = self._tool("Edit", "Edit and resend", self.begin_edit)
+        self.regenerate_button = self._tool("Regenerate", "Regenerate reply",
+                                            lambda: self.regenerate_requested.emit(self.message_id))
+        header.addWidget(self.edit_button)
+        header.addWidget(self.regenerate_button)
+        self.edit_button.setVisible(role == "user")
+        self.regenerate_button.setVisible(role == "assistant")
+        layout.addLayout(header)
+
+        # Reasoning: live while streaming, collapsed once the answer starts.
+        self.reasoning_toggle = QToolButton()
+        self.reasoning_toggle.setObjectName("reasoningToggle")
+        self.reasoning_toggle.setCheckable(True)
+        self.reasoning_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.reasoning_toggle.setAccessibleName("Show or hide reasoning")
+        self.reasoning_toggle.toggled.connect(self._on_reasoning_toggled)
+        self.reasoning_frame = QFrame()
+        self.reasoning_frame.setObjectName("reasoning")
+        rlayout = QVBoxLayout(self.reasoning_frame)
+        rlayout.setContentsMargins(8, 0, 0, 0)
+        self.reasoning_view = AutoHeightBrowser()
+        self.reasoning_view.setAccessibleName("Reasoning text")
+        rlayout.addWidget(self.reasoning_view)
+        layout.addWidget(self.reasoning_toggle)
+        layout.addWidget(self.reasoning_frame)
+        self.reasoning_toggle.setVisible(False)
+        self.reasoning_frame.setVisible(False)
+        self._thinking = False
+        self._thought_seconds: float | None = None
+
+        self.body = AutoHeightBrowser()
+        self.body.setAccessibleName("Message text")
+        self.body.anchorClicked.connect(self._on_anchor)
+        layout.addWidget(self.body)
+
+        self.status_shown = "done"
+        self.editor: QPlainTextEdit | None = None
+        self._edit_row: QWidget | None = None
+        self.set_siblings(1, 1)
+
+    def _tool(self, text: str, name: str, slot: Callable[[], None]) -> QToolButton:
+        b = QToolButton()
+        b.setText(text)
+        b.setToolTip(name)
+        b.setAccessibleName(name)
+        b.setAutoRaise(True)
+        b.clicked.connect(slot)
+        return b
+
+    # ------------------------------------------------------------------ content
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    @property
+    def reasoning(self) -> str:
+        return self._reasoning
+
+    @property
+    def code_blocks(self) -> tuple[str, ...]:
+        return self._rendered.code_blocks
+
+    def set_text(self, text: str) -> None:
+        """Re-render the body (Markdown). Cheap enough for the streaming message every ~30 ms."""
+        if text == self._text and self._rendered.html:
+            return
+        self._text = text
+        if self.role == "user":
+            self._rendered = Rendered(render_plain(text, self._palette, muted=False), ())
+        else:
+            self._rendered = render_markdown(text, self._palette)
+        self.body.setHtml(self._rendered.html)
+        self.body.setVisible(bool(text) or self.role == "user")
+
+    def set_reasoning(self, text: str, *, thinking: bool, thought_seconds: float | None,
+                      thinking_since: float | None = None) -> None:
+        """Show the analysis text. While `thinking` it is expanded and live; afterwards collapsed.
+        `thinking_since` (time.monotonic) lets the header count the seconds while it thinks."""
+        self._reasoning = text
+        self._thinking_since = thinking_since
+        has = bool(text)
+        self.reasoning_toggle.setVisible(has)
+        if not has:
+            self.reasoning_frame.setVisible(False)
+            return
+        was_thinking, self._thinking = self._thinking, thinking
+        self._thought_seconds = thought_seconds
+        self.reasoning_view.setHtml(render_plain(text, self._palette))
+        if thinking and not was_thinking:
+            self.reasoning_toggle.setChecked(self._show_reasoning)
+        elif was_thinking and not thinking:
+            self.reasoning_toggle.setChecked(False)  # the answer started: fold the reasoning away
+        self._update_reasoning_title()
+        self.reasoning_frame.setVisible(self._show_reasoning and self.reasoning_toggle.isChecked())
+
+    def _update_reasoning_title(self) -> None:
+        arrow = "▾" if self.reasoning_toggle.isChecked() else "▸"
+        if self._thinking:
+            since = getattr(self, "_thinking_since", None)
+            state = f"Thinking… {int(time.monotonic() - since)} s" if since is not None else "Thinking…"
+        elif self._thought_seconds is not None:
+            state = f"Thought for {max(1, round(self._thought_seconds))} s"
+        else:
+            state = "Reasoning"
+        label = f"{arrow} {state} · {REASONING_LABEL}" if self._show_reasoning else state
+        self.reasoning_toggle.setText(label)
+        self.reasoning_toggle.setEnabled(self._show_reasoning)
+
+    def _on_reasoning_toggled(self, checked: bool) -> None:
+        self.reasoning_frame.setVisible(checked and self._show_reasoning and bool(self._reasoning))
+        self._update_reasoning_title()
+
+    def set_status(self, status: str, error: str | None = None) -> None:
+        self.status_shown = status
+        text = {"stopped": "· stopped", "error": "· error", "streaming": "· writing…"}.get(status, "")
+        self.status_label.setText(text)
+        if status == "error":
+            self.status_label.setText(f"· error: {error}" if error else "· error")
+            self.status_label.setObjectName("error")
+            self.status_label.setToolTip(error or "")
+        self.regenerate_button.setEnabled(status != "streaming")
+
+    def set_siblings(self, index: int, count: int) -> None:
+        """index is 1-based."""
+        many = count > 1
+        for w in (self.prev_button, self.sibling_label, self.next_button):
+            w.setVisible(many)
+        self.sibling_label.setText(f"{index}/{count}")
+        self.sibling_label.setAccessibleName(f"Version {index} of {count}")
+
+    def set_actions_enabled(self, enabled: bool) -> None:
+        for b in (self.edit_button, self.regenerate_button, self.prev_button, self.next_button):
+            b.setEnabled(enabled)
+
+    # ------------------------------------------------------------------ actions
+
+    def copy_message(self) -> None:
+        QGuiApplication.clipboard().setText(self._text)
+
+    def _on_anchor(self, url: QUrl) -> None:
+        if url.scheme() == COPY_SCHEME:
+            index = int(url.path() or url.toString().split(":", 1)[1])
+            if 0 <= index < len(self._rendered.code_blocks):
+                QGuiApplication.clipboard().setText(self._rendered.code_blocks[index])
+        elif url.scheme() in ("http", "https", "mailto"):
+            QDesktopServices.openUrl(url)
+
+    def begin_edit(self) -> None:
+        if self.editor is not None:
+            return
+        self.editor = QPlainTextEdit(self._text)
+        self.editor.setAccessibleName("Edit message")
+        self.editor.setFixedHeight(max(60, min(240, self.body.height() + 20)))
+        row = QWidget()
+        buttons = QHBoxLayout(row)
+        buttons.setContentsMargins(0, 0, 0, 0)
+        buttons.addStretch(1)
+        cancel = QPushButton("Cancel")
+        send = QPushButton("Save && send")
+        send.setDefault(True)
+        cancel.clicked.connect(self.end_edit)
+        send.clicked.connect(self._submit_edit)
+        buttons.addWidget(cancel)
+        buttons.addWidget(send)
+        layout = self.layout()
+        assert isinstance(layout, QVBoxLayout)
+        layout.addWidget(self.editor)
+        layout.addWidget(row)
+        self._edit_row = row
+        self.body.setVisible(False)
+        self.editor.setFocus()
+
+    def _submit_edit(self) -> None:
+        if self.editor is None:
+            return
+        text = self.editor.toPlainText()
+        self.end_edit()
+        if text.strip() and text.strip() != self._text.strip():
+            self.edit_submitted.emit(self.message_id, text)
+
+    def end_edit(self) -> None:
+        for w in (self.editor, self._edit_row):
+            if w is not None:
+                w.setParent(None)
+                w.deleteLater()
+        self.editor, self._edit_row = None, None
+        self.body.setVisible(True)

@@ -1,0 +1,124 @@
+"""`make screenshots`: PNGs of the main window (light and dark) with a streamed reply and its reasoning.
+
+Runs the real window, controller, worker thread and history store (in a temporary folder) with
+the scripted FakeEngine, offscreen. Usage: python -m tests.app.screenshots [out_dir]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from app.application import Application  # noqa: E402
+from app.history.store import HistoryStore  # noqa: E402
+from app.settings import SettingsStore  # noqa: E402
+from tests.app.fakes import FakeEngine, FakeFactory  # noqa: E402
+
+ANALYSIS = ["The user wants ", "a function that ", "checks primes. ", "Trial division up to √n ",
+            "is simple and fast enough. ", "Mention the complexity."]
+FINAL = ["Here is a small, ", "readable **prime check**:\n\n", "```python\n", "def is_prime(n: int) -> bool:\n",
+         "    if n < 2:\n", "        return False\n", "    i = 2\n", "    while i * i <= n:\n",
+         "        if n % i == 0:\n", "            return False\n", "        i += 1\n", "    return True\n", "```\n\n",
+         "It runs in `O(√n)` time.\n\n", "- Even numbers could be skipped\n", "- For many queries, use a sieve"]
+
+
+SIZE = (1100, 760)
+
+
+def wait_until(qapp: QApplication, condition, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise TimeoutError("condition not reached")
+        qapp.processEvents()
+        time.sleep(0.01)
+
+
+def shoot(qapp: QApplication, out: Path, theme: str, root: Path) -> list[Path]:
+    settings = SettingsStore(root / f"{theme}-settings.json")
+    settings.update(theme=theme)
+    store = HistoryStore(root / f"{theme}.sqlite3")
+    gate = threading.Event()
+    engine = FakeEngine(analysis=ANALYSIS, final=FINAL, delay=0.12, gate=gate)
+    application = Application(qapp, store=store, settings=settings, engine_factory=FakeFactory(engine))
+    window, c = application.window, application.controller
+    window.resize(*SIZE)
+    application.start(autoload=False)
+    c.load_model(Path("/models/gpt-oss-20b"))
+    wait_until(qapp, lambda: c.model is not None)
+    # An older chat in the sidebar, so the list is not empty.
+    old = store.create_conversation()
+    store.add_message(old.id, None, "user", "Summarise the harmony response format")
+    c.conversations_changed.emit()
+    gate.set()
+    c.send("Write a Python function that checks whether a number is prime.")
+    shots: list[Path] = []
+    wait_until(qapp, lambda: c.turn is not None and len(c.turn.analysis) > 60)
+    for _ in range(5):
+        qapp.processEvents()
+        time.sleep(0.04)
+    path = out / f"{theme}-thinking.png"
+    window.grab().save(str(path))
+    shots.append(path)
+    wait_until(qapp, lambda: c.turn is None)
+    for _ in range(5):
+        qapp.processEvents()
+        time.sleep(0.02)
+    path = out / f"{theme}-reply.png"
+    window.grab().save(str(path))
+    shots.append(path)
+    reply = window.chat.widgets[-1]
+    reply.reasoning_toggle.setChecked(True)  # expand the finished reasoning block
+    for _ in range(5):
+        qapp.processEvents()
+    path = out / f"{theme}-reply-reasoning-open.png"
+    window.grab().save(str(path))
+    shots.append(path)
+    if theme == "light":
+        settings.update(offline=True)  # the panel must not reach the network here
+        window.models_action.trigger()
+        dialog = window._models_dialog
+        if dialog is not None:
+            for _ in range(10):
+                qapp.processEvents()
+            path = out / f"{theme}-models.png"
+            dialog.grab().save(str(path))
+            shots.append(path)
+            dialog.close()
+        from app.widgets.settings_dialog import SettingsDialog
+
+        settings_dialog = SettingsDialog(settings.settings, window)
+        settings_dialog.show()
+        for _ in range(10):
+            qapp.processEvents()
+        path = out / f"{theme}-settings.png"
+        settings_dialog.grab().save(str(path))
+        shots.append(path)
+        settings_dialog.close()
+    window.close()
+    application.shutdown()
+    return shots
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[1] if len(argv) > 1 else "screenshots")
+    out.mkdir(parents=True, exist_ok=True)
+    qapp = QApplication.instance() or QApplication(argv[:1])
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["LANTERN_DATA_DIR"] = str(Path(tmp) / "data")  # the models folder of the panel shot
+        for theme in ("light", "dark"):
+            for shot in shoot(qapp, out, theme, Path(tmp)):
+                print(shot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,30 @@
+"""Markdown rendering: highlighted code blocks with copy links, raw HTML shown as text, open fences."""
+
+from __future__ import annotations
+
+from app.render import COPY_SCHEME, DARK, LIGHT, render_markdown, render_plain
+
+
+def test_code_blocks_are_highlighted_and_copyable() -> None:
+    r = render_markdown("Intro\n\n```python\nif a < b:\n    print('x')\n```\n\ntext\n\n```\nraw & <tag>\n```\n")
+    assert r.code_blocks == ("if a < b:\n    print('x')", "raw & <tag>")
+    assert f'href="{COPY_SCHEME}:0"' in r.html and f'href="{COPY_SCHEME}:1"' in r.html
+    assert '<span style="color: #' in r.html  # pygments colours inline (Qt ignores class selectors)
+    assert ">python<" in r.html
+
+
+def test_model_output_cannot_inject_markup() -> None:
+    r = render_markdown("hello <img src=x onerror=y> <b>bold</b>\n\n<div>block</div>")
+    assert "<img" not in r.html and "<b>bold" not in r.html and "<div>block" not in r.html
+    assert "&lt;b&gt;" in r.html
+
+
+def test_unterminated_fence_while_streaming_renders_as_code() -> None:
+    r = render_markdown("Look:\n\n```js\nconst a = 1;")
+    assert r.code_blocks == ("const a = 1;",)
+
+
+def test_themes_differ_and_plain_text_is_escaped() -> None:
+    text = "```python\nx = 1\n```"
+    assert render_markdown(text, LIGHT).html != render_markdown(text, DARK).html
+    assert render_plain("a < b\nc", DARK).count("<br>") == 1 and "&lt;" in render_plain("a < b")

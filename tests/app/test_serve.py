@@ -1,0 +1,174 @@
+"""serve(): the worker loop without Qt, driven by a list as `emit` and a FakeEngine."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+
+from app.messages import (
+    ChatDelta,
+    ChatFinished,
+    ChatStarted,
+    LoadModel,
+    LoadProgress,
+    ModelReady,
+    ModelUnloaded,
+    Shutdown,
+    StartChat,
+    UnloadModel,
+    WorkerFailed,
+)
+from app.worker import serve
+from engine.errors import ContextFull, OutOfMemory
+from engine.types import GenerationParams, Message
+from tests.app.fakes import DEFAULT_ANALYSIS, FakeEngine, FakeFactory
+
+HELLO = (Message("user", "hello"),)
+
+
+def run(requests: list, factory: FakeFactory, cancel: threading.Event | None = None,
+        coalesce: float = 0.0) -> list:
+    q: queue.SimpleQueue = queue.SimpleQueue()
+    for r in requests + [Shutdown()]:
+        q.put(r)
+    events: list = []
+    serve(q, events.append, cancel or threading.Event(), factory, coalesce_seconds=coalesce)
+    return events
+
+
+def chat(rid: int, conv: str = "c1") -> StartChat:
+    return StartChat(rid, conv, HELLO, GenerationParams())
+
+
+def test_load_chat_unload_order_and_text() -> None:
+    factory = FakeFactory()
+    events = run([LoadModel(1, Path("/m/x"), "cpu", 4096), chat(2), UnloadModel(3)], factory)
+    kinds = [type(e) for e in events]
+    assert kinds[0] is LoadProgress and kinds[1] is ModelReady
+    assert (events[0].fraction, events[0].stage) == (0.5, "Reading weights")
+    assert events[1].info.path == Path("/m/x") and events[1].info.max_context == 4096
+    assert kinds[2] is ChatStarted
+    deltas = [e for e in events if isinstance(e, ChatDelta)]
+    analysis = "".join(d.text for d in deltas if d.channel == "analysis")
+    final = "".join(d.text for d in deltas if d.channel == "final")
+    assert analysis == "".join(DEFAULT_ANALYSIS)
+    assert final.startswith("Hello! Here is code") and final.endswith("(reply 1)")
+    # analysis strictly before final: the channels never interleave in this script
+    channels = [d.channel for d in deltas]
+    assert channels == sorted(channels)
+    fin = [e for e in events if isinstance(e, ChatFinished)]
+    assert len(fin) == 1 and fin[0].reason == "stop" and fin[0].request_id == 2
+    assert isinstance(events[-1], ModelUnloaded) and factory.engine.closed
+    assert factory.requests[0].device == "cpu"
+
+
+def test_deltas_are_coalesced_per_channel() -> None:
+    events = run([LoadModel(1, Path("/m")), chat(2)], FakeFactory(), coalesce=10.0)
+    deltas = [e for e in events if isinstance(e, ChatDelta)]
+    # huge interval: the first piece flushes (nothing flushed yet), then one flush per channel change/end
+    assert [d.channel for d in deltas] == ["analysis", "analysis", "final"]
+    assert "".join(d.text for d in deltas[:2]) == "".join(DEFAULT_ANALYSIS)
+
+
+def test_cancel_mid_stream_finishes_cancelled() -> None:
+    engine = FakeEngine(gate=threading.Event())
+    cancel = threading.Event()
+    q: queue.SimpleQueue = queue.SimpleQueue()
+    events: list = []
+
+    def emit(e: object) -> None:
+        events.append(e)
+        if isinstance(e, ChatDelta):  # stop after the first streamed piece
+            cancel.set()
+        engine.gate.set()
+
+    q.put(LoadModel(1, Path("/m")))
+    q.put(chat(2))
+    q.put(Shutdown())
+    serve(q, emit, cancel, FakeFactory(engine), coalesce_seconds=0.0)
+    fin = [e for e in events if isinstance(e, ChatFinished)]
+    assert fin[0].reason == "cancelled"
+    assert len([e for e in events if isinstance(e, ChatDelta)]) == 1
+
+
+def test_cancel_is_cleared_when_the_next_chat_starts() -> None:
+    cancel = threading.Event()
+    cancel.set()  # a stop pressed for an earlier turn must not kill the next one
+    events = run([LoadModel(1, Path("/m")), chat(2)], FakeFactory(), cancel=cancel)
+    assert [e for e in events if isinstance(e, ChatFinished)][0].reason == "stop"
+
+
+def test_engine_error_on_load_is_a_user_message_and_thread_survives() -> None:
+    factory = FakeFactory(fail=OutOfMemory("needs 13 GB, 8 GB free"))
+    events = run([LoadModel(1, Path("/m")), chat(2)], factory)
+    failed = [e for e in events if isinstance(e, WorkerFailed)]
+    assert failed[0].kind == "user" and failed[0].request_id == 1 and "13 GB" in failed[0].message
+    # the chat after a failed load is refused politely, and its turn still ends
+    assert failed[1].request_id == 2 and "No model" in failed[1].message
+    assert [e for e in events if isinstance(e, ChatFinished)][0].reason == "error"
+
+
+def test_bug_in_engine_is_reported_with_traceback() -> None:
+    factory = FakeFactory(FakeEngine(raise_on_chat=ZeroDivisionError("boom")))
+    events = run([LoadModel(1, Path("/m")), chat(2), chat(3)], factory)
+    failed = [e for e in events if isinstance(e, WorkerFailed)]
+    assert failed[0].kind == "bug" and "ZeroDivisionError" in failed[0].details
+    finished = [e for e in events if isinstance(e, ChatFinished)]
+    assert [f.request_id for f in finished] == [2, 3] and all(f.reason == "error" for f in finished)
+
+
+def test_engine_error_raised_before_first_event() -> None:
+    factory = FakeFactory(FakeEngine(raise_on_chat=ContextFull(9000, 8192)))
+    events = run([LoadModel(1, Path("/m")), chat(2)], factory)
+    failed = [e for e in events if isinstance(e, WorkerFailed)]
+    assert failed[0].kind == "user" and "8,192" in failed[0].message
+
+
+def test_finished_error_from_engine_becomes_user_failure() -> None:
+    factory = FakeFactory(FakeEngine(error_finish="stray channel token"))
+    events = run([LoadModel(1, Path("/m")), chat(2)], factory)
+    fin = [e for e in events if isinstance(e, ChatFinished)][0]
+    assert fin.reason == "error" and fin.error == "stray channel token"
+    assert any(isinstance(e, WorkerFailed) and e.kind == "user" for e in events)
+
+
+def test_shutdown_closes_engine() -> None:
+    factory = FakeFactory()
+    run([LoadModel(1, Path("/m"))], factory)
+    assert factory.engine.closed
+
+
+def test_session_reused_within_a_conversation_only() -> None:
+    sessions: list = []
+    engine = FakeEngine()
+    original = engine.new_session
+
+    def new_session() -> object:
+        s = original()
+        sessions.append(s)
+        return s
+
+    engine.new_session = new_session  # type: ignore[method-assign]
+    run([LoadModel(1, Path("/m")), chat(2, "a"), chat(3, "a"), chat(4, "b")], FakeFactory(engine))
+    assert len(sessions) == 2
+
+
+def test_engine_worker_shutdown_reports_a_thread_stuck_in_a_load(qtbot) -> None:  # noqa: ANN001
+    from app.worker import EngineWorker
+
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow_factory(request: LoadModel, progress) -> FakeEngine:  # noqa: ANN001
+        started.set()
+        release.wait(10)
+        return FakeEngine()
+
+    worker = EngineWorker(slow_factory)
+    worker.start()
+    worker.submit(LoadModel(1, Path("/m")))
+    assert started.wait(5)
+    assert worker.shutdown(timeout_ms=100) is False  # main() then exits without tearing the thread down
+    release.set()
+    assert worker._thread.wait(5000)  # it does finish once the load returns (Shutdown is queued)
