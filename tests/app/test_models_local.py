@@ -219,3 +219,19 @@ def test_progress_wording():
     assert progress_text(1_200_000_000, 13_800_000_000, 25_000_000, 504) == \
         "1.2 GB of 13.8 GB · 25.0 MB/s · 8 min left"
     assert progress_text(0, 100, 0.0, None) == "0 B of 100 B"
+
+
+def test_gpu_probe_reads_nvidia_smi_or_reports_unknown(tmp_path, monkeypatch):
+    from app.models.fit import probe_gpus, probe_system
+
+    monkeypatch.setenv("PATH", str(tmp_path))                       # no nvidia-smi: GPU unknown
+    assert probe_gpus() is None
+    assert probe_system().gpus is None
+    e20 = entry_for("openai/gpt-oss-20b")
+    assert assess(e20.memory_needed_bytes(8192), SystemMemory(64 * GIB, None)).verdict == Verdict.CPU_ONLY
+    # The line an H200's nvidia-smi printed for this query (device run, 2026-11-26).
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA H200, 143771'\n")
+    smi.chmod(0o755)
+    [gpu] = probe_gpus()
+    assert gpu.name == "NVIDIA H200" and gpu.total_bytes == 143771 * 1024 * 1024
