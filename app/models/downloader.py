@@ -13,7 +13,6 @@ import errno
 import http.client
 import logging
 import os
-import socket
 import threading
 import time
 import urllib.error

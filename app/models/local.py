@@ -21,7 +21,6 @@ from engine.config import CheckpointLocation, ModelConfig, load_config
 from engine.errors import EngineError
 
 from app.models.catalog import RemoteFile, RemoteModel
-from app.models.downloader import PART_SUFFIX
 from app.models.errors import InvalidModelError
 
 log = logging.getLogger(__name__)

@@ -634,8 +634,9 @@ class ModelManager:
                         src = Path(dirpath) / name
                         if src.is_file() and not src.is_symlink():
                             files.append(src)
-            clashes = sorted({(new / f.relative_to(old)).relative_to(new).parts[0] for f in files
-                              if (new / f.relative_to(old)).exists()})
+            sources = {f.relative_to(old) for f in files}
+            clashes = sorted({rel.parts[0] for rel in sources if (new / rel.parts[0]).exists()}
+                             - _leftovers_of_a_move(new, sources))
             if clashes:
                 raise ModelManagerError(f"{new} already holds {', '.join(clashes)}; choose an empty folder.")
             total = sum(f.stat().st_size for f in files)
@@ -685,6 +686,25 @@ class ModelManager:
 
         self._move_thread = threading.Thread(target=work, name="move-models", daemon=True)
         self._move_thread.start()
+
+
+def _leftovers_of_a_move(new: Path, sources: set[Path]) -> set[str]:
+    """Top-level names in `new` holding only what an interrupted move of `sources` wrote there."""
+    ok = set()
+    for top in {rel.parts[0] for rel in sources}:
+        target = new / top
+        if not target.exists():
+            continue
+        if target.is_file():
+            if Path(top) in sources:
+                ok.add(top)
+            continue
+        inside = [p.relative_to(new) for p in target.rglob("*") if p.is_file()]
+        if all(rel in sources or (rel.name.endswith(MOVING_SUFFIX)
+                                  and rel.with_name(rel.name[: -len(MOVING_SUFFIX)]) in sources)
+               for rel in inside):
+            ok.add(top)
+    return ok
 
 
 def _copy_verified(src: Path, dst: Path, done: int, total: int,

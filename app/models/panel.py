@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFrame, QGroupBox, QHBoxL
                                QProgressBar, QPushButton, QScrollArea, QSizePolicy, QVBoxLayout, QWidget)
 
 from app.models.catalog import CatalogEntry
-from app.models.errors import InvalidModelError, ModelManagerError
+from app.models.errors import ModelManagerError
 from app.models.events import (DownloadProgress, DownloadStateChanged, JobState, ManagerEvent, ModelsChanged,
                                MoveFinished, MoveProgress)
 from app.models.fit import FitAssessment, Verdict, assess

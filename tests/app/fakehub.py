@@ -86,8 +86,8 @@ class FakeHub:
     drop_once_after: dict[str, int] = field(default_factory=dict)    # file -> bytes sent before closing
     served: dict[str, int] = field(default_factory=dict)             # file -> body bytes sent
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # (method, path, Range)
-    port: int = 0
     ignore_range: bool = False                                       # answer 200 with the whole file
+    down: bool = False                                               # hang up on every request (no network)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -104,7 +104,7 @@ class FakeHub:
             def do_GET(self) -> None:
                 hub._handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -130,6 +130,9 @@ class FakeHub:
 
     # ---- routes ----------------------------------------------------------------------------
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        if self.down:
+            h.close_connection = True
+            return
         parsed = urllib.parse.urlsplit(h.path)
         path = urllib.parse.unquote(parsed.path)
         with self._lock:

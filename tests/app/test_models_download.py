@@ -234,22 +234,17 @@ def test_errors_a_user_can_act_on(make_manager, hub, tmp_path, online):
         make_manager(models_dir=blocker / "models").start_download(REPO)
 
 
-def test_hub_unreachable_then_back_is_retried_by_itself(make_manager, repo_files, tmp_path):
+def test_hub_unreachable_then_back_is_retried_by_itself(make_manager, hub, repo_files):
     """Network gone (or the laptop asleep) longer than the quick retries: the job waits and tries again."""
-    gone = FakeHub()
-    port = gone.server.server_address[1]
-    gone.close()
-    m = make_manager(endpoint=f"http://127.0.0.1:{port}", max_retries=0, auto_retry_s=0.2)
+    hub.down = True
+    m = make_manager(max_retries=0, auto_retry_s=0.2)
     m.start_download(REPO)
     wait_for(lambda: (s := m.job_status(REPO)) is not None and "Trying again" in s.message)
     assert m.job_status(REPO).state == JobState.ERROR
-    back = FakeHub(repos={REPO: repo_files}, port=port)
-    try:
-        wait_for(lambda: not m.is_running(REPO))
-        assert m.job_status(REPO).state == JobState.DONE
-        assert m.local_models()[0].state == ModelState.READY
-    finally:
-        back.close()
+    hub.down = False
+    wait_for(lambda: not m.is_running(REPO))
+    assert m.job_status(REPO).state == JobState.DONE
+    assert m.local_models()[0].state == ModelState.READY
 
 
 def test_server_that_ignores_range_gets_the_file_from_the_start(make_manager, hub, repo_files, tmp_path):

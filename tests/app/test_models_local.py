@@ -11,7 +11,7 @@ import pytest
 
 import app.models.manager as manager_mod
 from app.models.catalog import CATALOG, entry_for, is_wanted
-from app.models.errors import InvalidModelError
+from app.models.errors import InvalidModelError, ModelManagerError
 from app.models.events import JobState, MoveFinished
 from app.models.fit import GpuInfo, SystemMemory, Verdict, assess, parse_nvidia_smi
 from app.models.local import ModelState, inspect_model_dir
@@ -154,6 +154,17 @@ def test_interrupted_move_leaves_the_old_folder_usable(make_manager, tmp_path, m
     assert finished[0].new_dir is None and str(old) in finished[0].message
     assert m.models_dir == old and _sizes(old) == before
     assert [lm.state for lm in m.local_models()] == [ModelState.READY]
+    # Trying again into the same folder works: what the first attempt copied is not a clash.
+    (tmp_path / "other" / "gpt-oss-20b" / "config.json.moving").write_bytes(b"half a cop")
+    monkeypatch.setattr(manager_mod, "_copy_verified", real)
+    assert m.move_models_dir(tmp_path / "other") == (tmp_path / "other").resolve()
+    assert [lm.state for lm in m.local_models()] == [ModelState.READY] and not old.exists()
+    assert not list((tmp_path / "other").rglob("*.moving"))
+    # A folder that holds something else is refused.
+    (tmp_path / "third" / "gpt-oss-20b").mkdir(parents=True)
+    (tmp_path / "third" / "gpt-oss-20b" / "mine.txt").write_text("not ours")
+    with pytest.raises(ModelManagerError, match="already holds gpt-oss-20b"):
+        m.move_models_dir(tmp_path / "third")
 
 
 def test_catalog_knows_both_models_offline_with_spec_sizes():
@@ -219,3 +230,19 @@ def test_progress_wording():
     assert progress_text(1_200_000_000, 13_800_000_000, 25_000_000, 504) == \
         "1.2 GB of 13.8 GB · 25.0 MB/s · 8 min left"
     assert progress_text(0, 100, 0.0, None) == "0 B of 100 B"
+
+
+def test_gpu_probe_reads_nvidia_smi_or_reports_unknown(tmp_path, monkeypatch):
+    from app.models.fit import probe_gpus, probe_system
+
+    monkeypatch.setenv("PATH", str(tmp_path))                       # no nvidia-smi: GPU unknown
+    assert probe_gpus() is None
+    assert probe_system().gpus is None
+    e20 = entry_for("openai/gpt-oss-20b")
+    assert assess(e20.memory_needed_bytes(8192), SystemMemory(64 * GIB, None)).verdict == Verdict.CPU_ONLY
+    # The line an H200's nvidia-smi printed for this query (device run, 2026-11-26).
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA H200, 143771'\n")
+    smi.chmod(0o755)
+    [gpu] = probe_gpus()
+    assert gpu.name == "NVIDIA H200" and gpu.total_bytes == 143771 * 1024 * 1024

@@ -13,7 +13,7 @@ from app.models.panel import ModelManagerPanel
 from app.models.units import format_bytes
 from tests.app.fakehub import tiny_repo, write_repo
 from tests.app.models_support import (GIB, REPO, bytes_on_disk, hub, make_manager, online,  # noqa: F401
-                                      repo_files, wait_for)
+                                      repo_files)
 
 Yes, No = QMessageBox.StandardButton.Yes, QMessageBox.StandardButton.No
 
