@@ -9,7 +9,8 @@ from typing import Any
 from PySide6.QtWidgets import QApplication
 
 from app.chat_controller import ChatController
-from app.paths import config_dir, history_db_path
+from app.models import network
+from app.paths import config_dir, default_models_dir, history_db_path
 from app.settings import SettingsStore
 from app.widgets.main_window import MainWindow
 from app.worker import EngineFactory, EngineWorker, default_engine_factory
@@ -24,6 +25,9 @@ class Application:
                  engine_factory: EngineFactory = default_engine_factory) -> None:
         self.qapp = qapp
         self.settings = settings or SettingsStore(config_dir() / "settings.json")
+        # First, before anything could import huggingface_hub (it reads HF_HUB_OFFLINE when imported).
+        network.set_offline(self.settings.settings.offline)
+        self.settings.changed.connect(self._on_setting_changed)
         if store is None:
             from app.history.store import HistoryStore
 
@@ -34,19 +38,43 @@ class Application:
         self.worker = EngineWorker(engine_factory)
         self.controller = ChatController(self.store, self.settings, self.worker)
         self.worker.event.connect(self.controller.on_event)
-        self.window = MainWindow(self.controller, self.settings)
+        self.models = self._make_model_manager()
+        self.window = MainWindow(self.controller, self.settings, self.models)
         qapp.aboutToQuit.connect(self.shutdown)
         self._shut = False
         self.worker_joined = True
+
+    def _make_model_manager(self) -> Any:
+        """The model manager, made at start so a download queue left by the last run can resume."""
+        try:
+            from app.models.manager import ModelManager
+        except ImportError as error:  # a build without the models package: folder picker only
+            log.info("model manager not available (%s)", error)
+            return None
+        s = self.settings.settings
+        models_dir = Path(s.models_dir) if s.models_dir else default_models_dir()
+        return ModelManager(models_dir, offline=s.offline, context_length=s.context_length)
+
+    def _on_setting_changed(self, key: str) -> None:
+        if key == "offline":
+            network.set_offline(self.settings.settings.offline)
 
     def start(self, *, autoload: bool = True) -> None:
         """Show the window first, then start the worker (torch is imported there, later)."""
         self.window.show()
         self.worker.start()
+        if self.models is not None and not network.is_offline():
+            try:
+                resumed = self.models.resume_pending()
+            except Exception as error:  # noqa: BLE001 - a broken queue file must not stop the app
+                log.warning("could not resume the downloads of the last run: %s", error)
+            else:
+                if resumed:
+                    log.info("resumed downloads: %s", ", ".join(resumed))
         last = self.settings.settings.last_model
         if autoload and last and Path(last).is_dir():
             log.info("loading the last model: %s", last)
-            self.controller.load_model(Path(last))
+            self.window.request_load(Path(last), interactive=False)
 
     def shutdown(self) -> None:
         if self._shut:
@@ -57,6 +85,8 @@ class Application:
         # A model still loading cannot be interrupted; main() then ends the process without waiting.
         self.worker_joined = self.worker.shutdown()
         self.window.shutdown()
+        if self.models is not None:
+            self.models.close()  # downloads stay queued and resume next time
         close = getattr(self.store, "close", None)
         if close is not None:
             close()

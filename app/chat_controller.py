@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.messages import (
     ChatDelta,
@@ -61,6 +61,7 @@ class Turn:
     first_analysis_at: float | None = None
     first_final_at: float | None = None
     stop_requested: bool = False
+    max_tokens: int = 0                # the reply limit it runs under (for the "cut off" note)
 
     @property
     def thought_seconds(self) -> float | None:
@@ -70,10 +71,17 @@ class Turn:
         return self.first_final_at - self.first_analysis_at
 
 
-def usage_dict(usage: Usage, thought_seconds: float | None) -> dict[str, Any]:
+def usage_dict(usage: Usage, thought_seconds: float | None, finish_reason: str | None = None,
+               max_tokens: int | None = None) -> dict[str, Any]:
+    """What is stored with a reply: the engine's Usage, plus the thinking time and, for a reply cut
+    off by the length limit or a tool call, why it ended (the chat shows a note for those)."""
     data: dict[str, Any] = dataclasses.asdict(usage)
     if thought_seconds is not None:
         data["thought_seconds"] = round(thought_seconds, 2)
+    if finish_reason in ("length", "tool_call"):
+        data["finish_reason"] = finish_reason
+        if max_tokens:
+            data["max_tokens"] = int(max_tokens)
     return data
 
 
@@ -101,6 +109,9 @@ class ChatController(QObject):
         self.loading: Path | None = None
         self._load_request_id: int | None = None
         self.last_usage: Usage | None = None
+        # Deltas trigger the streaming saver's writes; this timer makes a pause in them save too.
+        self._save_timer = QTimer(self)
+        self._save_timer.timeout.connect(self._poll_saver)
 
     # ------------------------------------------------------------------ model
 
@@ -238,8 +249,9 @@ class ChatController(QObject):
         saver = StreamingSaver.start(self.store, self.conversation_id, parent_id, interval_s=SAVE_INTERVAL_S)
         self.thread = self.store.thread(self.conversation_id)  # add_message made the reply the active leaf
         rid = next(self._ids)
-        self.turn = Turn(rid, self.conversation_id, saver.message_id, saver)
         s = self.settings.settings
+        self.turn = Turn(rid, self.conversation_id, saver.message_id, saver, max_tokens=s.max_tokens)
+        self._save_timer.start(max(20, int(SAVE_INTERVAL_S * 500)))  # half the bound: writes lag <= 1.5x
         history = self._engine_messages(self.thread[:-1], s.instructions)
         self.worker.submit(StartChat(rid, str(self.conversation_id), tuple(history), s.generation_params()))
         self.thread_changed.emit()
@@ -306,11 +318,21 @@ class ChatController(QObject):
         turn.saver.add(event.channel, event.text)
         self.turn_updated.emit(turn)
 
+    def _poll_saver(self) -> None:
+        if self.turn is None:
+            self._save_timer.stop()
+            return
+        try:
+            self.turn.saver.poll()
+        except Exception as error:  # noqa: BLE001 - the next delta or the finish writes again
+            log.warning("could not save the streaming reply: %s", error)
+
     def _on_finished(self, turn: Turn, event: ChatFinished) -> None:
+        self._save_timer.stop()
         if turn.first_analysis_at is not None and turn.first_final_at is None:
             turn.first_final_at = time.monotonic()  # reasoning only (stopped/length): it still took time
         status = {"cancelled": "stopped", "error": "error"}.get(event.reason, "done")
-        turn.saver.finish(status, usage=usage_dict(event.usage, turn.thought_seconds),
+        turn.saver.finish(status, usage=usage_dict(event.usage, turn.thought_seconds, event.reason, turn.max_tokens),
                           error=event.error if event.reason == "error" else None)
         self.turn = None
         self.last_usage = event.usage
@@ -321,6 +343,7 @@ class ChatController(QObject):
 
     def shutdown(self) -> None:
         """Stop a live turn and keep what it wrote, marked stopped."""
+        self._save_timer.stop()
         if self.turn is not None:
             self.worker.cancel()
             self.turn.saver.finish("stopped", usage=usage_dict(Usage(), self.turn.thought_seconds))

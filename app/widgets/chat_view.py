@@ -13,11 +13,14 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QFrame, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 from app.chat_controller import Turn
+from app.finish_notes import finish_note
 from app.render import LIGHT, Palette
 from app.widgets.composer import Composer
 from app.widgets.message_widget import MessageWidget
 
 STREAM_REFRESH_MS = 30
+THINKING_TICK_MS = 500
+"""The "Thinking… N s" header advances on this timer even while no reasoning text arrives."""
 PAGE = 30
 """Messages built when a chat opens; older ones are added on demand, so opening stays fast."""
 
@@ -82,6 +85,9 @@ class ChatView(QWidget):
         self._timer.setInterval(STREAM_REFRESH_MS)
         self._timer.timeout.connect(self._flush)
         self.render_count = 0  # live-reply renders (tests check the coalescing)
+        self._thinking_timer = QTimer(self)
+        self._thinking_timer.setInterval(THINKING_TICK_MS)
+        self._thinking_timer.timeout.connect(self._tick_thinking)
         self._banner_timer = QTimer(self)
         self._banner_timer.setSingleShot(True)
         self._banner_timer.timeout.connect(lambda: self.banner.setVisible(False))
@@ -96,6 +102,7 @@ class ChatView(QWidget):
         not all of them; `rebuild` redoes all (theme changed).
         """
         self._timer.stop()
+        self._thinking_timer.stop()
         self._pending = None
         self._thread, self._siblings, self._turn = thread, siblings, turn
         ids = [m.id for m in thread]
@@ -145,6 +152,8 @@ class ChatView(QWidget):
             w.set_reasoning(getattr(m, "reasoning", "") or "", thinking=False,
                             thought_seconds=usage.get("thought_seconds"))
             w.set_status(m.status, getattr(m, "error", None))
+            if m.role == "assistant":
+                w.set_note(finish_note(usage.get("finish_reason"), usage.get("max_tokens")))
         return w
 
     def _update_more(self) -> None:
@@ -170,16 +179,27 @@ class ChatView(QWidget):
         self.set_busy(self._turn is not None)
         QTimer.singleShot(0, lambda: bar.setValue(bar.maximum() - before))
 
-    def finish_live(self, status: str, error: str | None, turn: Turn) -> None:
-        """The live reply ended: final render and status, without touching other messages."""
+    def finish_live(self, status: str, error: str | None, turn: Turn, note: str | None = None) -> None:
+        """The live reply ended: final render, status and note, without touching other messages."""
         self._timer.stop()
+        self._thinking_timer.stop()
         self._pending = None
         if self.live is None or self.live.message_id != turn.message_id:
             return
         self.live.set_reasoning(turn.analysis, thinking=False, thought_seconds=turn.thought_seconds)
         self.live.set_text(turn.final)
         self.live.set_status(status, error)
+        self.live.set_note(note)
         self.live = None
+
+    def stop_timers(self) -> None:
+        for timer in (self._timer, self._thinking_timer, self._banner_timer):
+            timer.stop()
+
+    def _tick_thinking(self) -> None:
+        """Advance the live reply's "Thinking… N s" (its label only; the text is not re-rendered)."""
+        if self.live is None or not self.live.tick_thinking():
+            self._thinking_timer.stop()
 
     def set_busy(self, busy: bool) -> None:
         for w in self.widgets:
@@ -192,6 +212,11 @@ class ChatView(QWidget):
         w.set_text(turn.final)
         w.set_status("streaming")
         self.render_count += 1
+        if thinking and turn.analysis:
+            if not self._thinking_timer.isActive():
+                self._thinking_timer.start()
+        else:
+            self._thinking_timer.stop()
 
     # ------------------------------------------------------------------ streaming
 

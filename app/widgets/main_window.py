@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -22,6 +22,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.chat_controller import ChatController, Turn
+from app.finish_notes import finish_note
+from app.memory_fit import MemoryShortfall, check_ram
 from app.messages import ChatFinished
 from app.paths import default_models_dir, log_path
 from app.settings import SettingsStore
@@ -49,8 +51,14 @@ def _model_manager_classes() -> tuple[Any, Any] | None:
     return ModelManager, ModelManagerPanel
 
 
+class _ManagerBridge(QObject):
+    """Carries model manager events (sent from download threads) to the GUI thread."""
+
+    event = Signal(object)
+
+
 class MainWindow(QMainWindow):
-    def __init__(self, controller: ChatController, settings: SettingsStore) -> None:
+    def __init__(self, controller: ChatController, settings: SettingsStore, model_manager: Any = None) -> None:
         super().__init__()
         self.controller = controller
         self.settings = settings
@@ -59,6 +67,8 @@ class MainWindow(QMainWindow):
         self._models_dialog: QDialog | None = None
         self._models_panel: Any = None
         self._model_manager: Any = None
+        self._manager_bridge = _ManagerBridge(self)
+        self._manager_bridge.event.connect(self.on_manager_event)
         self._shut = False
 
         self.sidebar = Sidebar()
@@ -99,6 +109,8 @@ class MainWindow(QMainWindow):
         self.apply_appearance()
         self.refresh_sidebar()
         self.on_model_changed()
+        if model_manager is not None:
+            self._attach_manager(model_manager)
 
     # ------------------------------------------------------------------ actions and shortcuts
 
@@ -160,9 +172,10 @@ class MainWindow(QMainWindow):
         """The store is about to close: stop timers and ignore late refreshes; pause downloads."""
         self._shut = True
         if self._model_manager is not None:
+            self._model_manager.unsubscribe(self._manager_bridge.event.emit)
             self._model_manager.close()  # downloads stay queued and resume next time
         self.sidebar._debounce.stop()
-        self.chat._timer.stop()
+        self.chat.stop_timers()
 
     def refresh_sidebar(self) -> None:
         if self._shut:
@@ -241,8 +254,9 @@ class MainWindow(QMainWindow):
 
     def on_turn_finished(self, event: ChatFinished, turn: Turn) -> None:
         self.status.on_usage(event.usage)
-        status = {"stop": "done", "length": "done", "cancelled": "stopped"}.get(event.reason, "error")
-        self.chat.finish_live(status, event.error, turn)
+        status = {"stop": "done", "length": "done", "tool_call": "done", "cancelled": "stopped"}.get(
+            event.reason, "error")
+        self.chat.finish_live(status, event.error, turn, note=finish_note(event.reason, turn.max_tokens))
         self._update_composer()
 
     def on_model_changed(self) -> None:
@@ -272,9 +286,15 @@ class MainWindow(QMainWindow):
                                   "(Models → Reload model).", seconds=10)
         elif key == "offline" and self._model_manager is not None:
             self._model_manager.offline = self.settings.settings.offline
-            self._models_panel.refresh_catalog()
-        if key == "context_length" and self._models_panel is not None:
-            self._models_panel.set_context_length(self.settings.settings.context_length)
+            if self.settings.settings.offline:  # running downloads stop (kept queued)
+                self.status.on_download_state(None)
+            if self._models_panel is not None:
+                self._models_panel.refresh_catalog()
+        if key == "context_length":
+            if self._models_panel is not None:
+                self._models_panel.set_context_length(self.settings.settings.context_length)
+            elif self._model_manager is not None:
+                self._model_manager.context_length = self.settings.settings.context_length
 
     def on_system_colors_changed(self, *_: object) -> None:
         if self.settings.settings.theme == "system" and not self._shut:
@@ -282,7 +302,101 @@ class MainWindow(QMainWindow):
 
     def reload_model(self) -> None:
         if self.controller.model is not None:
-            self.controller.load_model(self.controller.model.path)
+            self.request_load(self.controller.model.path)
+
+    # ------------------------------------------------------------------ loading and memory
+
+    def _gpu_present(self) -> bool:
+        if self._model_manager is not None:
+            return self._model_manager.system.best_gpu is not None
+        from app.models.fit import probe_gpus
+
+        return bool(probe_gpus())
+
+    def memory_shortfall(self, model_dir: Path) -> MemoryShortfall | None:
+        """Would `model_dir` at the configured context overflow the free RAM? (None: fine or unknown)"""
+        s = self.settings.settings
+        try:
+            gpu = self._gpu_present() if s.device == "auto" else False
+        except Exception as error:  # noqa: BLE001 - probing is best effort
+            log.info("GPU probe failed: %s", error)
+            gpu = False
+        return check_ram(model_dir, s.context_length, s.device, gpu_present=gpu)
+
+    def ask_load_anyway(self, shortfall: MemoryShortfall) -> bool:
+        """Ask whether to load a model that needs more than the free RAM (default: don't)."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "Not enough free memory", shortfall.message(),
+                          QMessageBox.StandardButton.NoButton, self)
+        box.setObjectName("memoryWarning")
+        anyway = box.addButton("Load anyway", QMessageBox.ButtonRole.AcceptRole)
+        cancel = box.addButton("Don't load", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(cancel)
+        box.setEscapeButton(cancel)
+        box.exec()
+        return box.clickedButton() is anyway
+
+    def request_load(self, model_dir: Path, *, interactive: bool = True, confirmed: bool = False) -> bool:
+        """Load a model unless it will not fit the free RAM and the user says no (or can't be asked).
+
+        `confirmed`: the user already agreed to load it despite a memory warning (the Models panel
+        asks on its own). Returns whether loading started.
+        """
+        shortfall = None if confirmed else self.memory_shortfall(model_dir)
+        if shortfall is not None:
+            log.warning("memory check: %s", shortfall.message().splitlines()[0])
+            if not interactive:
+                self.chat.show_banner(f"Did not load {shortfall.model_name} automatically: "
+                                      + shortfall.message().split("\n\n")[0], seconds=None)
+                return False
+            if not self.ask_load_anyway(shortfall):
+                self.statusBar().showMessage(f"{shortfall.model_name} not loaded: not enough free memory.", 8000)
+                return False
+        self.controller.load_model(Path(model_dir))
+        return True
+
+    def _panel_asked_already(self, model_dir: Path) -> bool:
+        """The Models panel asks before loading a model it rates "will not fit"; don't ask twice."""
+        if self._model_manager is None:
+            return False
+        try:
+            from app.models.fit import Verdict, assess
+            from engine.config import load_config
+
+            config, _ = load_config(Path(model_dir))
+            fit = assess(config.memory_needed_bytes(self._model_manager.context_length), self._model_manager.system)
+        except Exception:  # noqa: BLE001
+            return False
+        return fit.verdict == Verdict.WONT_FIT
+
+    # ------------------------------------------------------------------ model manager and downloads
+
+    def _attach_manager(self, manager: Any) -> None:
+        self._model_manager = manager
+        manager.subscribe(self._manager_bridge.event.emit)  # from download threads: queued to this thread
+
+    def on_manager_event(self, event: object) -> None:
+        """Download progress and state in the status bar (whether or not the Models window is open)."""
+        if self._shut:
+            return
+        from app.models.catalog import entry_for
+        from app.models.events import DownloadProgress, DownloadStateChanged, JobState
+
+        if isinstance(event, DownloadProgress):
+            entry = entry_for(event.repo_id)
+            p = event.progress
+            self.status.on_download_progress(entry.title if entry else event.repo_id, p.done_bytes, p.total_bytes,
+                                             p.speed_bps, p.eta_s)
+        elif isinstance(event, DownloadStateChanged):
+            entry = entry_for(event.repo_id)
+            name = entry.title if entry else event.repo_id
+            if event.state in (JobState.DONE, JobState.CANCELLED, JobState.PAUSED, JobState.ERROR):
+                self.status.on_download_state(None)
+                if event.state == JobState.DONE:
+                    self.statusBar().showMessage(f"{name} downloaded. Load it from Models (Ctrl+M).", 10000)
+                elif event.state == JobState.ERROR:
+                    self.statusBar().showMessage(f"Download of {name} failed: {event.message}", 10000)
+            else:
+                self.status.on_download_state(name, event.message)
 
     def open_settings(self) -> None:
         dialog = SettingsDialog(self.settings.settings, self)
@@ -293,7 +407,7 @@ class MainWindow(QMainWindow):
         start = self.settings.settings.last_model or str(self._models_dir())
         folder = QFileDialog.getExistingDirectory(self, "Open a gpt-oss model folder", start)
         if folder:
-            self.controller.load_model(Path(folder))
+            self.request_load(Path(folder))
 
     def _models_dir(self) -> Path:
         return Path(self.settings.settings.models_dir) if self.settings.settings.models_dir else default_models_dir()
@@ -312,10 +426,14 @@ class MainWindow(QMainWindow):
             dialog.setAccessibleName("Models")
             dialog.resize(900, 640)
             layout = QVBoxLayout(dialog)
-            self._models_dir().mkdir(parents=True, exist_ok=True)
-            self._model_manager = manager_cls(self._models_dir(), offline=s.offline, context_length=s.context_length)
+            if self._model_manager is None:
+                self._attach_manager(manager_cls(self._models_dir(), offline=s.offline,
+                                                 context_length=s.context_length))
+            self._model_manager.models_dir.mkdir(parents=True, exist_ok=True)
             panel: Any = panel_cls(self._model_manager, dialog)
-            panel.load_requested.connect(lambda path: (self.controller.load_model(Path(path)), dialog.accept()))
+            panel.load_requested.connect(
+                lambda path: self.request_load(Path(path), confirmed=self._panel_asked_already(Path(path)))
+                and dialog.accept())
             panel.unload_requested.connect(self.controller.unload_model)
             panel.status_message.connect(lambda text: self.statusBar().showMessage(text, 8000))
             panel.models_dir_changed.connect(lambda path: self.settings.update(models_dir=str(path)))

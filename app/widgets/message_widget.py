@@ -136,6 +136,14 @@ class MessageWidget(QFrame):
         self.body.setAccessibleName("Message text")
         self.body.anchorClicked.connect(self._on_anchor)
         layout.addWidget(self.body)
+        self.note_label = QLabel("")  # why a reply ended early (length limit, tool call)
+        self.note_label.setObjectName("note")
+        self.note_label.setProperty("muted", True)
+        self.note_label.setWordWrap(True)
+        self.note_label.setAccessibleName("Note")
+        self.note_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.note_label.setVisible(False)
+        layout.addWidget(self.note_label)
 
         self.status_shown = "done"
         self.editor: QPlainTextEdit | None = None
@@ -210,6 +218,17 @@ class MessageWidget(QFrame):
         label = f"{arrow} {state} · {REASONING_LABEL}" if self._show_reasoning else state
         self.reasoning_toggle.setText(label)
         self.reasoning_toggle.setEnabled(self._show_reasoning)
+
+    def tick_thinking(self) -> bool:
+        """Refresh the "Thinking… N s" header alone. False once it is not thinking any more."""
+        if not self._thinking or not self._reasoning:
+            return False
+        self._update_reasoning_title()
+        return True
+
+    def set_note(self, text: str | None) -> None:
+        self.note_label.setText(f"ⓘ {text}" if text else "")
+        self.note_label.setVisible(bool(text))
 
     def _on_reasoning_toggled(self, checked: bool) -> None:
         self.reasoning_frame.setVisible(checked and self._show_reasoning and bool(self._reasoning))

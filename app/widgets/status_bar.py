@@ -1,4 +1,5 @@
-"""Model, device and backend (with the fallback reason), speed, time to first token, context used."""
+"""Model, device and backend (with the fallback reason), speed, time to first token, context used,
+and a running model download."""
 
 from __future__ import annotations
 
@@ -27,6 +28,18 @@ class StatusBar(QStatusBar):
             label.setContentsMargins(6, 0, 6, 0)
             self.addPermanentWidget(label)
         self.addPermanentWidget(self.progress)
+        self.download_label = QLabel("")
+        self.download_label.setAccessibleName("Model download")
+        self.download_label.setContentsMargins(6, 0, 6, 0)
+        self.download_bar = QProgressBar()
+        self.download_bar.setMaximumWidth(120)
+        self.download_bar.setRange(0, 1000)
+        self.download_bar.setTextVisible(False)
+        self.download_bar.setAccessibleName("Model download progress")
+        self.insertPermanentWidget(0, self.download_bar)
+        self.insertPermanentWidget(0, self.download_label)
+        self.download_label.setVisible(False)
+        self.download_bar.setVisible(False)
         for label in (self.model_label, self.device_label):  # long ones clip in a narrow window (tooltips
             label.setMinimumWidth(40)                        # hold the full text) instead of widening it
         self._max_context = 0
@@ -59,6 +72,33 @@ class StatusBar(QStatusBar):
         self.device_label.setToolTip(text)
         self.model_label.setToolTip(f"{info.name}\n{info.path}")
         self.context_label.setText(f"context 0 / {info.max_context:,}")
+
+    def on_download_progress(self, name: str, done: int, total: int, speed_bps: float = 0.0,
+                             eta_s: float | None = None) -> None:
+        """A model download is running: '⬇ gpt-oss-20b 42%' with a bar; details in the tooltip."""
+        from app.models.panel_text import progress_text
+
+        fraction = done / total if total else 0.0
+        self.download_label.setText(f"⬇ {name} {int(100 * fraction)}%")
+        details = f"Downloading {name}: {progress_text(done, total, speed_bps, eta_s)}"
+        self.download_label.setToolTip(details)
+        self.download_bar.setToolTip(details)
+        self.download_bar.setValue(int(1000 * fraction))
+        self.download_label.setVisible(True)
+        self.download_bar.setVisible(True)
+
+    def on_download_state(self, name: str | None, detail: str = "") -> None:
+        """None: no download runs (hide it). Else one is starting or retrying: 'detail' in the tooltip,
+        and the percentage, once known, stays in the label."""
+        if name is None:
+            self.download_label.setVisible(False)
+            self.download_bar.setVisible(False)
+            return
+        tip = f"{name}: {detail}" if detail else name
+        if not self.download_bar.isVisible():
+            self.download_label.setText(f"⬇ {name}…")
+        self.download_label.setToolTip(tip)
+        self.download_label.setVisible(True)
 
     def on_usage(self, usage: Usage) -> None:
         if usage.decode_tokens_per_s:
