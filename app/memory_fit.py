@@ -55,9 +55,10 @@ def runs_in_ram(device: str, gpu_present: bool) -> bool:
 
 
 def check_ram(model_dir: Path, context: int, device: str, *, gpu_present: bool,
-              ram: Callable[[], tuple[int, int]] = ram_bytes) -> MemoryShortfall | None:
+              ram: Callable[[], tuple[int, int]] | None = None) -> MemoryShortfall | None:
     """A shortfall if the model at `context` tokens needs more than the free RAM, else None.
 
+    `ram` gives (available, total) bytes; default: psutil now.
     None also when the folder cannot be read (the load itself then reports what is wrong) and
     when the model goes to a GPU (the engine checks the GPU's free memory itself).
     """
@@ -72,7 +73,7 @@ def check_ram(model_dir: Path, context: int, device: str, *, gpu_present: bool,
         return None
     context = min(int(context), config.max_context)
     weights, kv = config.weight_bytes(), config.kv_cache_bytes(context)
-    available, total = ram()
+    available, total = (ram or ram_bytes)()
     if weights + kv <= available:
         return None
     return MemoryShortfall(location.repo_root.name or Path(model_dir).name, context, weights, kv, available, total)

@@ -31,6 +31,7 @@ class FakeEngine:
     delay: float = 0.0
     raise_on_chat: Exception | None = None
     error_finish: str | None = None
+    finish_reason: str = "stop"          # the Finished.reason of a reply that runs to its end
     path: Path = Path("/models/fake-oss")
     max_context: int = 8192
     calls: list[tuple[Message, ...]] = field(default_factory=list)
@@ -73,8 +74,9 @@ class FakeEngine:
         if self.error_finish is not None:
             yield Finished("error", Usage(prompt_tokens=10, completion_tokens=n), error=self.error_finish)
             return
-        yield Finished("stop", Usage(prompt_tokens=10, completion_tokens=n, decode_tokens_per_s=42.0,
-                                     time_to_first_token_s=0.25))
+        yield Finished(self.finish_reason,  # type: ignore[arg-type]
+                       Usage(prompt_tokens=10, completion_tokens=n, decode_tokens_per_s=42.0,
+                             time_to_first_token_s=0.25))
 
     def close(self) -> None:
         self.closed = True
