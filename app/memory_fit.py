@@ -34,13 +34,19 @@ class MemoryShortfall:
     def needed_bytes(self) -> int:
         return self.weight_bytes + self.kv_cache_bytes
 
-    def message(self) -> str:
-        return (f"{self.model_name} needs about {format_bytes(self.needed_bytes)} of memory "
-                f"({format_bytes(self.weight_bytes)} of weights and {format_bytes(self.kv_cache_bytes)} for a "
-                f"{self.context:,}-token context), but only {format_bytes(self.available_bytes)} of this "
-                f"computer's {format_bytes(self.total_bytes)} RAM is free right now.\n\n"
-                "Loading it anyway will probably make the computer very slow or fail part-way. Close other "
+    def summary(self) -> str:
+        return f"{self.model_name} needs more memory than is free right now."
+
+    def details(self) -> str:
+        return (f"It needs about {format_bytes(self.needed_bytes)}: {format_bytes(self.weight_bytes)} of weights "
+                f"and {format_bytes(self.kv_cache_bytes)} for a context of {self.context:,} tokens. "
+                f"Only {format_bytes(self.available_bytes)} of this computer's {format_bytes(self.total_bytes)} "
+                "of RAM is free.\n\n"
+                "Loading it anyway will probably make the computer very slow, or fail part-way. Close other "
                 "programs, choose a shorter context length in Settings, or use a smaller model.")
+
+    def message(self) -> str:
+        return f"{self.summary()}\n\n{self.details()}"
 
 
 def ram_bytes() -> tuple[int, int]:

@@ -65,10 +65,18 @@ class ChatView(QWidget):
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setProperty("muted", True)
         self.empty_label.setWordWrap(True)
+        self.empty_label.setObjectName("emptyNote")
+        self.empty_label.setContentsMargins(40, 80, 40, 0)  # well down the empty page, not at its top edge
         self.column.addWidget(self.empty_label)
         self.column.addStretch(1)
         self.scroll.setWidget(self.container)
         layout.addWidget(self.scroll, 1)
+        # Follow the end of the chat while the view is at the bottom: message heights settle in
+        # several layout passes (and a reply grows), so stick to the end whenever the range grows.
+        self._follow = True
+        bar = self.scroll.verticalScrollBar()
+        bar.valueChanged.connect(self._on_scrolled)
+        bar.rangeChanged.connect(self._on_range_changed)
 
         self.composer = Composer()
         layout.addWidget(self.composer)
@@ -248,7 +256,15 @@ class ChatView(QWidget):
 
     def scroll_to_bottom(self) -> None:
         bar = self.scroll.verticalScrollBar()
+        self._follow = True
         bar.setValue(bar.maximum())
+
+    def _on_scrolled(self, value: int) -> None:
+        self._follow = value >= self.scroll.verticalScrollBar().maximum() - 40
+
+    def _on_range_changed(self, _minimum: int, maximum: int) -> None:
+        if self._follow:
+            self.scroll.verticalScrollBar().setValue(maximum)
 
     # ------------------------------------------------------------------ notices
 

@@ -12,7 +12,9 @@ from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QDialog,
+    QDialogButtonBox,
     QFileDialog,
+    QHBoxLayout,
     QMainWindow,
     QMessageBox,
     QPushButton,
@@ -195,7 +197,14 @@ class MainWindow(QMainWindow):
         if self._shut:
             return
         c = self.controller
-        empty = c.composer_block_reason() or "Ask anything. Everything stays on this computer."
+        if c.loading is not None:
+            empty = f"Loading {c.loading.name}…"
+        elif c.model is None:
+            empty = ("Welcome to Lantern: private chat with gpt-oss, entirely on this computer.\n\n"
+                     "To begin, load a model: Models… (Ctrl+M) downloads one or lists those you have; "
+                     "Open model folder… (Ctrl+O) opens one from anywhere.")
+        else:
+            empty = f"Ask {c.model.name} anything. Everything stays on this computer."
         self.chat.set_thread(c.thread, c.siblings, c.turn, empty, rebuild=rebuild)
         self._update_composer()
         self._update_title()
@@ -325,9 +334,11 @@ class MainWindow(QMainWindow):
 
     def ask_load_anyway(self, shortfall: MemoryShortfall) -> bool:
         """Ask whether to load a model that needs more than the free RAM (default: don't)."""
-        box = QMessageBox(QMessageBox.Icon.Warning, "Not enough free memory", shortfall.message(),
+        box = QMessageBox(QMessageBox.Icon.Warning, "Not enough free memory", shortfall.summary(),
                           QMessageBox.StandardButton.NoButton, self)
+        box.setInformativeText(shortfall.details())
         box.setObjectName("memoryWarning")
+        box.setStyleSheet("QLabel#qt_msgbox_label, QLabel#qt_msgbox_informativelabel { min-width: 440px; }")
         anyway = box.addButton("Load anyway", QMessageBox.ButtonRole.AcceptRole)
         cancel = box.addButton("Don't load", QMessageBox.ButtonRole.RejectRole)
         box.setDefaultButton(cancel)
@@ -343,10 +354,11 @@ class MainWindow(QMainWindow):
         """
         shortfall = None if confirmed else self.memory_shortfall(model_dir)
         if shortfall is not None:
-            log.warning("memory check: %s", shortfall.message().splitlines()[0])
+            log.warning("memory check: %s", shortfall.details().splitlines()[0])
             if not interactive:
-                self.chat.show_banner(f"Did not load {shortfall.model_name} automatically: "
-                                      + shortfall.message().split("\n\n")[0], seconds=None)
+                self.chat.show_banner(f"Did not load {shortfall.model_name} automatically: it needs more memory "
+                                      f"than is free. {shortfall.details().splitlines()[0]} "
+                                      "Load it from Models (Ctrl+M) to try anyway.", seconds=None)
                 return False
             if not self.ask_load_anyway(shortfall):
                 self.statusBar().showMessage(f"{shortfall.model_name} not loaded: not enough free memory.", 8000)
@@ -443,8 +455,14 @@ class MainWindow(QMainWindow):
             folder = QPushButton("Open model folder…")
             folder.setToolTip("Load a gpt-oss checkpoint from any folder")
             folder.clicked.connect(lambda: (dialog.accept(), self.open_model_folder()))
+            close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+            close.rejected.connect(dialog.reject)
+            row = QHBoxLayout()
+            row.addWidget(folder)
+            row.addStretch(1)
+            row.addWidget(close)
             layout.addWidget(panel, 1)
-            layout.addWidget(folder, 0, Qt.AlignmentFlag.AlignLeft)
+            layout.addLayout(row)
             self._models_panel = panel
             self._models_dialog = dialog
         self._models_dialog.show()

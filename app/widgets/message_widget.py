@@ -227,7 +227,7 @@ class MessageWidget(QFrame):
         return True
 
     def set_note(self, text: str | None) -> None:
-        self.note_label.setText(f"ⓘ {text}" if text else "")
+        self.note_label.setText(text or "")
         self.note_label.setVisible(bool(text))
 
     def _on_reasoning_toggled(self, checked: bool) -> None:

@@ -67,5 +67,8 @@ def stylesheet(p: Palette, font_size: int) -> str:
     QFrame#reasoning {{ border: none; border-left: 3px solid {p.code_border}; }}
     QLineEdit {{ border: 1px solid {p.code_border}; border-radius: 4px; padding: 3px; }}
     QListWidget {{ border: 1px solid {p.code_border}; border-radius: 4px; }}
+    QListWidget::item {{ padding: 4px 2px; }}
+    QLabel#note {{ color: {p.muted}; font-style: italic; }}
+    QLabel#emptyNote {{ color: {p.muted}; font-size: {font_size + 1}pt; }}
     QLabel#banner {{ background: #fff8c5; color: #3b2300; padding: 6px; border-radius: 4px; }}
     """

@@ -52,6 +52,13 @@ def shoot(qapp: QApplication, out: Path, theme: str, root: Path) -> list[Path]:
     window, c = application.window, application.controller
     window.resize(*SIZE)
     application.start(autoload=False)
+    shots: list[Path] = []
+    if theme == "light":  # first start: no model yet
+        for _ in range(5):
+            qapp.processEvents()
+        path = out / f"{theme}-first-start.png"
+        window.grab().save(str(path))
+        shots.append(path)
     c.load_model(Path("/models/gpt-oss-20b"))
     wait_until(qapp, lambda: c.model is not None)
     # An older chat in the sidebar, so the list is not empty.
@@ -60,7 +67,6 @@ def shoot(qapp: QApplication, out: Path, theme: str, root: Path) -> list[Path]:
     c.conversations_changed.emit()
     gate.set()
     c.send("Write a Python function that checks whether a number is prime.")
-    shots: list[Path] = []
     wait_until(qapp, lambda: c.turn is not None and len(c.turn.analysis) > 60)
     for _ in range(5):
         qapp.processEvents()
@@ -83,6 +89,7 @@ def shoot(qapp: QApplication, out: Path, theme: str, root: Path) -> list[Path]:
     window.grab().save(str(path))
     shots.append(path)
     if theme == "light":
+        shots += shoot_extras(qapp, out, theme, application, engine)
         settings.update(offline=True)  # the panel must not reach the network here
         window.models_action.trigger()
         dialog = window._models_dialog
@@ -105,6 +112,51 @@ def shoot(qapp: QApplication, out: Path, theme: str, root: Path) -> list[Path]:
         settings_dialog.close()
     window.close()
     application.shutdown()
+    return shots
+
+
+def shoot_extras(qapp: QApplication, out: Path, theme: str, application: Application,
+                 engine: FakeEngine) -> list[Path]:
+    """A reply cut off by the length limit (its note), a download in the status bar, the memory warning."""
+    from app.memory_fit import MemoryShortfall
+    from app.models.catalog import entry_for
+    from app.models.downloader import ProgressSnapshot
+    from app.models.events import DownloadProgress
+
+    window, c = application.window, application.controller
+    engine.delay = 0.0
+    engine.finish_reason = "length"
+    c.send("And a sieve?")
+    wait_until(qapp, lambda: c.turn is None)
+    engine.finish_reason = "stop"
+    if application.models is not None:
+        gb = 1000**3
+        application.models._emit(DownloadProgress("openai/gpt-oss-120b", ProgressSnapshot(
+            int(23.4 * gb), int(65.3 * gb), 48e6, 870.0, "model-00003-of-00014.safetensors", int(23.4 * gb))))
+    for _ in range(10):
+        qapp.processEvents()
+        time.sleep(0.01)
+    shots = [out / f"{theme}-cut-off-and-downloading.png"]
+    window.grab().save(str(shots[-1]))
+    entry = entry_for("openai/gpt-oss-120b")
+    assert entry is not None
+    context = application.settings.settings.context_length
+    shortfall = MemoryShortfall("gpt-oss-120b", context, entry.config.weight_bytes(),
+                                entry.config.kv_cache_bytes(context), 21 * 1000**3, 32 * 1000**3)
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QMessageBox
+
+    def grab_box() -> None:
+        box = QApplication.activeModalWidget()
+        if isinstance(box, QMessageBox):
+            shots.append(out / f"{theme}-memory-warning.png")
+            box.grab().save(str(shots[-1]))
+            box.reject()
+        else:
+            QTimer.singleShot(20, grab_box)
+
+    QTimer.singleShot(50, grab_box)
+    window.ask_load_anyway(shortfall)
     return shots
 
 

@@ -226,7 +226,7 @@ def answer_memory_warning(qtbot, button_text: str, seen: list[str]) -> None:  # 
     def click() -> None:
         box = QApplication.activeModalWidget()
         assert isinstance(box, QMessageBox), box
-        seen.append(box.text())
+        seen.append(box.text() + "\n" + box.informativeText())
         next(b for b in box.buttons() if b.text() == button_text).click()
 
     from PySide6.QtCore import QTimer
@@ -253,7 +253,7 @@ def test_a_model_too_big_for_the_free_ram_is_not_loaded_unless_the_user_insists(
     assert env.factory.requests == [] and env.controller.loading is None
     text = seen[0]
     assert "gpt-oss-120b" in text and format_bytes(needed) in text
-    assert "8.0 GB" in text and "16.0 GB" in text and "8,192-token" in text
+    assert "8.0 GB" in text and "16.0 GB" in text and "8,192 tokens" in text
     answer_memory_warning(qtbot, "Load anyway", seen)
     assert env.window.request_load(big_model)
     qtbot.waitUntil(lambda: env.controller.model is not None, timeout=5000)
