@@ -60,10 +60,11 @@ def runs_in_ram(device: str, gpu_present: bool) -> bool:
     return device in ("cpu", "mps") or (device == "auto" and not gpu_present)
 
 
-def check_ram(model_dir: Path, context: int, device: str, *, gpu_present: bool,
+def check_ram(model_dir: Path, context: int, device: str, *, gpu_present: bool, freed_bytes: int = 0,
               ram: Callable[[], tuple[int, int]] | None = None) -> MemoryShortfall | None:
     """A shortfall if the model at `context` tokens needs more than the free RAM, else None.
 
+    `freed_bytes`: RAM the model loaded now gives back first (a load replaces it).
     `ram` gives (available, total) bytes; default: psutil now.
     None also when the folder cannot be read (the load itself then reports what is wrong) and
     when the model goes to a GPU (the engine checks the GPU's free memory itself).
@@ -80,6 +81,7 @@ def check_ram(model_dir: Path, context: int, device: str, *, gpu_present: bool,
     context = min(int(context), config.max_context)
     weights, kv = config.weight_bytes(), config.kv_cache_bytes(context)
     available, total = (ram or ram_bytes)()
+    available = min(total, available + max(0, freed_bytes))
     if weights + kv <= available:
         return None
     return MemoryShortfall(location.repo_root.name or Path(model_dir).name, context, weights, kv, available, total)

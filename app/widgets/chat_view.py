@@ -161,7 +161,8 @@ class ChatView(QWidget):
                             thought_seconds=usage.get("thought_seconds"))
             w.set_status(m.status, getattr(m, "error", None))
             if m.role == "assistant":
-                w.set_note(finish_note(usage.get("finish_reason"), usage.get("max_tokens")))
+                w.set_note(finish_note(usage.get("finish_reason"), usage.get("max_tokens"),
+                                       usage.get("completion_tokens")))
         return w
 
     def _update_more(self) -> None:

@@ -265,7 +265,8 @@ class MainWindow(QMainWindow):
         self.status.on_usage(event.usage)
         status = {"stop": "done", "length": "done", "tool_call": "done", "cancelled": "stopped"}.get(
             event.reason, "error")
-        self.chat.finish_live(status, event.error, turn, note=finish_note(event.reason, turn.max_tokens))
+        self.chat.finish_live(status, event.error, turn,
+                              note=finish_note(event.reason, turn.max_tokens, event.usage.completion_tokens))
         self._update_composer()
 
     def on_model_changed(self) -> None:
@@ -330,7 +331,9 @@ class MainWindow(QMainWindow):
         except Exception as error:  # noqa: BLE001 - probing is best effort
             log.info("GPU probe failed: %s", error)
             gpu = False
-        return check_ram(model_dir, s.context_length, s.device, gpu_present=gpu)
+        loaded = self.controller.model
+        freed = loaded.memory_needed_bytes if loaded is not None and loaded.device in ("cpu", "mps") else 0
+        return check_ram(model_dir, s.context_length, s.device, gpu_present=gpu, freed_bytes=freed)
 
     def ask_load_anyway(self, shortfall: MemoryShortfall) -> bool:
         """Ask whether to load a model that needs more than the free RAM (default: don't)."""

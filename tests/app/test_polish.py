@@ -26,7 +26,7 @@ from app.settings import SettingsStore
 from engine.config import load_config
 from engine.types import ChatEvent, Delta, Finished, GenerationParams, Message, Usage
 from tests.app.conftest import Env
-from tests.app.fakes import FakeEngine, FakeFactory
+from tests.app.fakes import DEFAULT_ANALYSIS, DEFAULT_FINAL, FakeEngine, FakeFactory
 
 GB = 1000**3
 
@@ -177,11 +177,17 @@ def test_thinking_counter_advances_without_new_reasoning_text(env: Env) -> None:
 
 # ---------------------------------------------------------------------------------------- 4 tool call, length
 
-@pytest.mark.parametrize("reason, words", [("tool_call", ("tool", "cannot run tools")),
-                                           ("length", ("4,096 tokens", "Max reply tokens", "Settings"))])
+PIECES = len(DEFAULT_ANALYSIS) + len(DEFAULT_FINAL)  # the fake engine counts one token per piece
+
+
+@pytest.mark.parametrize("reason, max_tokens, words", [
+    ("tool_call", 4096, ("tool", "cannot run tools")),
+    ("length", PIECES, (f"limit of {PIECES:,} tokens", "Max reply tokens", "Settings")),  # the reply limit
+    ("length", 4096, ("filled the model's context", "Context length", "Settings")),      # the context, first
+])
 def test_a_reply_ended_by_a_tool_call_or_the_length_limit_ends_cleanly_with_a_note(
-        env: Env, reason: str, words: tuple[str, ...]) -> None:
-    env.application.settings.update(max_tokens=4096)
+        env: Env, reason: str, max_tokens: int, words: tuple[str, ...]) -> None:
+    env.application.settings.update(max_tokens=max_tokens)
     env.engine.finish_reason = reason
     env.load()
     env.send_and_wait("what is the weather in Paris?")
@@ -189,7 +195,8 @@ def test_a_reply_ended_by_a_tool_call_or_the_length_limit_ends_cleanly_with_a_no
     assert reply.status == "done" and reply.error is None and reply.content.startswith("Hello")
     widget = env.window.chat.widgets[-1]
     assert "error" not in widget.status_label.text()
-    assert widget.note_label.isVisible() and all(w in widget.note_label.text() for w in words)
+    assert widget.note_label.isVisible() and all(w in widget.note_label.text() for w in words), \
+        widget.note_label.text()
     assert env.window.chat.composer.edit.isEnabled() and env.window.chat.banner.isHidden()
     env.window.apply_appearance()  # rebuilt from the history: the note is still there
     again = env.window.chat.widgets[-1]
@@ -269,6 +276,20 @@ def test_a_model_that_fits_or_goes_to_a_gpu_loads_without_asking(env: Env, big_m
     env.application.settings.update(device="cuda")  # the engine checks the GPU's free memory itself
     assert env.window.memory_shortfall(big_model) is None
     env.application.settings.update(device="mps")   # unified memory: the RAM counts
+    assert env.window.memory_shortfall(big_model) is not None
+
+
+def test_the_ram_of_the_model_loaded_now_counts_as_free(env: Env, big_model: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading replaces the current model, which gives its memory back first (a reload must not warn)."""
+    env.application.settings.update(device="cpu", context_length=8192)
+    needed = load_config(big_model)[0].memory_needed_bytes(8192)
+    env.load()
+    held = env.controller.model.memory_needed_bytes
+    assert env.controller.model.device == "cpu" and held > 0
+    fake_ram(monkeypatch, available=needed - held // 2, total=2 * needed)
+    assert env.window.memory_shortfall(big_model) is None
+    fake_ram(monkeypatch, available=needed - 2 * held, total=2 * needed)
     assert env.window.memory_shortfall(big_model) is not None
 
 
