@@ -59,11 +59,12 @@ class Application:
         if key == "offline":
             network.set_offline(self.settings.settings.offline)
 
-    def start(self, *, autoload: bool = True) -> None:
-        """Show the window first, then start the worker (torch is imported there, later)."""
+    def start(self, *, autoload: bool = True, resume_downloads: bool = True) -> None:
+        """Show the window first, then start the worker (torch is imported there, later); resume the
+        downloads the last run left queued (unless offline) and load the last model (if `autoload`)."""
         self.window.show()
         self.worker.start()
-        if self.models is not None and not network.is_offline():
+        if resume_downloads and self.models is not None and not network.is_offline():
             try:
                 resumed = self.models.resume_pending()
             except Exception as error:  # noqa: BLE001 - a broken queue file must not stop the app

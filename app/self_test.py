@@ -27,7 +27,7 @@ def run_self_test(qapp: QApplication, model_dir: Path | None) -> int:
         settings = SettingsStore(Path(tmp) / "settings.json")
         settings.update(max_tokens=16, context_length=2048, temperature=0.0)
         application = Application(qapp, store=HistoryStore(Path(tmp) / "history.sqlite3"), settings=settings)
-        application.start(autoload=False)
+        application.start(autoload=False, resume_downloads=False)  # the user's downloads are not ours
         qapp.processEvents()
         torch_early = "torch" in sys.modules
         print(f"window-shown visible={application.window.isVisible()} torch-imported={torch_early}", flush=True)
