@@ -300,3 +300,32 @@ def test_autoload_at_start_skips_a_model_that_does_not_fit(make_app, big_model: 
     assert application.controller.loading is None and application.controller.model is None
     banner = application.window.chat.banner
     assert banner.isVisible() and "Did not load gpt-oss-120b" in banner.text() and "4.0 GB" in banner.text()
+
+
+def test_nothing_imports_huggingface_hub_before_the_offline_switch_is_set(tmp_path: Path) -> None:
+    """A fresh process: building and starting the app with offline mode on leaves the hub library
+    unimported and HF_HUB_OFFLINE set, so any later import of it starts offline."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "from app.application import Application\n"
+        "from app.history.store import HistoryStore\n"
+        "from app.settings import SettingsStore\n"
+        "qapp = QApplication([])\n"
+        "tmp = Path(sys.argv[1])\n"
+        "s = SettingsStore(tmp / 'settings.json'); s.update(offline=True)\n"
+        "a = Application(qapp, store=HistoryStore(tmp / 'h.sqlite3'), settings=s)\n"
+        "a.start(autoload=False)\n"
+        "print('huggingface_hub' in sys.modules, os.environ.get('HF_HUB_OFFLINE'))\n"
+        "a.shutdown()\n"
+    )
+    env = {"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin", "LANTERN_DATA_DIR": str(tmp_path / "data"),
+           "LANTERN_CONFIG_DIR": str(tmp_path / "config")}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=Path(__file__).resolve().parents[2],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-2:] == ["False", "1"]
