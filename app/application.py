@@ -53,7 +53,11 @@ class Application:
             return None
         s = self.settings.settings
         models_dir = Path(s.models_dir) if s.models_dir else default_models_dir()
-        return ModelManager(models_dir, offline=s.offline, context_length=s.context_length)
+        try:
+            return ModelManager(models_dir, offline=s.offline, context_length=s.context_length)
+        except Exception as error:  # noqa: BLE001 - a broken models folder must not stop the app
+            log.warning("model manager for %s failed: %s; made when Models opens", models_dir, error)
+            return None
 
     def _on_setting_changed(self, key: str) -> None:
         if key == "offline":
@@ -85,9 +89,7 @@ class Application:
         self.controller.shutdown()
         # A model still loading cannot be interrupted; main() then ends the process without waiting.
         self.worker_joined = self.worker.shutdown()
-        self.window.shutdown()
-        if self.models is not None:
-            self.models.close()  # downloads stay queued and resume next time
+        self.window.shutdown()  # also stops the model manager's downloads (they stay queued)
         close = getattr(self.store, "close", None)
         if close is not None:
             close()
