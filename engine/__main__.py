@@ -82,6 +82,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace):
+    from engine.checkpoint import open_checkpoint
+
+    ckpt = open_checkpoint(args.model)          # validates the files before torch is even imported
+    _check_vocab(args.tokens, ckpt.config.vocab_size)
     import torch
 
     from engine.backends import select_device
@@ -91,7 +95,7 @@ def _load(args: argparse.Namespace):
     if choice.fallback_reason and args.device != "auto":
         print(f"note: {choice.fallback_reason}", file=sys.stderr)
     torch.set_grad_enabled(False)
-    return Transformer.from_checkpoint(args.model, device=choice.device)
+    return Transformer.from_checkpoint(ckpt, device=choice.device)
 
 
 def cmd_logits(args: argparse.Namespace) -> int:
