@@ -99,23 +99,21 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_logits(args: argparse.Namespace) -> int:
+    model = _load(args)
     import numpy as np
     import torch
 
-    model = _load(args)
-    _check_vocab(args.tokens, model.config.vocab_size)
     logits = model(torch.tensor(args.tokens, dtype=torch.long))          # [T, V] f32, no cache
     np.save(args.out, logits.float().cpu().numpy())
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    model = _load(args)
     from engine.generate import generate
     from engine.kv_cache import KVCache
     from engine.sampling import Sampler
 
-    model = _load(args)
-    _check_vocab(args.tokens, model.config.vocab_size)
     context = args.max_context or len(args.tokens) + max(0, args.max_new_tokens)
     cache = KVCache(model.config, context, device=model.device)
     try:
