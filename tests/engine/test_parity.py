@@ -136,3 +136,22 @@ def test_negative_controls_break_parity(name: str, how: str, model_dir_for: Call
     d = typical_diff(broken, o.ref)
     print(f"\n[{name}] {how}: q75|broken-ref|={d:.3f} tol={o.typical_tol:.3f}")
     assert d > o.typical_tol
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", list(SEQ_LEN))
+def test_cuda_logits_match_both_oracles(name: str, model_dir_for: Callable[[str], Path]) -> None:
+    """The same parity criteria for the engine running on CUDA (oracles computed on the CPU)."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    root = model_dir_for(name)
+    tokens = prompt(SEQ_LEN[name])
+    ours = Transformer.from_checkpoint(root, device="cuda")(torch.tensor(tokens)).cpu()
+    o = oracles_for(root, tokens)
+    print(f"\n[cuda {name}] max|ours-ref|={max_diff(ours, o.ref):.4f} max|ours-hf|={max_diff(ours, o.hf):.4f}"
+          f" q75 ours-ref={typical_diff(ours, o.ref):.4f} ours-hf={typical_diff(ours, o.hf):.4f} tol={o.typical_tol:.4f}"
+          f" outliers ours-ref={o.outliers(ours, o.ref)} allowed={o.allowed_outliers}")
+    assert torch.isfinite(ours).all()
+    for oracle in (o.ref, o.hf):
+        assert typical_diff(ours, oracle) <= o.typical_tol
+        assert o.outliers(ours, oracle) <= o.allowed_outliers
