@@ -38,7 +38,8 @@ from engine.types import ChatEvent, Delta, Finished, GenerationParams, Message, 
 log = logging.getLogger(__name__)
 
 COALESCE_SECONDS = 0.03
-"""At most one ChatDelta per channel per this interval (a channel change flushes at once)."""
+"""At most one ChatDelta per channel per this interval (a channel change flushes at once, and the
+first piece of the new channel goes out at once too, as the first piece of a reply does)."""
 
 
 class EngineLike(Protocol):
@@ -84,6 +85,9 @@ class _Coalescer:
     def add(self, delta: Delta) -> None:
         if self._channel is not None and delta.channel != self._channel:
             self.flush()
+            # Not held back: the answer's first words (or a slow model's next token) could otherwise
+            # wait in this buffer until the next token arrives.
+            self._last_flush = 0.0
         self._channel = delta.channel
         self._parts.append(delta.text)
         if time.monotonic() - self._last_flush >= self._interval:

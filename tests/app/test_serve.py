@@ -66,8 +66,8 @@ def test_load_chat_unload_order_and_text() -> None:
 def test_deltas_are_coalesced_per_channel() -> None:
     events = run([LoadModel(1, Path("/m")), chat(2)], FakeFactory(), coalesce=10.0)
     deltas = [e for e in events if isinstance(e, ChatDelta)]
-    # huge interval: the first piece flushes (nothing flushed yet), then one flush per channel change/end
-    assert [d.channel for d in deltas] == ["analysis", "analysis", "final"]
+    # huge interval: the first piece of each channel flushes at once, then one flush per channel change/end
+    assert [d.channel for d in deltas] == ["analysis", "analysis", "final", "final"]
     assert "".join(d.text for d in deltas[:2]) == "".join(DEFAULT_ANALYSIS)
 
 
@@ -172,3 +172,34 @@ def test_engine_worker_shutdown_reports_a_thread_stuck_in_a_load(qtbot) -> None:
     assert worker.shutdown(timeout_ms=100) is False  # main() then exits without tearing the thread down
     release.set()
     assert worker._thread.wait(5000)  # it does finish once the load returns (Shutdown is queued)
+
+
+def test_the_first_piece_after_a_channel_change_is_not_held_until_the_next_token() -> None:
+    """A pause after the answer's first piece (a slow model) must not keep it in the worker's buffer."""
+    released = threading.Event()
+    seen_final = threading.Event()
+
+    class Pausing(FakeEngine):
+        def _stream(self, should_stop):  # noqa: ANN001, ANN202
+            from engine.types import Delta, Finished, Usage
+
+            yield Delta("analysis", "thinking")
+            yield Delta("final", "Hello")
+            released.wait(5)  # the next token is slow to come
+            yield Finished("stop", Usage())
+
+    def emit(e: object) -> None:
+        if isinstance(e, ChatDelta) and e.channel == "final":
+            seen_final.set()
+
+    q: queue.SimpleQueue = queue.SimpleQueue()
+    for r in (LoadModel(1, Path("/m")), chat(2), Shutdown()):
+        q.put(r)
+    worker = threading.Thread(target=serve, args=(q, emit, threading.Event(), FakeFactory(Pausing())),
+                              kwargs={"coalesce_seconds": 10.0})
+    worker.start()
+    try:
+        assert seen_final.wait(2), "the first answer piece waited for the next token"
+    finally:
+        released.set()
+        worker.join(5)
