@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import pytest
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.application import Application
@@ -228,21 +229,18 @@ def fake_ram(monkeypatch: pytest.MonkeyPatch, available: int, total: int) -> Non
     monkeypatch.setattr(mf, "ram_bytes", lambda: (available, total))
 
 
-def answer_memory_warning(qtbot, button_text: str, seen: list[str]) -> None:  # noqa: ANN001
-    """Click a button of the memory warning box once it is shown (it runs its own event loop)."""
-    def click() -> None:
-        box = QApplication.activeModalWidget()
-        assert isinstance(box, QMessageBox), box
-        seen.append(box.text() + "\n" + box.informativeText())
-        next(b for b in box.buttons() if b.text() == button_text).click()
-
-    from PySide6.QtCore import QTimer
+def answer_memory_warning(button_text: str, seen: list[str]) -> None:
+    """Click a button of the memory warning box once it shows (its exec() runs its own event loop)."""
+    tries = iter(range(250))  # give up after 5 s: never click a box of a later test
 
     def poll() -> None:
-        if isinstance(QApplication.activeModalWidget(), QMessageBox):
-            click()
-        else:
-            QTimer.singleShot(20, poll)
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            if next(tries, None) is not None:
+                QTimer.singleShot(20, poll)
+            return
+        seen.append(box.text() + "\n" + box.informativeText())
+        next(b for b in box.buttons() if b.text() == button_text).click()
 
     QTimer.singleShot(20, poll)
 
@@ -255,13 +253,13 @@ def test_a_model_too_big_for_the_free_ram_is_not_loaded_unless_the_user_insists(
     needed = config.memory_needed_bytes(8192)
     assert needed > 8 * GB
     seen: list[str] = []
-    answer_memory_warning(qtbot, "Don't load", seen)
+    answer_memory_warning("Don't load", seen)
     assert not env.window.request_load(big_model)
     assert env.factory.requests == [] and env.controller.loading is None
     text = seen[0]
     assert "gpt-oss-120b" in text and format_bytes(needed) in text
     assert "8.0 GB" in text and "16.0 GB" in text and "8,192 tokens" in text
-    answer_memory_warning(qtbot, "Load anyway", seen)
+    answer_memory_warning("Load anyway", seen)
     assert env.window.request_load(big_model)
     qtbot.waitUntil(lambda: env.controller.model is not None, timeout=5000)
     assert env.factory.requests[-1].model_dir == big_model
