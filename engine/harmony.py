@@ -7,7 +7,8 @@ the prefill `<|start|>assistant`. Earlier chain of thought is dropped (§5.4): c
 (those before the last user message) keep only their `final` messages; the turn in progress
 (after the last user message) keeps everything.
 
-`StreamParser` turns generated tokens into (channel, text) deltas. It is lenient (spec §7 #12):
+`StreamParser` turns generated tokens into (channel, text, recipient) deltas; a recipient marks a tool
+call's arguments. It is lenient (spec §7 #12):
 it never raises on model output and never lets a control token's text into a message.
 """
 
@@ -392,7 +393,7 @@ class StreamParser:
         if not text or self._current is None:
             return []
         self._current.parts.append(text)
-        return [Delta(self._current.channel, text)]
+        return [Delta(self._current.channel, text, self._current.recipient)]
 
     def _drop_header(self) -> None:
         if self._header_tokens:

@@ -45,10 +45,15 @@ class GenerationParams:
 
 @dataclass(frozen=True, slots=True)
 class Delta:
-    """A piece of streamed reply text on one channel."""
+    """A piece of streamed reply text on one channel.
+
+    `recipient` is set when the text is a tool call's arguments (a commentary message addressed
+    to a tool, e.g. "functions.get_weather"): that text is not part of the answer.
+    """
 
     channel: Channel
     text: str
+    recipient: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -198,10 +198,46 @@ def test_lenient_cases(tok: Tokenizer, text: str, expected: list[tuple[str, str]
 
 
 def test_tool_call_recipient(tok: Tokenizer) -> None:
-    p, _ = _parse(tok, _ids(tok, "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>"
-                                 '{"a":1}<|call|>'))
+    p, deltas = _parse(tok, _ids(tok, "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>"
+                                      '{"a":1}<|call|>'))
     assert p.messages[0].recipient == "functions.get_weather"
     assert p.stop_token == tok.special("<|call|>")
+    assert deltas and all(d.recipient == "functions.get_weather" for d in deltas)
+    assert "".join(d.text for d in deltas) == '{"a":1}'
+
+
+TOOL_CALL_STREAMS = [
+    # reasoning, then a tool call with the recipient after the channel (what gpt-oss emits)
+    "<|channel|>analysis<|message|>Need the weather.<|end|><|start|>assistant<|channel|>commentary "
+    'to=functions.get_weather <|constrain|>json<|message|>{"location": "Tokyo"}<|call|>',
+    # recipient before the channel
+    "<|channel|>analysis<|message|>Look it up.<|end|><|start|>assistant to=functions.lookup<|channel|>commentary json"
+    '<|message|>{"q": "中文 🙂"}<|call|>',
+    # a preamble to the user (commentary, no recipient), then the call
+    "<|channel|>commentary<|message|>Checking…<|end|><|start|>assistant<|channel|>commentary to=functions.f "
+    "<|constrain|>json<|message|>{}<|call|>",
+]
+
+
+@pytest.mark.parametrize("text", TOOL_CALL_STREAMS)
+def test_delta_recipient_matches_openai_harmony(tok: Tokenizer, enc: oh.HarmonyEncoding, text: str) -> None:
+    """Per generated token, our delta's (channel, recipient) is what StreamableParser reports for it."""
+    ids = _ids(tok, text)
+    ref = oh.StreamableParser(enc, oh.Role.ASSISTANT)
+    p = StreamParser(tok)
+    ref_chars: list[tuple[str | None, str | None]] = []
+    our_chars: list[tuple[str | None, str | None]] = []
+    for t in ids:
+        ref.process(t)
+        if ref.last_content_delta:
+            ref_chars += [(ref.current_channel, ref.current_recipient)] * len(ref.last_content_delta)
+        for d in p.feed(t):
+            our_chars += [(d.channel, d.recipient)] * len(d.text)
+    for d in p.finish():
+        our_chars += [(d.channel, d.recipient)] * len(d.text)
+    assert our_chars == ref_chars
+    assert any(r is not None for _, r in ref_chars)   # the stream really holds a tool call
+    assert [m.recipient for m in p.messages] == [m.recipient for m in ref.messages]
 
 
 def _random_wellformed(rng: random.Random, tok: Tokenizer) -> list[int]:
@@ -230,16 +266,19 @@ def test_parser_agrees_with_openai_harmony(tok: Tokenizer, enc: oh.HarmonyEncodi
         ids = _random_wellformed(rng, tok)
         ref = oh.StreamableParser(enc, oh.Role.ASSISTANT)
         ref_deltas: list[tuple[str, str]] = []
+        ref_recipients: list[tuple[str | None, str]] = []
         for t in ids:
             ref.process(t)
             if ref.last_content_delta:
                 ref_deltas.append((ref.current_channel, ref.last_content_delta))
+                ref_recipients.append((ref.current_recipient, ref.last_content_delta))
         p, deltas = _parse(tok, ids)
         theirs = [(m.channel, m.recipient, "".join(c.text for c in m.content)) for m in ref.messages]
         ours = [(m.channel, m.recipient, m.content) for m in p.messages]
         assert ours == theirs
         assert "".join(d.text for d in deltas) == "".join(t for _, t in ref_deltas)
         assert [d.channel for d in deltas for _ in d.text] == [c for c, t in ref_deltas for _ in t]
+        assert [d.recipient for d in deltas for _ in d.text] == [r for r, t in ref_recipients for _ in t]
 
 
 CONTROL_NAMES = ["<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|return|>", "<|call|>", "<|constrain|>",
