@@ -57,6 +57,7 @@ class Turn:
     saver: StreamingSaver              # writes it to the history at most every SAVE_INTERVAL_S
     analysis: str = ""
     final: str = ""
+    tool_calls: list[tuple[str, str]] = field(default_factory=list)   # (recipient, arguments)
     started_at: float = field(default_factory=time.monotonic)
     first_analysis_at: float | None = None
     first_final_at: float | None = None
@@ -308,14 +309,21 @@ class ChatController(QObject):
 
     def _on_delta(self, turn: Turn, event: ChatDelta) -> None:
         now = time.monotonic()
-        if event.channel == "analysis":
+        try:
+            turn.saver.add(event.channel, event.text, event.recipient)
+        except Exception as error:  # noqa: BLE001 - the text is kept; the next write retries
+            log.warning("could not save the streaming reply: %s", error)
+        if event.recipient:  # a tool call's arguments: shown apart, never as the answer
+            turn.tool_calls = turn.saver.tool_calls
+            if turn.first_final_at is None:
+                turn.first_final_at = now   # the thinking is over: it decided to call a tool
+        elif event.channel == "analysis":
             turn.analysis += event.text
             turn.first_analysis_at = turn.first_analysis_at or now
-        else:  # final (commentary has no tools to go to yet: show it as answer text)
+        else:  # final, or commentary addressed to the user (a preamble): answer text
             turn.final += event.text
             if turn.first_final_at is None:
                 turn.first_final_at = now
-        turn.saver.add(event.channel, event.text)
         self.turn_updated.emit(turn)
 
     def _poll_saver(self) -> None:

@@ -81,6 +81,7 @@ class ChatDelta:
     request_id: int
     channel: str                      # "analysis" | "commentary" | "final"
     text: str
+    recipient: str | None = None      # set on a tool call's arguments (e.g. "functions.get_weather")
 
 
 @dataclass(frozen=True, slots=True)

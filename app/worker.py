@@ -38,8 +38,8 @@ from engine.types import ChatEvent, Delta, Finished, GenerationParams, Message, 
 log = logging.getLogger(__name__)
 
 COALESCE_SECONDS = 0.03
-"""At most one ChatDelta per channel per this interval (a channel change flushes at once, and the
-first piece of the new channel goes out at once too, as the first piece of a reply does)."""
+"""At most one ChatDelta per channel per this interval (a change of channel or recipient flushes at
+once, and the first piece of the new channel goes out at once too, as the first piece of a reply does)."""
 
 
 class EngineLike(Protocol):
@@ -79,23 +79,25 @@ class _Coalescer:
         self._emit = emit
         self._interval = interval
         self._channel: str | None = None
+        self._recipient: str | None = None
         self._parts: list[str] = []
         self._last_flush = 0.0
 
     def add(self, delta: Delta) -> None:
-        if self._channel is not None and delta.channel != self._channel:
+        recipient = getattr(delta, "recipient", None)
+        if self._channel is not None and (delta.channel, recipient) != (self._channel, self._recipient):
             self.flush()
             # Not held back: the answer's first words (or a slow model's next token) could otherwise
             # wait in this buffer until the next token arrives.
             self._last_flush = 0.0
-        self._channel = delta.channel
+        self._channel, self._recipient = delta.channel, recipient
         self._parts.append(delta.text)
         if time.monotonic() - self._last_flush >= self._interval:
             self.flush()
 
     def flush(self) -> None:
         if self._parts and self._channel is not None:
-            self._emit(ChatDelta(self._request_id, self._channel, "".join(self._parts)))
+            self._emit(ChatDelta(self._request_id, self._channel, "".join(self._parts), self._recipient))
         self._parts.clear()
         self._last_flush = time.monotonic()
 

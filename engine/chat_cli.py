@@ -105,12 +105,15 @@ class TerminalChat:
             return Finished("error", error=str(exc))
         texts: dict[str, list[str]] = {"analysis": [], "commentary": [], "final": []}
         last_channel: str | None = None
+        last_recipient: str | None = None
         finished = Finished("error", error="the reply ended without a result")
         for event in events:
             if isinstance(event, Delta):
                 texts[event.channel].append(event.text)
                 if last_channel is not None and event.channel != last_channel:
                     self._write("\n")
+                if event.recipient and last_recipient != event.recipient:
+                    self._write(f"[tool call to {event.recipient}] ", DIM)   # its arguments follow
                 if event.channel == "analysis":
                     if self.show_reasoning:
                         self._write(("" if last_channel == "analysis" else "[thinking] ") + event.text, DIM)
@@ -118,7 +121,7 @@ class TerminalChat:
                         self._write("[thinking...]", DIM)
                 else:
                     self._write(event.text)
-                last_channel = event.channel
+                last_channel, last_recipient = event.channel, event.recipient
             else:
                 finished = event
         self._write("\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -15,6 +16,20 @@ log = logging.getLogger(__name__)
 
 # engine.types.Finished.reason -> the stored status
 _STATUS_FOR_REASON = {"stop": "done", "length": "done", "tool_call": "done", "cancelled": "stopped", "error": "error"}
+
+
+TOOL_CALLS_KEY = "tool_calls"
+"""A reply's tool calls are kept in its usage JSON under this key, as a list of
+{"recipient": "functions.x", "arguments": "<the JSON text the model wrote>"}: they are neither
+the answer (`content`) nor reasoning, and Lantern runs no tools, so they never go back to the model."""
+
+
+def tool_calls_of(usage: Any) -> list[tuple[str, str]]:
+    """(recipient, arguments) of each tool call stored in a message's usage dict (tolerant of bad data)."""
+    calls = usage.get(TOOL_CALLS_KEY) if isinstance(usage, dict) else None
+    if not isinstance(calls, list):
+        return []
+    return [(str(c.get("recipient", "")), str(c.get("arguments", ""))) for c in calls if isinstance(c, dict)]
 
 
 class _DeltaLike(Protocol):
@@ -32,7 +47,8 @@ class StreamingSaver:
     """Accumulates one assistant reply and writes it to the store at most every ``interval_s``.
 
     The GUI calls ``add_delta`` for every engine Delta (analysis-channel text goes to
-    ``reasoning``, every other channel to ``content``), ``poll`` from a timer if it wants the
+    ``reasoning``, a tool call's arguments (a delta with a recipient) to the usage's
+    ``tool_calls``, every other channel to ``content``), ``poll`` from a timer if it wants the
     bound to hold while deltas pause, and ``finish``/``finish_from`` once. Each write is one
     committed transaction, so a killed process keeps everything up to the last write; on the
     next open the reply is found "streaming" and becomes "stopped" (HistoryStore.recovered_ids).
@@ -53,6 +69,8 @@ class StreamingSaver:
         self._clock = clock
         self._content = [message.content]
         self._reasoning = [message.reasoning]
+        self._tool_calls: list[list[str]] = [[r, a] for r, a in tool_calls_of(message.usage)]
+        self._tool_recipient: str | None = None   # the recipient of the last piece added, if a tool call
         self._dirty = False
         self._last_write = clock()
         self.writes = 0  # how many times the reply was written (for tests and logs)
@@ -81,16 +99,37 @@ class StreamingSaver:
     def reasoning(self) -> str:
         return "".join(self._reasoning)
 
-    def add(self, channel: str | None, text: str) -> None:
+    @property
+    def tool_calls(self) -> list[tuple[str, str]]:
+        """(recipient, arguments) of each tool call so far."""
+        return [(r, a) for r, a in self._tool_calls]
+
+    def add(self, channel: str | None, text: str, recipient: str | None = None) -> None:
         assert not self.finished, "add() after finish()"
         if not text:
             return
-        (self._reasoning if channel == "analysis" else self._content).append(text)
+        if recipient:
+            if self._tool_recipient != recipient:   # a new call (pieces of one call arrive in a row)
+                self._tool_calls.append([recipient, ""])
+            self._tool_calls[-1][1] += text
+        else:
+            (self._reasoning if channel == "analysis" else self._content).append(text)
+        self._tool_recipient = recipient or None
         self._dirty = True
         self.poll()
 
     def add_delta(self, delta: _DeltaLike) -> None:
-        self.add(delta.channel, delta.text)
+        self.add(delta.channel, delta.text, getattr(delta, "recipient", None))
+
+    def _with_tool_calls(self, usage: Any) -> Any:
+        """`usage` (a mapping, a dataclass or None) with the tool calls added, when there are any."""
+        if not self._tool_calls:
+            return usage
+        if dataclasses.is_dataclass(usage) and not isinstance(usage, type):
+            usage = dataclasses.asdict(usage)
+        data = dict(usage or {})
+        data[TOOL_CALLS_KEY] = [{"recipient": r, "arguments": a} for r, a in self._tool_calls]
+        return data
 
     def poll(self) -> bool:
         """Write if there is unsaved text and ``interval_s`` has passed since the last write."""
@@ -105,7 +144,7 @@ class StreamingSaver:
             return
         self._content = [self.content]
         self._reasoning = [self.reasoning]
-        self._write(content=self._content[0], reasoning=self._reasoning[0])
+        self._write(content=self._content[0], reasoning=self._reasoning[0], usage=self._with_tool_calls(None))
         self._dirty = False
         self._last_write = self._clock()
 
@@ -119,7 +158,8 @@ class StreamingSaver:
         self._dirty = False
         if self.deleted:
             return None
-        return self._write(content=self.content, reasoning=self.reasoning, status=status, usage=usage, error=error)
+        return self._write(content=self.content, reasoning=self.reasoning, status=status,
+                           usage=self._with_tool_calls(usage), error=error)
 
     def _write(self, **fields: Any) -> StoredMessage | None:
         try:

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QPushButton, QScrollArea, QVBoxLay
 
 from app.chat_controller import Turn
 from app.finish_notes import finish_note
+from app.history.streaming import tool_calls_of
 from app.render import LIGHT, Palette
 from app.widgets.composer import Composer
 from app.widgets.message_widget import MessageWidget
@@ -159,6 +160,7 @@ class ChatView(QWidget):
             usage = getattr(m, "usage", None) or {}
             w.set_reasoning(getattr(m, "reasoning", "") or "", thinking=False,
                             thought_seconds=usage.get("thought_seconds"))
+            w.set_tool_calls(tool_calls_of(usage))
             w.set_status(m.status, getattr(m, "error", None))
             if m.role == "assistant":
                 w.set_note(finish_note(usage.get("finish_reason"), usage.get("max_tokens"),
@@ -196,6 +198,7 @@ class ChatView(QWidget):
         if self.live is None or self.live.message_id != turn.message_id:
             return
         self.live.set_reasoning(turn.analysis, thinking=False, thought_seconds=turn.thought_seconds)
+        self.live.set_tool_calls(turn.tool_calls)
         self.live.set_text(turn.final)
         self.live.set_status(status, error)
         self.live.set_note(note)
@@ -218,6 +221,7 @@ class ChatView(QWidget):
         thinking = turn.first_final_at is None
         w.set_reasoning(turn.analysis, thinking=thinking, thought_seconds=turn.thought_seconds,
                         thinking_since=turn.first_analysis_at)
+        w.set_tool_calls(turn.tool_calls)
         w.set_text(turn.final)
         w.set_status("streaming")
         self.render_count += 1

@@ -1,7 +1,8 @@
-"""One message: Markdown body, collapsible reasoning, copy/edit/regenerate buttons, ‹ n/m › versions."""
+"""One message: Markdown body, collapsible reasoning and tool calls, copy/edit/regenerate buttons, ‹ n/m › versions."""
 
 from __future__ import annotations
 
+import html
 import logging
 import time
 from typing import Callable
@@ -26,6 +27,7 @@ from app.render import COPY_SCHEME, LIGHT, Palette, Rendered, render_markdown, r
 log = logging.getLogger(__name__)
 
 REASONING_LABEL = "Reasoning — the model's unfiltered chain of thought"
+TOOL_CALL_LABEL = "Tool call"
 
 
 class AutoHeightBrowser(QTextBrowser):
@@ -132,6 +134,19 @@ class MessageWidget(QFrame):
         self._thinking = False
         self._thought_seconds: float | None = None
 
+        # Tool calls (a commentary message addressed to a tool): one collapsed block each, apart
+        # from the answer. Lantern runs no tools; the arguments are shown for what they are.
+        self.tool_calls_frame = QWidget()
+        self.tool_calls_frame.setObjectName("toolCalls")
+        self._tool_layout = QVBoxLayout(self.tool_calls_frame)
+        self._tool_layout.setContentsMargins(0, 0, 0, 0)
+        self._tool_layout.setSpacing(2)
+        self.tool_call_toggles: list[QToolButton] = []
+        self.tool_call_views: list[AutoHeightBrowser] = []
+        self._tool_calls: list[tuple[str, str]] = []
+        layout.addWidget(self.tool_calls_frame)
+        self.tool_calls_frame.setVisible(False)
+
         self.body = AutoHeightBrowser()
         self.body.setAccessibleName("Message text")
         self.body.anchorClicked.connect(self._on_anchor)
@@ -172,6 +187,51 @@ class MessageWidget(QFrame):
     @property
     def code_blocks(self) -> tuple[str, ...]:
         return self._rendered.code_blocks
+
+    @property
+    def tool_calls(self) -> list[tuple[str, str]]:
+        """(recipient, arguments) of each tool call shown."""
+        return list(self._tool_calls)
+
+    def set_tool_calls(self, calls: list[tuple[str, str]]) -> None:
+        """Show each tool call as a collapsed "Tool call: functions.x" block (arguments inside)."""
+        calls = [(str(r), str(a)) for r, a in calls]
+        if calls == self._tool_calls:
+            return
+        self._tool_calls = calls
+        while len(self.tool_call_toggles) < len(calls):
+            toggle = QToolButton()
+            toggle.setObjectName("toolCallToggle")
+            toggle.setCheckable(True)
+            toggle.setAutoRaise(True)
+            toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+            toggle.setAccessibleName("Show or hide the tool call's arguments")
+            view = AutoHeightBrowser()
+            view.setObjectName("toolCallArguments")
+            view.setAccessibleName("Tool call arguments")
+            view.setVisible(False)
+            toggle.toggled.connect(lambda checked, i=len(self.tool_call_toggles): self._on_tool_call_toggled(i))
+            self._tool_layout.addWidget(toggle)
+            self._tool_layout.addWidget(view)
+            self.tool_call_toggles.append(toggle)
+            self.tool_call_views.append(view)
+        for i, (toggle, view) in enumerate(zip(self.tool_call_toggles, self.tool_call_views)):
+            shown = i < len(calls)
+            toggle.setVisible(shown)
+            if shown:
+                view.setHtml(f"<pre style=\"white-space: pre-wrap; margin: 0px;\">{html.escape(calls[i][1])}</pre>")
+            view.setVisible(shown and toggle.isChecked())
+            self._update_tool_call_title(i)
+        self.tool_calls_frame.setVisible(bool(calls))
+
+    def _update_tool_call_title(self, i: int) -> None:
+        toggle = self.tool_call_toggles[i]
+        recipient = self._tool_calls[i][0] if i < len(self._tool_calls) else ""
+        toggle.setText(f"{'▾' if toggle.isChecked() else '▸'} {TOOL_CALL_LABEL}: {recipient}")
+
+    def _on_tool_call_toggled(self, i: int) -> None:
+        self.tool_call_views[i].setVisible(self.tool_call_toggles[i].isChecked() and i < len(self._tool_calls))
+        self._update_tool_call_title(i)
 
     def set_text(self, text: str) -> None:
         """Re-render the body (Markdown). Cheap enough for the streaming message every ~30 ms."""

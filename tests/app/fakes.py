@@ -32,6 +32,7 @@ class FakeEngine:
     raise_on_chat: Exception | None = None
     error_finish: str | None = None
     finish_reason: str = "stop"          # the Finished.reason of a reply that runs to its end
+    tool_call: tuple[str, list[str]] | None = None   # (recipient, argument pieces) streamed after `final`
     path: Path = Path("/models/fake-oss")
     max_context: int = 8192
     calls: list[tuple[Message, ...]] = field(default_factory=list)
@@ -58,10 +59,12 @@ class FakeEngine:
 
     def _stream(self, should_stop: Callable[[], bool]) -> Iterator[ChatEvent]:
         n = 0
-        pieces = [("analysis", t) for t in self.analysis]
-        pieces += [("final", t + (f" (reply {self.replies})" if i == len(self.final) - 1 else ""))
+        pieces: list[tuple[str, str, str | None]] = [("analysis", t, None) for t in self.analysis]
+        pieces += [("final", t + (f" (reply {self.replies})" if i == len(self.final) - 1 else ""), None)
                    for i, t in enumerate(self.final)]
-        for channel, text in pieces:
+        if self.tool_call is not None:
+            pieces += [("commentary", t, self.tool_call[0]) for t in self.tool_call[1]]
+        for channel, text, recipient in pieces:
             if self.gate is not None:
                 self.gate.wait(5)
             if should_stop():
@@ -70,7 +73,7 @@ class FakeEngine:
             if self.delay:
                 time.sleep(self.delay)
             n += 1
-            yield Delta(channel, text)  # type: ignore[arg-type]
+            yield Delta(channel, text, recipient)  # type: ignore[arg-type]
         if self.error_finish is not None:
             yield Finished("error", Usage(prompt_tokens=10, completion_tokens=n), error=self.error_finish)
             return

@@ -168,6 +168,27 @@ def test_streaming_saver_writes_at_most_once_per_interval(store: HistoryStore) -
     assert [m.id for m in store.siblings(final.id)] == [final.id, msg.id]
 
 
+def test_saver_keeps_tool_calls_apart_from_answer_and_reasoning(store: HistoryStore) -> None:
+    c = store.create_conversation()
+    u = store.add_message(c.id, None, "user", "weather?")
+    now = [0.0]
+    saver = StreamingSaver.start(store, c.id, u.id, interval_s=1.0, clock=lambda: now[0])
+    saver.add("analysis", "Need a tool.")
+    saver.add("commentary", '{"city":', "functions.get_weather")
+    saver.add("commentary", ' "Oslo"}', "functions.get_weather")
+    saver.add("commentary", "{}", "functions.now")
+    now[0] += 2
+    saver.flush()   # a write mid-stream keeps the calls too (a crash loses at most the last second)
+    calls = [{"recipient": "functions.get_weather", "arguments": '{"city": "Oslo"}'},
+             {"recipient": "functions.now", "arguments": "{}"}]
+    mid = store.get_message(saver.message_id)
+    assert (mid.content, mid.reasoning, mid.usage) == ("", "Need a tool.", {"tool_calls": calls})
+    assert StreamingSaver(store, saver.message_id).tool_calls == [(c["recipient"], c["arguments"]) for c in calls]
+    final = saver.finish_from(Finished(reason="tool_call", usage=Usage(completion_tokens=9)))
+    assert final.content == "" and final.status == "done"
+    assert final.usage["tool_calls"] == calls and final.usage["completion_tokens"] == 9
+
+
 def test_default_db_path_is_in_the_user_data_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     path = default_db_path()

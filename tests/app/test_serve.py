@@ -203,3 +203,25 @@ def test_the_first_piece_after_a_channel_change_is_not_held_until_the_next_token
     finally:
         released.set()
         worker.join(5)
+
+
+def test_a_tool_call_keeps_its_recipient_and_is_never_merged_with_other_text() -> None:
+    """Same channel, different recipient (a preamble, then the call): two deltas, each with its recipient."""
+    from engine.types import Delta, Finished, Usage
+
+    class Calling(FakeEngine):
+        def _stream(self, should_stop):  # noqa: ANN001, ANN202
+            yield Delta("commentary", "Checking ")
+            yield Delta("commentary", "the weather.")
+            yield Delta("commentary", '{"city":', "functions.get_weather")
+            yield Delta("commentary", ' "Oslo"}', "functions.get_weather")
+            yield Finished("tool_call", Usage())
+
+    events = run([LoadModel(1, Path("/m")), chat(2)], FakeFactory(Calling()), coalesce=10.0)
+    deltas = [(e.recipient, e.text) for e in events if isinstance(e, ChatDelta)]
+    merged: dict[str | None, str] = {}
+    for recipient, text in deltas:
+        merged[recipient] = merged.get(recipient, "") + text
+    assert merged == {None: "Checking the weather.", "functions.get_weather": '{"city": "Oslo"}'}
+    assert [r for r, _ in deltas] == sorted([r for r, _ in deltas], key=lambda r: r is not None)   # never interleaved
+    assert [e for e in events if isinstance(e, ChatFinished)][0].reason == "tool_call"

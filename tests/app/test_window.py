@@ -210,6 +210,37 @@ def test_engine_errors_are_shown_and_the_app_goes_on(env: Env, qtbot) -> None:  
     assert "Internal error" in env.window.chat.banner.text()
 
 
+def test_a_tool_call_is_shown_apart_from_the_answer_and_kept_in_history(env: Env, qtbot) -> None:  # noqa: ANN001
+    env.engine.final = []
+    env.engine.tool_call = ("functions.get_weather", ['{"location": ', '"Tokyo"}'])
+    env.engine.finish_reason = "tool_call"
+    env.load()
+    env.send_and_wait("weather in Tokyo?")
+    reply = env.controller.thread[-1]
+    assert reply.content == "" and reply.reasoning == ANALYSIS    # not the answer, not reasoning
+    assert reply.usage["tool_calls"] == [{"recipient": "functions.get_weather", "arguments": '{"location": "Tokyo"}'}]
+    widget = env.window.chat.widgets[-1]
+    assert widget.tool_calls == [("functions.get_weather", '{"location": "Tokyo"}')]
+    assert "Tokyo" not in widget.body.toPlainText() and widget.text == ""
+    toggle, view = widget.tool_call_toggles[0], widget.tool_call_views[0]
+    assert toggle.isVisible() and "Tool call: functions.get_weather" in toggle.text()
+    assert not toggle.isChecked() and not view.isVisible()          # collapsed
+    toggle.click()
+    assert view.isVisible() and '{"location": "Tokyo"}' in view.toPlainText()
+    assert "tried to call a tool" in widget.note_label.text()
+    # reopening the chat rebuilds the block from the history
+    cid = env.controller.conversation_id
+    env.window.new_chat()
+    env.controller.open_conversation(cid)
+    reopened = env.window.chat.widgets[-1]
+    assert reopened is not widget and reopened.tool_calls == widget.tool_calls and reopened.text == ""
+    # the tool call never goes back to the model as answer text
+    env.engine.tool_call, env.engine.finish_reason = None, "stop"
+    env.engine.final = ["ok"]
+    env.send_and_wait("never mind")
+    assert all("Tokyo\"}" not in m.content for m in env.engine.calls[-1])
+
+
 def test_stale_events_are_dropped(env: Env) -> None:
     env.load()
     env.send_and_wait("hi")

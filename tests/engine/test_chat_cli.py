@@ -90,6 +90,20 @@ def test_show_reasoning_is_dimmed() -> None:
     assert f"{DIM}[thinking] secret thoughts{RESET}" in out.getvalue()
 
 
+def test_a_tool_call_is_labelled_with_its_recipient() -> None:
+    class Calling(FakeEngine):
+        def _events(self, should_stop: Callable[[], bool]) -> Iterator[ChatEvent]:
+            yield Delta("commentary", '{"city":', "functions.get_weather")
+            yield Delta("commentary", ' "Oslo"}', "functions.get_weather")
+            yield Finished("tool_call", Usage(completion_tokens=5))
+
+    chat, out = _chat(Calling(), color=False)
+    chat.reply("weather?")
+    text = out.getvalue()
+    assert '[tool call to functions.get_weather] {"city": "Oslo"}' in text
+    assert text.count("[tool call to") == 1 and "tried to call a tool" in text
+
+
 def test_multi_turn_sends_history_and_reset_clears_it() -> None:
     engine = FakeEngine()
     chat, _ = _chat(engine, color=False)
