@@ -28,7 +28,7 @@ def data_dir() -> Path:
 
 
 def history_db_path() -> Path:
-    return data_dir() / "history.sqlite3"
+    return data_dir() / "history.sqlite3"   # == app.history.paths.DB_FILENAME
 
 
 def default_models_dir() -> Path:

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from app.jsonfile import read_json, write_json_atomic
 from engine.types import GenerationParams
 
 log = logging.getLogger(__name__)
@@ -124,13 +123,7 @@ class SettingsStore(QObject):
         return self._settings
 
     def _load(self) -> Settings:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return Settings()
-        except (OSError, ValueError) as error:
-            log.warning("could not read %s (%s); using defaults", self.path, error)
-            return Settings()
+        data = read_json(self.path)   # None if missing or unreadable (logged): the defaults
         if not isinstance(data, dict):
             return Settings()
         return settings_from_dict(data.get("settings", {}) if "settings" in data else data)
@@ -150,8 +143,5 @@ class SettingsStore(QObject):
 
     def save(self) -> None:
         """Write atomically (temp file + rename) so a crash never leaves half a file."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         data = {"schema_version": SCHEMA_VERSION, "settings": dataclasses.asdict(self._settings)}
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, data, indent=2)

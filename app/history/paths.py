@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import platformdirs
+from app import paths
 
 DB_FILENAME = "history.sqlite3"
 
 
 def default_db_path() -> Path:
-    """``<user data dir>/Lantern/history.sqlite3``, e.g. ``~/.local/share/Lantern/history.sqlite3`` on Linux.
+    """``<user data dir>/Lantern/history.sqlite3``, e.g. ``~/.local/share/Lantern/history.sqlite3`` on Linux
+    (LANTERN_DATA_DIR overrides the folder, as everywhere in the app: `app.paths.history_db_path`).
 
     The folder is not created here; HistoryStore creates it on open.
     """
-    return Path(platformdirs.user_data_dir("Lantern", appauthor=False)) / DB_FILENAME
+    return paths.history_db_path()

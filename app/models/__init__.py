@@ -7,7 +7,7 @@ Public pieces (everything but `panel.py` is Qt-free; nothing here imports torch,
   system=None)`: catalog_rows(), local_models(), disk_usage(), start_download/pause/resume/cancel,
   resume_pending(), verify(), delete(), import_folder(), move_models_dir()/start_move(),
   last_loaded, offline, context_length, subscribe(callback) for `events.*`, close().
-- `manager.default_models_dir()`: platformdirs user_data_dir("Lantern")/models.
+- `manager.default_models_dir()` (= `app.paths.default_models_dir`): user data folder/models.
 - `network.set_offline(bool)`: app-wide offline mode (also sets HF_HUB_OFFLINE); call it at start.
 - `panel.ModelManagerPanel(manager, parent=None)`: signals load_requested(object), unload_requested(),
   status_message(str), download_progress(str, int, int), models_dir_changed(object),

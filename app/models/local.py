@@ -20,6 +20,7 @@ from typing import Any
 from engine.config import CheckpointLocation, ModelConfig, load_config
 from engine.errors import EngineError
 
+from app.jsonfile import read_json, write_json_atomic
 from app.models.catalog import RemoteFile, RemoteModel
 from app.models.errors import InvalidModelError
 
@@ -96,26 +97,6 @@ class Manifest:
         except OSError:
             return False
         return st.st_size == rec.size and st.st_mtime_ns == rec.mtime_ns
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> Any | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        log.warning("Ignoring unreadable %s (%s)", path, exc)
-        return None
 
 
 def read_manifest(folder: Path) -> Manifest | None:

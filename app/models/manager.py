@@ -26,9 +26,11 @@ from app.models.events import (DownloadProgress, DownloadStateChanged, JobState,
                                MoveFinished, MoveProgress)
 from app.models.fit import FitAssessment, SystemMemory, assess, probe_system
 from app.models.hashing import CHUNK, hash_file, new_hasher
-from app.models.local import (LocalModel, Manifest, ModelState, folder_size, inspect_model_dir, read_json,
-                              read_manifest, validate_model_dir, write_json_atomic, write_manifest)
+from app.jsonfile import read_json, write_json_atomic
+from app.models.local import (LocalModel, Manifest, ModelState, folder_size, inspect_model_dir, read_manifest,
+                              validate_model_dir, write_manifest)
 from app.models.units import format_bytes
+from app.paths import default_models_dir  # noqa: F401 - re-exported for `python -m app.models`
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +48,6 @@ def _app_version() -> str:
         return version("lantern")
     except PackageNotFoundError:
         return "dev"
-
-
-def default_models_dir() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("Lantern", appauthor=False)) / "models"
 
 
 def check_writable(folder: Path) -> None:

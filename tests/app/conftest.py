@@ -14,6 +14,7 @@ from app.application import Application
 from app.history.store import HistoryStore
 from app.settings import SettingsStore
 from tests.app.fakes import FakeEngine, FakeFactory
+from tests.app.history_support import ticking_store
 
 
 @dataclass
@@ -70,6 +71,13 @@ def qtbot_app(qtbot):  # noqa: ANN001, ANN201
     app = QApplication.instance()
     assert app is not None
     return app
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Iterator[HistoryStore]:
+    """A HistoryStore in tmp_path whose clock ticks 1000, 1001, ... (the history tests)."""
+    with ticking_store(tmp_path / "h.db") as s:
+        yield s
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,14 +11,14 @@ import pytest
 
 from app.history import HistoryStore, ImportFormatError, StreamingSaver
 from app.history.export import FORMAT, FORMAT_VERSION
+from tests.app.history_support import ticking_store
 
 
 @pytest.fixture()
 def store(tmp_path: Path) -> Iterator[HistoryStore]:
-    ticks = itertools.count(1_700_000_000.25, 0.125)
-    s = HistoryStore(tmp_path / "h.db", clock=lambda: next(ticks))
-    yield s
-    s.close()
+    # fractional, realistic times: the JSON round trip must keep them exactly
+    with ticking_store(tmp_path / "h.db", 1_700_000_000.25, 0.125) as s:
+        yield s
 
 
 def build_tree(store: HistoryStore) -> tuple[int, dict[str, int]]:

@@ -3,22 +3,10 @@ and input that would be FTS5 syntax is searched as plain words."""
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from app.history import HistoryStore, SearchHit
 from app.history.search import fts_query
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Iterator[HistoryStore]:
-    ticks = itertools.count(1000.0, 1.0)
-    s = HistoryStore(tmp_path / "h.db", clock=lambda: next(ticks))
-    yield s
-    s.close()
 
 
 def message_ids(hits: list[SearchHit]) -> list[int | None]:

@@ -3,9 +3,7 @@ leaf, branch switching, forks, titles, renames, ordering and the streaming saver
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,14 +11,6 @@ import pytest
 from app.history import HistoryError, HistoryStore, NotFound, StreamingSaver, default_db_path
 from app.history.titles import TITLE_LIMIT
 from engine.types import Finished, Usage
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Iterator[HistoryStore]:
-    ticks = itertools.count(1000.0, 1.0)  # strictly increasing times: ordering is deterministic
-    s = HistoryStore(tmp_path / "h.db", clock=lambda: next(ticks))
-    yield s
-    s.close()
 
 
 def test_edit_and_regenerate_add_siblings_and_keep_everything(store: HistoryStore) -> None:
@@ -191,6 +181,7 @@ def test_saver_keeps_tool_calls_apart_from_answer_and_reasoning(store: HistorySt
 
 def test_default_db_path_is_in_the_user_data_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.delenv("LANTERN_DATA_DIR", raising=False)
     path = default_db_path()
     assert path.name == "history.sqlite3"
     assert "Lantern" in path.parts

@@ -7,6 +7,7 @@ from typing import Callable
 
 import pytest
 
+from engine.tokenizer import Tokenizer, load_tokenizer
 from tests.checkpoints import TinySpec, write_checkpoint
 
 # Several shapes: small windows (sequences span many windows), the real 128-token window with
@@ -18,6 +19,12 @@ SPECS: dict[str, TinySpec] = {
     "w128-e6k3-l3": TinySpec(num_hidden_layers=3, num_experts=6, experts_per_token=3, sliding_window=128,
                              intermediate_size=96),
 }
+
+
+@pytest.fixture(scope="session")
+def tok() -> Tokenizer:
+    """The bundled o200k_harmony tokenizer (no model folder)."""
+    return load_tokenizer()
 
 
 @pytest.fixture(scope="session")

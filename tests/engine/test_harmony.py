@@ -21,13 +21,8 @@ from engine.harmony import (  # noqa: E402
     stop_tokens,
     system_message_text,
 )
-from engine.tokenizer import Tokenizer, load_tokenizer  # noqa: E402
+from engine.tokenizer import Tokenizer  # noqa: E402
 from engine.types import Delta, GenerationParams, Message  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tok() -> Tokenizer:
-    return load_tokenizer()
 
 
 @pytest.fixture(scope="module")

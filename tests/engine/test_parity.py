@@ -60,6 +60,13 @@ class Oracles:
     def outliers(self, a: torch.Tensor, b: torch.Tensor) -> int:
         return int(((a - b).abs().amax(dim=-1) > self.typical_tol).sum())
 
+    def assert_matches(self, ours: torch.Tensor) -> None:
+        """Our logits are finite and as close to each oracle as the oracles are to each other."""
+        assert torch.isfinite(ours).all()
+        for oracle in (self.ref, self.hf):
+            assert typical_diff(ours, oracle) <= self.typical_tol
+            assert self.outliers(ours, oracle) <= self.allowed_outliers
+
 
 _oracle_cache: dict[tuple[Path, int], Oracles] = {}
 
@@ -84,10 +91,7 @@ def test_logits_match_both_oracles(name: str, model_dir_for: Callable[[str], Pat
           f" max|ref-ref32|={max_diff(o.ref, o.ref32):.4f} outliers ours-ref={o.outliers(ours, o.ref)}"
           f" ours-hf={o.outliers(ours, o.hf)} allowed={o.allowed_outliers} | q75: ours-ref={typical_diff(ours, o.ref):.4f}"
           f" ours-hf={typical_diff(ours, o.hf):.4f} ref-hf={typical_diff(o.ref, o.hf):.4f} tol={o.typical_tol:.4f}")
-    assert torch.isfinite(ours).all()
-    for oracle in (o.ref, o.hf):
-        assert typical_diff(ours, oracle) <= o.typical_tol
-        assert o.outliers(ours, oracle) <= o.allowed_outliers
+    o.assert_matches(ours)
     top2 = o.ref.topk(2, dim=-1).values
     decided = (top2[:, 0] - top2[:, 1]) > o.typical_tol
     assert decided.float().mean() > 0.5
@@ -151,7 +155,4 @@ def test_cuda_logits_match_both_oracles(name: str, model_dir_for: Callable[[str]
     print(f"\n[cuda {name}] max|ours-ref|={max_diff(ours, o.ref):.4f} max|ours-hf|={max_diff(ours, o.hf):.4f}"
           f" q75 ours-ref={typical_diff(ours, o.ref):.4f} ours-hf={typical_diff(ours, o.hf):.4f} tol={o.typical_tol:.4f}"
           f" outliers ours-ref={o.outliers(ours, o.ref)} allowed={o.allowed_outliers}")
-    assert torch.isfinite(ours).all()
-    for oracle in (o.ref, o.hf):
-        assert typical_diff(ours, oracle) <= o.typical_tol
-        assert o.outliers(ours, oracle) <= o.allowed_outliers
+    o.assert_matches(ours)

@@ -36,11 +36,6 @@ SAMPLES = [
 
 
 @pytest.fixture(scope="module")
-def tok() -> Tokenizer:
-    return load_tokenizer()
-
-
-@pytest.fixture(scope="module")
 def tok_json() -> Tokenizer:
     return tokmod._from_tokenizer_json(BUNDLED / "tokenizer.json.gz")
 
