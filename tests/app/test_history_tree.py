@@ -203,6 +203,16 @@ def test_saver_stops_writing_when_its_conversation_is_deleted(store: HistoryStor
     assert store.list_conversations() == [] and store.search("after") == []
 
 
+def test_every_default_path_follows_lantern_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The history's and the model manager's own defaults agree with the app's (one data folder)."""
+    from app import paths
+    from app.models.manager import default_models_dir
+
+    monkeypatch.setenv("LANTERN_DATA_DIR", str(tmp_path / "portable"))
+    assert default_db_path() == paths.history_db_path() == tmp_path / "portable" / "history.sqlite3"
+    assert default_models_dir() == paths.default_models_dir() == tmp_path / "portable" / "models"
+
+
 def test_unreadable_file_raises_a_history_error(tmp_path: Path) -> None:
     bad = tmp_path / "h.db"
     bad.write_bytes(b"this is not a database at all" * 200)
