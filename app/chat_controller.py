@@ -340,12 +340,18 @@ class ChatController(QObject):
         if turn.first_analysis_at is not None and turn.first_final_at is None:
             turn.first_final_at = time.monotonic()  # reasoning only (stopped/length): it still took time
         status = {"cancelled": "stopped", "error": "error"}.get(event.reason, "done")
-        turn.saver.finish(status, usage=usage_dict(event.usage, turn.thought_seconds, event.reason, turn.max_tokens),
-                          error=event.error if event.reason == "error" else None)
+        # The turn ends whatever the history does: a failed write must not leave the window busy forever.
         self.turn = None
         self.last_usage = event.usage
-        if self.conversation_id == turn.conversation_id:
-            self.thread = self.store.thread(self.conversation_id)
+        try:
+            turn.saver.finish(status, usage=usage_dict(event.usage, turn.thought_seconds, event.reason,
+                                                       turn.max_tokens),
+                              error=event.error if event.reason == "error" else None)
+            if self.conversation_id == turn.conversation_id:
+                self.thread = self.store.thread(self.conversation_id)
+        except Exception as error:  # noqa: BLE001 - sqlite (disk full, locked, I/O): tell the user, go on
+            log.exception("could not save the finished reply")
+            self.error.emit(f"The reply could not be saved to the chat history: {error}", "user")
         self.turn_finished.emit(event, turn)
         self.conversations_changed.emit()
 
@@ -353,6 +359,9 @@ class ChatController(QObject):
         """Stop a live turn and keep what it wrote, marked stopped."""
         self._save_timer.stop()
         if self.turn is not None:
+            turn, self.turn = self.turn, None
             self.worker.cancel()
-            self.turn.saver.finish("stopped", usage=usage_dict(Usage(), self.turn.thought_seconds))
-            self.turn = None
+            try:
+                turn.saver.finish("stopped", usage=usage_dict(Usage(), turn.thought_seconds))
+            except Exception as error:  # noqa: BLE001 - quitting: the next start marks it stopped anyway
+                log.warning("could not save the reply while quitting: %s", error)

@@ -241,6 +241,26 @@ def test_a_tool_call_is_shown_apart_from_the_answer_and_kept_in_history(env: Env
     assert all("Tokyo\"}" not in m.content for m in env.engine.calls[-1])
 
 
+def test_a_failed_history_write_at_the_end_of_a_reply_does_not_leave_the_window_busy(env: Env, monkeypatch) -> None:  # noqa: ANN001,E501
+    import sqlite3
+
+    real_update = env.store.update_message
+
+    def failing_update(message_id: int, **fields):  # noqa: ANN003, ANN202
+        if fields.get("status") is not None:   # the final write of the reply
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_update(message_id, **fields)
+
+    env.load()
+    monkeypatch.setattr(env.store, "update_message", failing_update)
+    env.send_and_wait("hi")   # waits until the turn is over: it must end although the write failed
+    assert not env.controller.busy
+    assert "could not be saved" in env.window.chat.banner.text() and "disk I/O error" in env.window.chat.banner.text()
+    monkeypatch.setattr(env.store, "update_message", real_update)
+    env.send_and_wait("again")   # the window still works
+    assert env.controller.thread[-1].status == "done" and env.controller.thread[-1].content.endswith("(reply 2)")
+
+
 def test_stale_events_are_dropped(env: Env) -> None:
     env.load()
     env.send_and_wait("hi")
