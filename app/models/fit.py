@@ -89,8 +89,9 @@ def probe_gpus(timeout: float = 5.0) -> tuple[GpuInfo, ...] | None:
     return parse_nvidia_smi(out) or None
 
 
-def probe_system() -> SystemMemory:
-    return SystemMemory(ram_total_bytes=int(psutil.virtual_memory().total), gpus=probe_gpus())
+def probe_system(*, gpus: bool = True) -> SystemMemory:
+    """RAM (psutil) and, with `gpus`, GPU memory from nvidia-smi (may take seconds; else: unknown)."""
+    return SystemMemory(ram_total_bytes=int(psutil.virtual_memory().total), gpus=probe_gpus() if gpus else None)
 
 
 def assess(needed_bytes: int, system: SystemMemory) -> FitAssessment:

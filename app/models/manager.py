@@ -34,6 +34,9 @@ from app.paths import default_models_dir  # noqa: F401 - re-exported for `python
 
 log = logging.getLogger(__name__)
 
+SYSTEM_PROBE_WAIT_S = 8.0
+"""How long `ModelManager.system` waits for the memory probe (nvidia-smi's own limit is 5 s)."""
+
 QUEUE_NAME = "downloads.json"
 IMPORTS_NAME = "imports.json"
 STATE_NAME = ".lantern-state.json"
@@ -112,6 +115,13 @@ class ModelManager:
             network.set_offline(offline)
         self._context_length = context_length
         self._system = system
+        # RAM and GPU memory (nvidia-smi can take seconds): probed on a thread from the start, so the
+        # window's first look at `system` (the Models panel, a load's memory check) does not wait for it.
+        self._system_ready = threading.Event()
+        if system is None:
+            threading.Thread(target=self._probe_system, name="probe-system", daemon=True).start()
+        else:
+            self._system_ready.set()
         self._max_retries = max_retries
         self._backoff = retry_backoff_s
         self._auto_retry_s = auto_retry_s          # after retries fail (network gone, sleep): try again later
@@ -157,10 +167,21 @@ class ModelManager:
     def endpoint(self) -> str:
         return self._endpoint or network.default_endpoint()
 
+    def _probe_system(self) -> None:
+        try:
+            self._system = probe_system()
+        except Exception as exc:  # noqa: BLE001 - best effort: the property falls back to "GPU unknown"
+            log.warning("could not probe this computer's memory: %s", exc)
+        finally:
+            self._system_ready.set()
+
     @property
     def system(self) -> SystemMemory:
-        if self._system is None:
-            self._system = probe_system()
+        """This computer's RAM and GPUs (waits for the probe started with the manager if still running)."""
+        if not self._system_ready.wait(SYSTEM_PROBE_WAIT_S):
+            log.warning("the memory probe is taking long; GPU memory treated as unknown for now")
+        if self._system is None:   # the probe failed or is stuck: RAM alone, GPU unknown (not cached)
+            return probe_system(gpus=False)
         return self._system
 
     def subscribe(self, callback: Callable[[ManagerEvent], None]) -> None:

@@ -246,3 +246,47 @@ def test_gpu_probe_reads_nvidia_smi_or_reports_unknown(tmp_path, monkeypatch):
     smi.chmod(0o755)
     [gpu] = probe_gpus()
     assert gpu.name == "NVIDIA H200" and gpu.total_bytes == 143771 * 1024 * 1024
+
+
+def test_the_memory_probe_runs_off_the_constructing_thread(tmp_path, monkeypatch):
+    """nvidia-smi can take seconds: the manager probes on its own thread, and `system` waits for that."""
+    import threading
+    import time
+
+    release = threading.Event()
+    seen: list[str] = []
+
+    def slow_probe(**_kw) -> SystemMemory:
+        seen.append(threading.current_thread().name)
+        release.wait(5)
+        return SystemMemory(64 * GIB, (GpuInfo("Probe GPU", 24 * GIB),))
+
+    monkeypatch.setattr(manager_mod, "probe_system", slow_probe)
+    start = time.monotonic()
+    m = manager_mod.ModelManager(tmp_path / "models")
+    assert time.monotonic() - start < 1.0                       # construction did not wait for the probe
+    try:
+        threading.Timer(0.2, release.set).start()
+        assert m.system.best_gpu == GpuInfo("Probe GPU", 24 * GIB)   # waited for the probe's answer
+        assert seen == ["probe-system"] and threading.current_thread().name not in seen
+        assert m.system is m.system                              # probed once
+    finally:
+        release.set()
+        m.close()
+
+
+def test_a_failed_memory_probe_leaves_the_gpu_unknown(tmp_path, monkeypatch):
+    calls: list[bool] = []
+
+    def probe(*, gpus: bool = True) -> SystemMemory:
+        calls.append(gpus)
+        if gpus:
+            raise OSError("psutil broke")
+        return SystemMemory(8 * GIB, None)
+
+    monkeypatch.setattr(manager_mod, "probe_system", probe)
+    m = manager_mod.ModelManager(tmp_path / "models")
+    try:
+        assert m.system == SystemMemory(8 * GIB, None) and calls[0] is True and calls[-1] is False
+    finally:
+        m.close()
