@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -498,9 +499,14 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getSaveFileName(self, "Export chat", f"{safe}.{kind}")
         if not path:
             return
-        if kind == "md":
-            text = self.controller.store.export_markdown(cid)
-        else:
-            text = json.dumps(self.controller.store.export_json(cid), indent=2, ensure_ascii=False)
-        Path(path).write_text(text, encoding="utf-8")
+        try:
+            if kind == "md":
+                text = self.controller.store.export_markdown(cid)
+            else:
+                text = json.dumps(self.controller.store.export_json(cid), indent=2, ensure_ascii=False)
+            Path(path).write_text(text, encoding="utf-8")
+        except (OSError, sqlite3.Error) as error:  # a read-only folder, a full disk: say so, never a silent slot error
+            log.warning("export to %s failed: %s", path, error)
+            self.on_error(f"Could not export the chat to {path}: {error}", "user")
+            return
         self.statusBar().showMessage(f"Exported to {path}", 5000)

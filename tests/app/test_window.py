@@ -261,6 +261,22 @@ def test_a_failed_history_write_at_the_end_of_a_reply_does_not_leave_the_window_
     assert env.controller.thread[-1].status == "done" and env.controller.thread[-1].content.endswith("(reply 2)")
 
 
+def test_export_to_an_unwritable_place_says_so(env: Env, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    import app.widgets.main_window as mw
+
+    env.load()
+    env.send_and_wait("export me")
+    target = tmp_path / "no such folder" / "chat.md"
+    monkeypatch.setattr(mw.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    env.window.export_chat("md")          # raised out of the menu action before
+    assert not target.exists()
+    assert "Could not export the chat" in env.window.chat.banner.text()
+    good = tmp_path / "chat.json"
+    monkeypatch.setattr(mw.QFileDialog, "getSaveFileName", lambda *a, **k: (str(good), ""))
+    env.window.export_chat("json")
+    assert "export me" in good.read_text(encoding="utf-8")
+
+
 def test_stale_events_are_dropped(env: Env) -> None:
     env.load()
     env.send_and_wait("hi")
