@@ -7,10 +7,13 @@ regenerate and edit add siblings in the history tree.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import logging
+import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +34,7 @@ from app.messages import (
     UnloadModel,
     WorkerFailed,
 )
+from app.history.errors import HistoryError
 from app.history.streaming import StreamingSaver
 from app.settings import SettingsStore
 from engine.types import Message, ModelInfo, Usage
@@ -209,13 +213,27 @@ class ChatController(QObject):
         text = text.strip()
         if not text or self.turn is not None or self.composer_block_reason() is not None:
             return False
-        if self.conversation_id is None:
-            self.conversation_id = self.store.create_conversation().id
-        parent = self.thread[-1].id if self.thread else None
-        user = self.store.add_message(self.conversation_id, parent, "user", text)  # the first one titles the chat
-        self._start_reply(user.id)
-        self.conversations_changed.emit()
-        return True
+        with self._history_writes():
+            if self.conversation_id is None:
+                self.conversation_id = self.store.create_conversation().id
+            parent = self.thread[-1].id if self.thread else None
+            user = self.store.add_message(self.conversation_id, parent, "user", text)  # the first one titles the chat
+            self._start_reply(user.id)
+            self.conversations_changed.emit()
+            return True
+        return False
+
+    @contextlib.contextmanager
+    def _history_writes(self) -> Iterator[None]:
+        """Around a user action that writes the history: a failed write (disk full, a locked or damaged
+        file) is reported instead of escaping the GUI slot, and the action counts as not done."""
+        try:
+            yield
+        except (sqlite3.Error, HistoryError, OSError) as error:
+            log.exception("history write failed")
+            self.error.emit(f"Could not save to the chat history: {error}", "user")
+            with contextlib.suppress(Exception):
+                self.reload_thread()
 
     def regenerate(self, message_id: int | None = None) -> bool:
         """A new sibling reply to the same user message (default: the last reply shown)."""
@@ -226,8 +244,10 @@ class ChatController(QObject):
             (replies[-1] if replies else None)
         if target is None or target.role != "assistant" or target.parent_id is None:
             return False
-        self._start_reply(target.parent_id)
-        return True
+        with self._history_writes():
+            self._start_reply(target.parent_id)
+            return True
+        return False
 
     def edit_and_resend(self, message_id: int, text: str) -> bool:
         """A new sibling of a user message with the edited text, and a reply to it."""
@@ -236,9 +256,11 @@ class ChatController(QObject):
         if (not text or original is None or original.role != "user" or self.turn is not None
                 or self.model is None or self.conversation_id is None):
             return False
-        user = self.store.add_message(self.conversation_id, original.parent_id, "user", text)
-        self._start_reply(user.id)
-        return True
+        with self._history_writes():
+            user = self.store.add_message(self.conversation_id, original.parent_id, "user", text)
+            self._start_reply(user.id)
+            return True
+        return False
 
     def stop(self) -> None:
         if self.turn is not None:

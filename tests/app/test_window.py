@@ -261,6 +261,27 @@ def test_a_failed_history_write_at_the_end_of_a_reply_does_not_leave_the_window_
     assert env.controller.thread[-1].status == "done" and env.controller.thread[-1].content.endswith("(reply 2)")
 
 
+def test_a_failed_history_write_on_send_keeps_the_text_and_says_why(env: Env, qtbot, monkeypatch) -> None:  # noqa: ANN001
+    import sqlite3
+
+    env.load()
+
+    def full(*_a, **_k):  # noqa: ANN002, ANN003, ANN202
+        raise sqlite3.OperationalError("database or disk is full")
+
+    real_add = env.store.add_message
+    monkeypatch.setattr(env.store, "add_message", full)
+    edit = env.window.chat.composer.edit
+    qtbot.keyClicks(edit, "keep me")
+    qtbot.keyClick(edit, Qt.Key.Key_Return)      # raised out of the send slot before
+    assert edit.toPlainText() == "keep me"       # not sent, so not cleared
+    assert not env.controller.busy and "disk is full" in env.window.chat.banner.text()
+    monkeypatch.setattr(env.store, "add_message", real_add)
+    qtbot.keyClick(edit, Qt.Key.Key_Return)
+    env.wait_idle()
+    assert [m.content for m in env.controller.thread][0] == "keep me" and edit.toPlainText() == ""
+
+
 def test_export_to_an_unwritable_place_says_so(env: Env, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     import app.widgets.main_window as mw
 
