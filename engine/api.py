@@ -3,7 +3,7 @@
     engine = Engine.load(model_dir, device="auto", max_context=8192, progress=None)
     session = engine.new_session()
     for event in engine.chat(session, messages, GenerationParams(...), should_stop=lambda: False):
-        ...   # Delta(channel, text) events, then exactly one Finished(reason, usage, error)
+        ...   # Delta(channel, text, recipient) events, then exactly one Finished(reason, usage, error)
 
 Errors (all `EngineError` subclasses, messages fit to show a user):
 * `Engine.load` raises ModelFilesError / ConfigError (bad folder), DeviceError, OutOfMemory.

@@ -223,3 +223,31 @@ def test_invalid_params_are_refused_before_any_event(engine: Engine) -> None:
 
     with pytest.raises(EngineError, match="top_p"):
         engine.chat(engine.new_session(), [Message("user", "x")], GenerationParams(top_p=0.0))
+
+
+def test_a_tool_call_streams_with_its_recipient(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model (forced, greedy) writes a tool call: its deltas carry the recipient; the turn ends tool_call."""
+    tok = engine.tokenizer
+    script = tok.encode("<|channel|>analysis<|message|>Use the tool.<|end|><|start|>assistant<|channel|>commentary"
+                        ' to=functions.get_weather <|constrain|>json<|message|>{"city": "Oslo"}<|call|>',
+                        allow_special=True)
+    messages = [Message("user", "Weather in Oslo?")]
+    params = GenerationParams(temperature=0.0, max_tokens=len(script) + 4)
+    prompt_len = len(engine.render(messages, params))
+    model = engine.model
+    original = model.forward
+
+    def forward(tokens, cache, **kw):   # the real forward (the cache stays right), then force the next token
+        logits = original(tokens, cache, **kw).clone()
+        written = cache.length - prompt_len   # script tokens already fed back (a new session holds no prefix)
+        logits[-1] = -1e9
+        logits[-1, script[min(max(written, 0), len(script) - 1)]] = 1e9
+        return logits
+
+    monkeypatch.setattr(model, "forward", forward)
+    deltas, fin = _run(engine, engine.new_session(), messages, params)
+    assert fin.reason == "tool_call"
+    assert "".join(d.text for d in deltas if d.recipient is None) == "Use the tool."
+    call = [d for d in deltas if d.recipient is not None]
+    assert {(d.channel, d.recipient) for d in call} == {("commentary", "functions.get_weather")}
+    assert "".join(d.text for d in call) == '{"city": "Oslo"}'
