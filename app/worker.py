@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 import traceback
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Protocol
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
@@ -33,7 +33,7 @@ from app.messages import (
     WorkerFailed,
 )
 from engine.errors import EngineError
-from engine.types import ChatEvent, Delta, Finished, GenerationParams, Message, ModelInfo
+from engine.types import ChatEngine, Delta, Finished
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +42,8 @@ COALESCE_SECONDS = 0.03
 once, and the first piece of the new channel goes out at once too, as the first piece of a reply does)."""
 
 
-class EngineLike(Protocol):
-    """What the worker needs from `engine.Engine` (tests pass a fake)."""
-
-    @property
-    def info(self) -> ModelInfo: ...
-
-    def new_session(self) -> Any: ...
-
-    def chat(self, session: Any, messages: Sequence[Message], params: GenerationParams,
-             should_stop: Callable[[], bool] = ...) -> Iterator[ChatEvent]: ...
+class EngineLike(ChatEngine, Protocol):
+    """What the worker needs from `engine.Engine`: a ChatEngine it can close (tests pass a fake)."""
 
     def close(self) -> None: ...
 

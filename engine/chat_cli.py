@@ -12,30 +12,22 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
 from engine.errors import EngineError
-from engine.types import ChatEvent, Delta, Finished, GenerationParams, Message, ModelInfo, Usage
+from engine.types import ChatEngine, Delta, Finished, GenerationParams, Message, Usage
 
 DIM, RED, RESET = "\033[2m", "\033[31m", "\033[0m"
 EFFORTS = ("low", "medium", "high")
 HELP = "Commands: /reset  /effort low|medium|high  /help  /quit   (Ctrl-C stops a reply)"
 
 
-class ChatBackend(Protocol):
-    """What the terminal chat needs from `engine.api.Engine` (a protocol, so tests can fake it)."""
-
-    @property
-    def info(self) -> ModelInfo: ...
-
-    def new_session(self) -> Any: ...
-
-    def chat(self, session: Any, messages: Sequence[Message], params: GenerationParams,
-             should_stop: Callable[[], bool] = ...) -> Iterator[ChatEvent]: ...
+ChatBackend = ChatEngine
+"""What the terminal chat needs from `engine.api.Engine` (tests pass a fake)."""
 
 
 def format_usage(usage: Usage) -> str:

@@ -6,9 +6,10 @@ types before the engine is loaded on the worker thread.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Union
+from typing import Any, Literal, Protocol, Union
 
 ReasoningEffort = Literal["low", "medium", "high"]
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -97,3 +98,18 @@ class ModelInfo:
     device: str = "cpu"               # "cpu" | "cuda" | "mps" (empty when only inspected)
     backend: str = ""                 # kernel set in use, e.g. "cpu-reference", "cpu-avx512"
     fallback_reason: str | None = None  # why the requested device/backend was not used
+
+
+class ChatEngine(Protocol):
+    """What a front end (the window's worker, the terminal chat) needs from `engine.api.Engine`.
+
+    A protocol, so tests can pass a scripted fake; `Engine` satisfies it.
+    """
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    def new_session(self) -> Any: ...
+
+    def chat(self, session: Any, messages: Sequence[Message], params: GenerationParams,
+             should_stop: Callable[[], bool] = ...) -> Iterator[ChatEvent]: ...
