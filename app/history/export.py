@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.history.errors import ImportFormatError
-from app.history.models import ROLES, STATUSES, Conversation, StoredMessage
+from app.history.models import ROLES, STATUSES, Conversation, StoredMessage, tool_calls_of
 
 FORMAT = "lantern.conversation"
 FORMAT_VERSION = 1
@@ -177,6 +177,9 @@ def to_markdown(conversation: Conversation, thread: Sequence[StoredMessage], tot
         if m.reasoning:
             lines += ["<details><summary>Reasoning (unfiltered chain of thought)</summary>", "",
                       m.reasoning.rstrip("\n"), "", "</details>", ""]
+        for recipient, arguments in tool_calls_of(m.usage):
+            lines += [f"<details><summary>Tool call: {recipient}</summary>", "", "```json", arguments, "```", "",
+                      "</details>", ""]
         if m.content:
             lines += [m.content.rstrip("\n"), ""]
         if m.status in ("stopped", "streaming"):

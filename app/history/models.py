@@ -14,6 +14,19 @@ ROLES: tuple[str, ...] = ("user", "assistant", "developer", "system", "tool")
 # (crash, kill, power loss) while it was being written. Its status becomes "stopped".
 INTERRUPTED_NOTE = "Interrupted: Lantern closed before this reply finished."
 
+TOOL_CALLS_KEY = "tool_calls"
+"""A reply's tool calls are kept in its usage JSON under this key, as a list of
+{"recipient": "functions.x", "arguments": "<the JSON text the model wrote>"}: they are neither
+the answer (`content`) nor reasoning, and Lantern runs no tools, so they never go back to the model."""
+
+
+def tool_calls_of(usage: Any) -> list[tuple[str, str]]:
+    """(recipient, arguments) of each tool call stored in a message's usage dict (tolerant of bad data)."""
+    calls = usage.get(TOOL_CALLS_KEY) if isinstance(usage, dict) else None
+    if not isinstance(calls, list):
+        return []
+    return [(str(c.get("recipient", "")), str(c.get("arguments", ""))) for c in calls if isinstance(c, dict)]
+
 
 @dataclass(frozen=True)
 class Conversation:

@@ -9,27 +9,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from app.history.errors import NotFound
-from app.history.models import StoredMessage
+from app.history.models import TOOL_CALLS_KEY, StoredMessage, tool_calls_of
 from app.history.store import HistoryStore
 
 log = logging.getLogger(__name__)
 
 # engine.types.Finished.reason -> the stored status
 _STATUS_FOR_REASON = {"stop": "done", "length": "done", "tool_call": "done", "cancelled": "stopped", "error": "error"}
-
-
-TOOL_CALLS_KEY = "tool_calls"
-"""A reply's tool calls are kept in its usage JSON under this key, as a list of
-{"recipient": "functions.x", "arguments": "<the JSON text the model wrote>"}: they are neither
-the answer (`content`) nor reasoning, and Lantern runs no tools, so they never go back to the model."""
-
-
-def tool_calls_of(usage: Any) -> list[tuple[str, str]]:
-    """(recipient, arguments) of each tool call stored in a message's usage dict (tolerant of bad data)."""
-    calls = usage.get(TOOL_CALLS_KEY) if isinstance(usage, dict) else None
-    if not isinstance(calls, list):
-        return []
-    return [(str(c.get("recipient", "")), str(c.get("arguments", ""))) for c in calls if isinstance(c, dict)]
 
 
 class _DeltaLike(Protocol):

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QPushButton, QScrollArea, QVBoxLay
 
 from app.chat_controller import Turn
 from app.finish_notes import finish_note
-from app.history.streaming import tool_calls_of
+from app.history.models import tool_calls_of
 from app.render import LIGHT, Palette
 from app.widgets.composer import Composer
 from app.widgets.message_widget import MessageWidget

@@ -100,6 +100,22 @@ def test_markdown_shows_the_active_branch(store: HistoryStore) -> None:
     assert "*(error: Out of memory)*" in store.export_markdown(cid)
 
 
+def test_tool_calls_survive_both_exports(store: HistoryStore) -> None:
+    c = store.create_conversation()
+    u = store.add_message(c.id, None, "user", "weather?")
+    saver = StreamingSaver.start(store, c.id, u.id)
+    saver.add("analysis", "Call the tool.")
+    saver.add("commentary", '{"city": "Oslo"}', "functions.get_weather")
+    saver.finish("done", usage={"completion_tokens": 7})
+    md = store.export_markdown(c.id)
+    assert '<summary>Tool call: functions.get_weather</summary>\n\n```json\n{"city": "Oslo"}\n```' in md
+    data = store.export_json(c.id)
+    assert data["messages"][-1]["usage"]["tool_calls"] == [{"recipient": "functions.get_weather",
+                                                            "arguments": '{"city": "Oslo"}'}]
+    again = store.import_json(copy.deepcopy(data))
+    assert store.export_json(again.id)["messages"] == data["messages"]
+
+
 def test_markdown_of_an_empty_conversation(store: HistoryStore) -> None:
     c = store.create_conversation()
     assert store.export_markdown(c.id).startswith("# Untitled conversation\n")
