@@ -64,6 +64,8 @@ def stylesheet(p: Palette, font_size: int) -> str:
     QPlainTextEdit#composer {{ font-size: {font_size}pt; border: 1px solid {p.code_border}; border-radius: 6px;
                                padding: 4px; }}
     QToolButton#reasoningToggle {{ color: {p.muted}; border: none; text-align: left; }}
+    QToolButton#toolCallToggle {{ color: {p.muted}; border: none; text-align: left; }}
+    QTextBrowser#toolCallArguments {{ border: none; border-left: 3px solid {p.code_border}; }}
     QFrame#reasoning {{ border: none; border-left: 3px solid {p.code_border}; }}
     QLineEdit {{ border: 1px solid {p.code_border}; border-radius: 4px; padding: 3px; }}
     QListWidget {{ border: 1px solid {p.code_border}; border-radius: 4px; }}
