@@ -39,9 +39,19 @@ def _setup_logging(level: str, *, to_file: bool) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
 
 
+def log_uncaught(exc_type: type[BaseException], exc: BaseException, tb: object) -> None:
+    """sys.excepthook: an exception escaping a Qt slot goes to the log file with its traceback (a
+    windowed build has no console, so the default hook's stderr print would be lost)."""
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc, tb)  # type: ignore[arg-type]
+        return
+    logging.getLogger("lantern.uncaught").critical("uncaught exception", exc_info=(exc_type, exc, tb))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     _setup_logging(args.log_level, to_file=not args.self_test)
+    sys.excepthook = log_uncaught
     from PySide6.QtWidgets import QApplication
 
     from app.application import Application

@@ -22,3 +22,18 @@ def test_importing_every_app_module_does_not_import_torch() -> None:
     assert out.returncode == 0, out.stderr
     count, torch_loaded = out.stdout.split()
     assert int(count) >= 10 and torch_loaded == "False"
+
+
+def test_uncaught_exceptions_go_to_the_log(caplog) -> None:  # noqa: ANN001
+    """The hook main() installs: a slot's exception lands in the log file with its traceback."""
+    import logging
+
+    from app.__main__ import log_uncaught
+
+    try:
+        1 / 0
+    except ZeroDivisionError as exc:
+        with caplog.at_level(logging.CRITICAL, logger="lantern.uncaught"):
+            log_uncaught(type(exc), exc, exc.__traceback__)
+    [record] = [r for r in caplog.records if r.name == "lantern.uncaught"]
+    assert record.levelno == logging.CRITICAL and "ZeroDivisionError" in caplog.text and "1 / 0" in caplog.text
