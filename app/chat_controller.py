@@ -113,6 +113,7 @@ class ChatController(QObject):
         self.model: ModelInfo | None = None
         self.loading: Path | None = None
         self._load_request_id: int | None = None
+        self._chat_request_ids: set[int] = set()   # every StartChat sent (to drop failures of abandoned turns)
         self.last_usage: Usage | None = None
         # Deltas trigger the streaming saver's writes; this timer makes a pause in them save too.
         self._save_timer = QTimer(self)
@@ -274,6 +275,7 @@ class ChatController(QObject):
         rid = next(self._ids)
         s = self.settings.settings
         self.turn = Turn(rid, self.conversation_id, saver.message_id, saver, max_tokens=s.max_tokens)
+        self._chat_request_ids.add(rid)
         self._save_timer.start(max(20, int(SAVE_INTERVAL_S * 500)))  # half the bound: writes lag <= 1.5x
         history = self._engine_messages(self.thread[:-1], s.instructions)
         self.worker.submit(StartChat(rid, str(self.conversation_id), tuple(history), s.generation_params()))
@@ -327,6 +329,8 @@ class ChatController(QObject):
                 self.model_changed.emit()
             elif self.turn is not None and event.request_id not in (None, self.turn.request_id):
                 return  # a failure of a turn nobody waits for any more
+            elif self.turn is None and event.request_id in self._chat_request_ids:
+                return  # the failure of a turn already given up (its chat deleted while it ran)
             self.error.emit(event.message, event.kind)
 
     def _on_delta(self, turn: Turn, event: ChatDelta) -> None:

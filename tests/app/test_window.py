@@ -308,6 +308,21 @@ def test_stale_events_are_dropped(env: Env) -> None:
     assert after == before and "GHOST" not in env.window.chat.widgets[-1].text
 
 
+def test_the_failure_of_a_turn_whose_chat_was_deleted_is_not_shown(env: Env, gated) -> None:  # noqa: ANN001
+    from app.messages import WorkerFailed
+
+    env.load()
+    assert env.controller.send("doomed")
+    rid, cid = env.controller.turn.request_id, env.controller.conversation_id
+    env.controller.delete(cid)                     # gives the turn up while the worker still runs it
+    assert env.controller.turn is None
+    env.controller.on_event(WorkerFailed(rid, "user", "GHOST FAILURE"))
+    assert "GHOST FAILURE" not in env.window.chat.banner.text()
+    env.controller.on_event(WorkerFailed(None, "bug", "Internal error: real"))   # not a turn's: still shown
+    assert "Internal error: real" in env.window.chat.banner.text()
+    gated.set()
+
+
 def test_streaming_renders_are_coalesced(env: Env, qtbot) -> None:  # noqa: ANN001
     env.engine.delay = 0.5  # the fake would take seconds: we feed the controller by hand meanwhile
     env.load()
