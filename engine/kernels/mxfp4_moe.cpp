@@ -65,21 +65,14 @@ inline float e8m0(uint8_t s) {  // 2^(s-127); s == 0 gives 2^-127 (denormal)
 }
 
 // Element i of a vector of length n (multiple of 32) -> position in the "lane" layout used by the
-// AVX-512 path. Per group of 4 blocks (128 elements) the layout is 4 runs of 32 bf16:
-//   run 0: element 2j of block k at 8k+j;  run 1: element 16+2j;  run 2: element 2j+1;  run 3: 17+2j
-// which is what unpack{lo,hi}_epi8 over the low / high nibbles of 64 packed bytes produces.
+// AVX-512 path. A 64-byte load covers 4 blocks (one per 128-bit lane); its 16-bit word 8k+j holds the
+// four nibbles of elements 4j..4j+3 of block k. Shifting the words by 0/4/8/12 bits and looking the low
+// nibble up with vpermw gives 4 vectors ("runs") of 32 bf16: run r, word 8k+j = element 4j+r of block k.
+// So per group of 4 blocks (128 elements) the layout is: position 32*r + 8*k + j.
 inline int64_t lane_pos(int64_t i) {
-  int64_t g = i / kBlock, e = i % kBlock;
-  int64_t q = g / kGroup, k = g % kGroup;
-  int64_t run, j;
-  if ((e & 1) == 0) {
-    run = e < 16 ? 0 : 1;
-    j = (e < 16 ? e : e - 16) / 2;
-  } else {
-    run = e < 16 ? 2 : 3;
-    j = (e < 16 ? e - 1 : e - 17) / 2;
-  }
-  return q * kGroupElems + run * 32 + 8 * k + j;
+  const int64_t g = i / kBlock, e = i % kBlock;
+  const int64_t q = g / kGroup, k = g % kGroup;
+  return q * kGroupElems + (e % 4) * 32 + 8 * k + e / 4;
 }
 
 inline float swiglu(float g, float l, float limit) {
@@ -127,13 +120,12 @@ void rows_scalar(const uint8_t* blocks, const uint8_t* scales, int64_t G, int64_
 template <int NR, int NT>
 LK_TARGET void tile_avx512(const uint8_t* const* rb, const uint8_t* const* rs, int64_t G,
                            const uint16_t* const* xs, float* out, int64_t out_stride) {
-  const __m512i m0f = _mm512_set1_epi8(0x0f);
-  const __m512i lut_hi = _mm512_broadcast_i32x4(
-      _mm_setr_epi8(0x00, 0x3f, 0x3f, 0x3f, 0x40, 0x40, 0x40, 0x40, (char)0x80, (char)0xbf, (char)0xbf,
-                    (char)0xbf, (char)0xc0, (char)0xc0, (char)0xc0, (char)0xc0));
-  const __m512i lut_lo = _mm512_broadcast_i32x4(
-      _mm_setr_epi8(0x00, 0x00, (char)0x80, (char)0xc0, 0x00, 0x40, (char)0x80, (char)0xc0, 0x00, 0x00,
-                    (char)0x80, (char)0xc0, 0x00, 0x40, (char)0x80, (char)0xc0));
+  // bf16 bit patterns of the 16 E2M1 codes, twice (vpermw indexes with the low 5 bits of each word).
+  const __m512i lut = _mm512_set_epi16(
+      (short)0xc0c0, (short)0xc080, (short)0xc040, (short)0xc000, (short)0xbfc0, (short)0xbf80, (short)0xbf00,
+      (short)0x8000, 0x40c0, 0x4080, 0x4040, 0x4000, 0x3fc0, 0x3f80, 0x3f00, 0x0000, (short)0xc0c0,
+      (short)0xc080, (short)0xc040, (short)0xc000, (short)0xbfc0, (short)0xbf80, (short)0xbf00, (short)0x8000,
+      0x40c0, 0x4080, 0x4040, 0x4000, 0x3fc0, 0x3f80, 0x3f00, 0x0000);
   const __m512i sidx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
   __m512 acc[NR][NT];
   for (int r = 0; r < NR; ++r)
@@ -148,14 +140,10 @@ LK_TARGET void tile_avx512(const uint8_t* const* rb, const uint8_t* const* rs, i
     __m512 sc[NR];
     for (int r = 0; r < NR; ++r) {
       __m512i v = _mm512_maskz_loadu_epi8(bmask, rb[r] + q * kGroup * 16);
-      __m512i lo = _mm512_and_si512(v, m0f);
-      __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m0f);
-      __m512i lh = _mm512_shuffle_epi8(lut_hi, lo), ll = _mm512_shuffle_epi8(lut_lo, lo);
-      __m512i hh = _mm512_shuffle_epi8(lut_hi, hi), hl = _mm512_shuffle_epi8(lut_lo, hi);
-      w[r][0] = _mm512_unpacklo_epi8(ll, lh);
-      w[r][1] = _mm512_unpackhi_epi8(ll, lh);
-      w[r][2] = _mm512_unpacklo_epi8(hl, hh);
-      w[r][3] = _mm512_unpackhi_epi8(hl, hh);
+      w[r][0] = _mm512_permutexvar_epi16(v, lut);
+      w[r][1] = _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 4), lut);
+      w[r][2] = _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 8), lut);
+      w[r][3] = _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 12), lut);
       __m128i s8 = _mm_maskz_loadu_epi8(smask, rs[r] + q * kGroup);
       __m512i s32 = _mm512_cvtepu8_epi32(s8);
       s32 = _mm512_permutexvar_epi32(sidx, s32);
@@ -169,8 +157,8 @@ LK_TARGET void tile_avx512(const uint8_t* const* rb, const uint8_t* const* rs, i
       __m512bh x3 = (__m512bh)_mm512_loadu_si512(xq + 96);
       for (int r = 0; r < NR; ++r) {
         __m512 pa = _mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)w[r][0], x0);
-        __m512 pb = _mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)w[r][2], x2);
-        pa = _mm512_dpbf16_ps(pa, (__m512bh)w[r][1], x1);
+        __m512 pb = _mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)w[r][1], x1);
+        pa = _mm512_dpbf16_ps(pa, (__m512bh)w[r][2], x2);
         pb = _mm512_dpbf16_ps(pb, (__m512bh)w[r][3], x3);
         acc[r][t] = _mm512_fmadd_ps(_mm512_add_ps(pa, pb), sc[r], acc[r][t]);
       }
