@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-_ABI_VERSION = 1
+_ABI_VERSION = 2
 _PATHS = {"auto": 0, "scalar": 1, "avx512": 2}
 KernelPath = Literal["auto", "scalar", "avx512"]
 DISABLE_ENV = "LANTERN_NO_NATIVE"  # set to 1 to force the pure-torch path
@@ -47,6 +47,14 @@ class _Lib:
         f.restype = ctypes.c_int
         f.argtypes = [ctypes.c_void_p] * 10 + [ctypes.c_int64] * 5 + [ctypes.c_float, ctypes.c_int, ctypes.c_int]
         self.moe = f
+        g = self.cdll.lk_linear_bf16
+        g.restype = ctypes.c_int
+        g.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_int] * 3
+        self.linear = g
+        r = self.cdll.lk_read_bytes
+        r.restype = ctypes.c_double
+        r.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+        self.read_bytes = r
 
 
 def _library_path() -> str | None:
@@ -140,3 +148,61 @@ def moe_experts(
     if rc != 0:
         raise RuntimeError(f"lk_moe_experts failed (code {rc}, path {path})")
     return out
+
+
+def linear_bf16(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    out_dtype: torch.dtype | None = None,
+    path: KernelPath = "auto",
+    num_threads: int | None = None,
+) -> torch.Tensor:
+    """x [T, D] bf16 @ weight [N, D].T bf16 (+ bias [N] bf16) with fp32 sums.
+
+    Returns [T, N] float32 when out_dtype is torch.float32 (exact products, fp32 sums, like
+    engine.model.logits_fp32), else bf16 rounded once after the fp32 bias add (like F.linear in bf16).
+    """
+    import torch
+
+    lib, reason = _load()
+    if lib is None:
+        raise RuntimeError(f"native kernels unavailable: {reason}")
+    out_dtype = out_dtype or torch.bfloat16
+    assert x.dtype == torch.bfloat16 and weight.dtype == torch.bfloat16, (x.dtype, weight.dtype)
+    assert x.device.type == "cpu" and weight.device.type == "cpu"
+    assert out_dtype in (torch.bfloat16, torch.float32)
+    T, D = x.shape
+    N = weight.shape[0]
+    assert weight.shape == (N, D), (weight.shape, x.shape)
+    x_c, w_c = x.contiguous(), weight.contiguous()
+    b_c = bias.to(torch.bfloat16).contiguous() if bias is not None else None
+    out = torch.empty((T, N), dtype=out_dtype)
+    threads = num_threads if num_threads is not None else torch.get_num_threads()
+    rc = lib.linear(
+        _ptr(x_c), _ptr(w_c), _ptr(b_c) if b_c is not None else None, _ptr(out), T, D, N,
+        int(out_dtype == torch.bfloat16), _PATHS[path], int(threads),
+    )
+    if rc != 0:
+        raise RuntimeError(f"lk_linear_bf16 failed (code {rc}, path {path})")
+    return out
+
+
+def read_bandwidth(buffer: torch.Tensor, *, num_threads: int | None = None, repeats: int = 3) -> float:
+    """Best-of-`repeats` streaming read rate of `buffer` (bytes/s), touching every 64-byte line."""
+    import time
+
+    import torch
+
+    lib, reason = _load()
+    if lib is None:
+        raise RuntimeError(f"native kernels unavailable: {reason}")
+    n = (buffer.numel() * buffer.element_size()) // 64 * 64
+    threads = num_threads if num_threads is not None else torch.get_num_threads()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        lib.read_bytes(_ptr(buffer), n, int(threads))
+        best = min(best, time.perf_counter() - t0)
+    return n / best

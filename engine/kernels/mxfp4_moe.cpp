@@ -207,6 +207,54 @@ LK_TARGET void rows_avx512(const uint8_t* blocks, const uint8_t* scales, int64_t
   }
 }
 
+// ---- dense bf16 x bf16 -> fp32 sums (qkv / out / router / unembedding) ----
+// x rows [NT][D] bf16, weight rows [NR][D] bf16 (D even); out[r*os + t] = fp32 dot.
+template <int NR, int NT>
+LK_TARGET void dense_tile(const uint16_t* w, int64_t ldw, const uint16_t* x, int64_t ldx, int64_t D, float* out,
+                          int64_t os) {
+  __m512 acc[NR][NT];
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= D; i += 32) {
+    __m512bh xv[NT];
+    for (int t = 0; t < NT; ++t) xv[t] = (__m512bh)_mm512_loadu_si512(x + t * ldx + i);
+    for (int r = 0; r < NR; ++r) {
+      __m512bh wv = (__m512bh)_mm512_loadu_si512(w + r * ldw + i);
+      for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
+    }
+  }
+  if (i < D) {
+    const __mmask32 m = static_cast<__mmask32>((1ull << (D - i)) - 1);
+    __m512bh xv[NT];
+    for (int t = 0; t < NT; ++t) xv[t] = (__m512bh)_mm512_maskz_loadu_epi16(m, x + t * ldx + i);
+    for (int r = 0; r < NR; ++r) {
+      __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(m, w + r * ldw + i);
+      for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
+    }
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) out[r * os + t] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+// nrows weight rows against T x-rows; out[r*os + t].
+LK_TARGET void dense_rows_avx512(const uint16_t* w, int64_t nrows, const uint16_t* x, int64_t T, int64_t D,
+                                 float* out, int64_t os) {
+  int64_t r = 0;
+  if (T == 1) {
+    for (; r + 4 <= nrows; r += 4) dense_tile<4, 1>(w + r * D, D, x, D, D, out + r * os, os);
+    for (; r < nrows; ++r) dense_tile<1, 1>(w + r * D, D, x, D, D, out + r * os, os);
+    return;
+  }
+  for (; r + 4 <= nrows; r += 4) {
+    int64_t t = 0;
+    for (; t + 4 <= T; t += 4) dense_tile<4, 4>(w + r * D, D, x + t * D, D, D, out + r * os + t, os);
+    for (; t < T; ++t) dense_tile<4, 1>(w + r * D, D, x + t * D, D, D, out + r * os + t, os);
+  }
+  for (; r < nrows; ++r)
+    for (int64_t t = 0; t < T; ++t) dense_tile<1, 1>(w + r * D, D, x + t * D, D, D, out + r * os + t, os);
+}
+
 bool cpu_has_avx512bf16() {
   unsigned a, b, c, d;
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
@@ -238,9 +286,74 @@ int resolve_path(int requested) {
 using RowsFn = void (*)(const uint8_t*, const uint8_t*, int64_t, int64_t, int64_t, int64_t,
                         const uint16_t* const*, int, float*, int64_t);
 
+void dense_rows_scalar(const uint16_t* w, int64_t nrows, const uint16_t* x, int64_t T, int64_t D, float* out,
+                       int64_t os) {
+  for (int64_t r = 0; r < nrows; ++r)
+    for (int64_t t = 0; t < T; ++t) {
+      float acc = 0.0f;
+      for (int64_t i = 0; i < D; ++i) acc += bf16_to_f32(w[r * D + i]) * bf16_to_f32(x[t * D + i]);
+      out[r * os + t] = acc;
+    }
+}
+
 }  // namespace
 
-LK_API int lk_abi_version() { return 1; }
+// y[T, N] = x[T, D] @ w[N, D]^T (+ bias[N]); products of bf16 values summed in fp32, bias added in fp32,
+// then stored as fp32 (out_bf16 == 0) or rounded once to bf16 (out_bf16 != 0).
+LK_API int lk_linear_bf16(const uint16_t* x, const uint16_t* w, const uint16_t* bias, void* out, int64_t T,
+                          int64_t D, int64_t N, int out_bf16, int path, int nthreads) {
+  path = resolve_path(path);
+  if (path < 0) return -2;
+  if (T <= 0 || N <= 0) return 0;
+  if (nthreads < 1) nthreads = 1;
+  constexpr int64_t kRows = 64;
+  const int64_t nchunks = (N + kRows - 1) / kRows;
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<float> tmp(static_cast<size_t>(kRows * T));
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < nchunks; ++c) {
+      const int64_t r0 = c * kRows, n = std::min(kRows, N - r0);
+#if LK_X86
+      if (path == kAvx512)
+        dense_rows_avx512(w + r0 * D, n, x, T, D, tmp.data(), T);
+      else
+#endif
+        dense_rows_scalar(w + r0 * D, n, x, T, D, tmp.data(), T);
+      for (int64_t r = 0; r < n; ++r) {
+        const float b = bias ? bf16_to_f32(bias[r0 + r]) : 0.0f;
+        for (int64_t t = 0; t < T; ++t) {
+          const float v = tmp[r * T + t] + b;
+          if (out_bf16)
+            static_cast<uint16_t*>(out)[t * N + r0 + r] = f32_to_bf16(v);
+          else
+            static_cast<float*>(out)[t * N + r0 + r] = v;
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+// Streaming read of n bytes (multiple of 64) split over nthreads; returns a checksum so the reads stay.
+LK_API double lk_read_bytes(const uint8_t* p, int64_t n, int nthreads) {
+  double total = 0.0;
+  const int64_t lines = n / 64;
+#pragma omp parallel for num_threads(nthreads) reduction(+ : total) schedule(static)
+  for (int64_t c = 0; c < lines; c += 1024) {
+    uint64_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const int64_t end = std::min(lines, c + 1024);
+    const uint64_t* q = reinterpret_cast<const uint64_t*>(p);
+    for (int64_t l = c; l < end; ++l)
+      for (int j = 0; j < 8; ++j) acc[j] += q[l * 8 + j];
+    uint64_t a = 0;
+    for (int j = 0; j < 8; ++j) a += acc[j];
+    total += static_cast<double>(a & 0xffff);
+  }
+  return total;
+}
+
+LK_API int lk_abi_version() { return 2; }
 
 // 0 = scalar only, 2 = AVX-512 BF16 available.
 LK_API int lk_best_path() { return resolve_path(kAuto); }
