@@ -1,0 +1,217 @@
+"""The gpt-oss transformer (spec §1.2), running on weights straight from a memory-mapped checkpoint.
+
+Precision: bf16 weights and activations; fp32 for RMSNorm statistics, attention scores and softmax
+(sinks included), the router softmax, expert accumulation (engine.moe) and the final logits.
+Dense matmuls (qkv, out, router) are bf16 x bf16 -> bf16 like the reference implementation; their inputs
+and outputs are what the reference sees, so expert selection agrees with it wherever the inputs do.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from engine.checkpoint import Checkpoint, open_checkpoint
+from engine.config import ModelConfig
+from engine.kv_cache import KVCache
+from engine.moe import PackedExperts, moe_experts
+from engine.rope import Rope, apply_rope
+
+log = logging.getLogger(__name__)
+
+# Attention score memory per call is bounded by splitting queries into chunks of at most this many
+# fp32 score elements (heads x queries x keys).
+_SCORE_BUDGET = 1 << 24
+_LOGIT_CHUNK_ROWS = 16384
+
+
+def rms_norm(x: torch.Tensor, scale: torch.Tensor, eps: float) -> torch.Tensor:
+    """x [T, D] bf16, scale [D] f32 -> [T, D] bf16 with fp32 statistics."""
+    t = x.float()
+    t = t * torch.rsqrt(t.pow(2).mean(dim=-1, keepdim=True) + eps)
+    return (t * scale).to(x.dtype)
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    sinks: torch.Tensor,
+    q_pos: torch.Tensor,
+    k_pos: torch.Tensor,
+    window: int | None,
+    sm_scale: float,
+) -> torch.Tensor:
+    """Causal GQA attention with sinks.
+
+    q [T, Hkv, G, d] bf16 (q-head h = kv*G + g), k/v [S, Hkv, d] bf16, sinks [Hkv*G] f32,
+    q_pos [T] / k_pos [S] absolute positions. Key j is visible to query i iff k_pos[j] <= q_pos[i] and
+    (window is None or q_pos[i] - k_pos[j] < window). Returns [T, Hkv*G*d] bf16.
+    """
+    t, hkv, g, d = q.shape
+    s = k.shape[0]
+    kf = k.float().permute(1, 2, 0)                                  # [Hkv, d, S]
+    vf = v.float().transpose(0, 1)                                   # [Hkv, S, d]
+    sink = sinks.view(hkv, g, 1, 1)                                  # [Hkv, G, 1, 1] f32
+    rows = max(1, _SCORE_BUDGET // max(1, hkv * g * s))
+    out = []
+    for a in range(0, t, rows):
+        qc = q[a:a + rows].float().permute(1, 2, 0, 3)               # [Hkv, G, t, d]
+        tc = qc.shape[2]
+        scores = torch.matmul(qc.reshape(hkv, g * tc, d), kf).view(hkv, g, tc, s) * sm_scale  # [Hkv,G,t,S]
+        qp = q_pos[a:a + rows, None]                                 # [t, 1]
+        visible = k_pos[None, :] <= qp                               # [t, S]
+        if window is not None:
+            visible &= (qp - k_pos[None, :]) < window
+        scores = scores.masked_fill(~visible, float("-inf"))
+        # softmax over [scores, sink]; the sink only enters the denominator
+        full = torch.cat((scores, sink.expand(hkv, g, tc, 1)), dim=-1)   # [Hkv, G, t, S+1]
+        probs = torch.softmax(full, dim=-1)[..., :s]                 # [Hkv, G, t, S] f32
+        o = torch.matmul(probs.reshape(hkv, g * tc, s), vf)          # [Hkv, G*t, d] f32
+        out.append(o.view(hkv, g, tc, d).permute(2, 0, 1, 3).reshape(tc, hkv * g * d))
+    return torch.cat(out).to(torch.bfloat16) if len(out) > 1 else out[0].to(torch.bfloat16)
+
+
+def logits_fp32(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x [T, D] bf16 @ weight[V, D].T bf16 -> [T, V] f32 (exact products, fp32 sums, no bf16 rounding)."""
+    if x.device.type == "cuda":
+        try:
+            return torch.mm(x, weight.t(), out_dtype=torch.float32)
+        except (RuntimeError, TypeError, NotImplementedError):
+            pass
+    xf = x.float()
+    out = torch.empty(x.shape[0], weight.shape[0], dtype=torch.float32, device=x.device)
+    for a in range(0, weight.shape[0], _LOGIT_CHUNK_ROWS):
+        torch.mm(xf, weight[a:a + _LOGIT_CHUNK_ROWS].float().t(), out=out[:, a:a + _LOGIT_CHUNK_ROWS])
+    return out
+
+
+@dataclass(slots=True)
+class Layer:
+    attn_norm: torch.Tensor     # [D] f32
+    qkv_w: torch.Tensor         # [Q+2K, D] bf16
+    qkv_b: torch.Tensor         # [Q+2K] bf16
+    sinks: torch.Tensor         # [H] f32
+    out_w: torch.Tensor         # [D, Q] bf16
+    out_b: torch.Tensor         # [D] bf16
+    mlp_norm: torch.Tensor      # [D] f32
+    gate_w: torch.Tensor        # [E, D] bf16
+    gate_b: torch.Tensor        # [E] bf16
+    experts: PackedExperts
+    window: int | None          # sliding window (tokens incl. self) or None for full attention
+
+
+class Transformer(torch.nn.Module):
+    """gpt-oss forward pass; weights are plain tensors (mmap views on CPU)."""
+
+    def __init__(self, config: ModelConfig, embedding: torch.Tensor, layers: list[Layer], norm: torch.Tensor,
+                 unembedding: torch.Tensor, device: torch.device) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = embedding          # [V, D] bf16
+        self.layers = layers
+        self.norm = norm                    # [D] f32
+        self.unembedding = unembedding      # [V, D] bf16
+        self.device = device
+        self.rope = Rope(config, device)
+        self.sm_scale = 1.0 / math.sqrt(config.head_dim)
+        self.moe = moe_experts              # swappable expert kernel with moe_experts' signature
+        self.checkpoint: Checkpoint | None = None
+
+    # ---- loading -----------------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(cls, model_dir: Path | str | Checkpoint, device: str | torch.device = "cpu") -> "Transformer":
+        ckpt = model_dir if isinstance(model_dir, Checkpoint) else open_checkpoint(model_dir)
+        cfg = ckpt.config
+        dev = torch.device(device)
+
+        def get(name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+            t = ckpt.get(name)
+            if dtype is not None and t.dtype != dtype:
+                t = t.to(dtype)
+            return t.to(dev) if dev.type != "cpu" else t
+
+        layers = []
+        for n in range(cfg.num_hidden_layers):
+            p = f"block.{n}."
+            experts = PackedExperts(
+                get(p + "mlp.mlp1_weight.blocks"), get(p + "mlp.mlp1_weight.scales"), get(p + "mlp.mlp1_bias"),
+                get(p + "mlp.mlp2_weight.blocks"), get(p + "mlp.mlp2_weight.scales"), get(p + "mlp.mlp2_bias"),
+            )
+            layers.append(Layer(
+                attn_norm=get(p + "attn.norm.scale", torch.float32),
+                qkv_w=get(p + "attn.qkv.weight"), qkv_b=get(p + "attn.qkv.bias"),
+                sinks=get(p + "attn.sinks", torch.float32),
+                out_w=get(p + "attn.out.weight"), out_b=get(p + "attn.out.bias"),
+                mlp_norm=get(p + "mlp.norm.scale", torch.float32),
+                gate_w=get(p + "mlp.gate.weight"), gate_b=get(p + "mlp.gate.bias"),
+                experts=experts,
+                window=cfg.sliding_window if cfg.is_sliding(n) else None,
+            ))
+        model = cls(cfg, get("embedding.weight"), layers, get("norm.scale", torch.float32),
+                    get("unembedding.weight"), dev)
+        model.checkpoint = ckpt
+        return model
+
+    # ---- forward -----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, *, last_only: bool = False) -> torch.Tensor:
+        """tokens [T] int64 -> logits [T, vocab] f32 (or [1, vocab] with last_only).
+
+        Without a cache: one pass over the sequence at positions 0..T-1. With a cache: positions continue
+        after `cache.length`, keys/values are stored, `cache.length` grows by T.
+        """
+        tokens = tokens.to(self.device).reshape(-1)
+        if cache is not None:
+            cache.check_room(tokens.shape[0])
+            step = cache.max_chunk
+            if tokens.shape[0] > step:
+                parts = [self.forward(tokens[a:a + step], cache, last_only=last_only)
+                         for a in range(0, tokens.shape[0], step)]
+                return parts[-1] if last_only else torch.cat(parts)
+        x = self._hidden(tokens, cache)                              # [T, D] bf16
+        if last_only:
+            x = x[-1:]
+        x = rms_norm(x, self.norm, self.config.rms_norm_eps)
+        return logits_fp32(x, self.unembedding)                      # [T, V] f32
+
+    def _hidden(self, tokens: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
+        cfg = self.config
+        t = tokens.shape[0]
+        start = cache.length if cache is not None else 0
+        positions = torch.arange(start, start + t, device=self.device)          # [T]
+        cos, sin = self.rope.cos_sin(positions, torch.bfloat16)                 # [T, d/2]
+        x = F.embedding(tokens, self.embedding)                                 # [T, D] bf16
+        hkv, g, d = cfg.num_key_value_heads, cfg.num_attention_heads // cfg.num_key_value_heads, cfg.head_dim
+        qw, kw = cfg.q_width, cfg.kv_width
+        for n, layer in enumerate(self.layers):
+            # ---- attention ----
+            h = rms_norm(x, layer.attn_norm, cfg.rms_norm_eps)
+            qkv = F.linear(h, layer.qkv_w, layer.qkv_b)                          # [T, Q+2K] bf16
+            q = apply_rope(qkv[:, :qw].reshape(t, hkv, g, d), cos, sin)        # [T, Hkv, G, d]
+            k = apply_rope(qkv[:, qw:qw + kw].reshape(t, hkv, d), cos, sin)    # [T, Hkv, d]
+            v = qkv[:, qw + kw:].reshape(t, hkv, d)                              # [T, Hkv, d]
+            if cache is None:
+                k_all, v_all, k_pos = k, v, positions
+            else:
+                lc = cache.layers[n]
+                lc.write(start, k, v)
+                begin = 0 if layer.window is None else max(0, start - layer.window + 1)
+                k_all, v_all = lc.read(begin, start + t)
+                k_pos = torch.arange(begin, start + t, device=self.device)
+            o = attention(q, k_all, v_all, layer.sinks, positions, k_pos, layer.window, self.sm_scale)
+            x = x + F.linear(o, layer.out_w, layer.out_b)
+            # ---- mixture of experts ----
+            h = rms_norm(x, layer.mlp_norm, cfg.rms_norm_eps)
+            router = F.linear(h, layer.gate_w, layer.gate_b)                     # [T, E] bf16
+            top = torch.topk(router, cfg.experts_per_token, dim=-1, sorted=True)
+            weights = torch.softmax(top.values.float(), dim=-1)                 # [T, K] f32
+            x = x + self.moe(h, top.indices, weights, layer.experts, cfg.swiglu_limit)
+        if cache is not None:
+            cache.length = start + t
+        return x
