@@ -25,6 +25,10 @@ _PATHS = {"auto": 0, "scalar": 1, "avx512": 2}
 KernelPath = Literal["auto", "scalar", "avx512"]
 DISABLE_ENV = "LANTERN_NO_NATIVE"  # set to 1 to force the pure-torch path
 
+# Process-wide switch consulted by the engine's dispatch points (engine.moe, engine.model); tests set it to
+# False to run the pure-torch path on a machine where the native kernels are built.
+ENABLED = True
+
 
 @dataclass(frozen=True)
 class KernelStatus:
@@ -92,6 +96,12 @@ def status() -> KernelStatus:
 
 def available() -> bool:
     return _load()[0] is not None
+
+
+def use_native(device: torch.device | str) -> bool:
+    """True when the engine should run its CPU hot paths through the native kernels on `device`."""
+    dev_type = device if isinstance(device, str) else device.type
+    return ENABLED and dev_type == "cpu" and available()
 
 
 def _ptr(t: torch.Tensor) -> int:

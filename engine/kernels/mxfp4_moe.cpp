@@ -246,10 +246,14 @@ LK_TARGET void dense_rows_avx512(const uint16_t* w, int64_t nrows, const uint16_
     for (; r < nrows; ++r) dense_tile<1, 1>(w + r * D, D, x, D, D, out + r * os, os);
     return;
   }
-  for (; r + 4 <= nrows; r += 4) {
-    int64_t t = 0;
-    for (; t + 4 <= T; t += 4) dense_tile<4, 4>(w + r * D, D, x + t * D, D, D, out + r * os + t, os);
-    for (; t < T; ++t) dense_tile<4, 1>(w + r * D, D, x + t * D, D, D, out + r * os + t, os);
+  constexpr int64_t kTokBlock = 16;  // x block stays in L1/L2 while the row chunk streams past it
+  for (int64_t t0 = 0; t0 < T; t0 += kTokBlock) {
+    const int64_t t1 = std::min(T, t0 + kTokBlock);
+    for (r = 0; r + 4 <= nrows; r += 4) {
+      int64_t t = t0;
+      for (; t + 4 <= t1; t += 4) dense_tile<4, 4>(w + r * D, D, x + t * D, D, D, out + r * os + t, os);
+      for (; t < t1; ++t) dense_tile<4, 1>(w + r * D, D, x + t * D, D, D, out + r * os + t, os);
+    }
   }
   for (; r < nrows; ++r)
     for (int64_t t = 0; t < T; ++t) dense_tile<1, 1>(w + r * D, D, x + t * D, D, D, out + r * os + t, os);
