@@ -8,6 +8,8 @@ the reason (engine.kernels.status()).
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
 
 from setuptools import Extension, setup
@@ -22,6 +24,14 @@ _OPENMP_LINK = {"unix": ["-fopenmp"], "msvc": []}
 
 class OptionalBuildExt(build_ext):
     """build_ext that tries with OpenMP, then without, then gives up quietly."""
+
+    def copy_file(self, infile, outfile, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # In-place builds replace the library atomically: a running engine keeps its mapped copy intact.
+        tmp = f"{outfile}.tmp{os.getpid()}"
+        shutil.copyfile(infile, tmp)
+        shutil.copymode(infile, tmp)
+        os.replace(tmp, outfile)
+        return outfile, 1
 
     def build_extension(self, ext: Extension) -> None:
         ctype = self.compiler.compiler_type

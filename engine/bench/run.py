@@ -62,6 +62,47 @@ class MemorySampler:
         self.sample()
 
 
+# ---- CPU accounting (the bench machine may be shared) ----------------------------------------------------
+def cpu_snapshot() -> tuple[float, float]:
+    """(process CPU seconds, seconds its threads sat runnable but not running), Linux schedstat."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    wait_ns = 0
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/schedstat") as f:
+                    wait_ns += int(f.read().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    except OSError:
+        pass
+    return r.ru_utime + r.ru_stime, wait_ns / 1e9
+
+
+class Phase:
+    """Wall time, CPU time and run-queue wait of one measured phase."""
+
+    def __init__(self) -> None:
+        self.wall_s = self.cpu_s = self.wait_s = 0.0
+
+    def __enter__(self) -> Phase:
+        self._cpu0, self._wait0 = cpu_snapshot()
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall_s += time.perf_counter() - self._t0
+        cpu, wait = cpu_snapshot()
+        self.cpu_s += cpu - self._cpu0
+        self.wait_s += wait - self._wait0
+
+    def as_dict(self, threads: int) -> dict[str, float]:
+        return {"wall_s": self.wall_s, "cpu_s": self.cpu_s, "runqueue_wait_s": self.wait_s,
+                "cpu_share": self.cpu_s / max(1e-9, self.wall_s * threads)}
+
+
 # ---- traffic model ------------------------------------------------------------------------------------
 def bytes_per_decoded_token(cfg: Any, context: int) -> dict[str, int]:
     """Bytes a decode step must read: weights it touches (4 experts per layer) plus the KV cache."""
@@ -166,42 +207,43 @@ def run_child(cc: ChildConfig) -> dict[str, Any]:
         out["load_s"] = time.perf_counter() - t0
         out["kv_cache_bytes"] = cache.nbytes
         out["mem_after_load"] = proc_status()
-        vocab = 199998  # ordinary token ids
+        vocab = min(199998, model.config.vocab_size)  # ordinary (non-special) token ids
 
-        def prefill(n: int) -> tuple[float, torch.Tensor]:
+        def prefill(n: int, key: str) -> torch.Tensor:
             cache.reset()
             toks = torch.randint(0, vocab, (n,), generator=gen)
-            t = time.perf_counter()
-            logits = model(toks, cache, last_only=True)
-            return time.perf_counter() - t, logits
+            with Phase() as ph:
+                logits = model(toks, cache, last_only=True)
+            out[key] = ph.as_dict(cc.threads)
+            log.info("%s (%d tokens): %.2f s wall, %.0f %% of %d cores", key, n, ph.wall_s,
+                     100 * out[key]["cpu_share"], cc.threads)
+            return logits
 
         # 1. Time to first token for a 1k prompt straight after loading (weights page in from the cache).
         if cc.ttft_len:
-            dt, logits = prefill(cc.ttft_len)
-            out["ttft_first_s"] = dt
-            log.info("TTFT (first forward, %d tokens): %.2f s", cc.ttft_len, dt)
+            prefill(cc.ttft_len, "ttft_first")
         # 2. Prefill 512 (warm).
-        dt, logits = prefill(cc.prompt_len)
-        out["prefill_s"] = dt
-        out["prefill_tok_s"] = cc.prompt_len / dt
-        log.info("prefill %d: %.2f s (%.1f tok/s)", cc.prompt_len, dt, cc.prompt_len / dt)
+        logits = prefill(cc.prompt_len, "prefill")
+        out["prefill_tok_s"] = cc.prompt_len / out["prefill"]["wall_s"]
         # 3. Decode after that prompt, batch 1, greedy.
         steps = []
         tok = int(logits[-1].argmax())
-        for _ in range(cc.decode_tokens):
-            t = time.perf_counter()
-            logits = model(torch.tensor([tok]), cache, last_only=True)
-            tok = int(logits[-1].argmax())
-            steps.append(time.perf_counter() - t)
+        with Phase() as ph:
+            for _ in range(cc.decode_tokens):
+                t = time.perf_counter()
+                logits = model(torch.tensor([tok]), cache, last_only=True)
+                tok = int(logits[-1].argmax())
+                steps.append(time.perf_counter() - t)
+        out["decode"] = ph.as_dict(cc.threads)
         out["decode_step_s"] = steps
         out["decode_tok_s_median"] = 1.0 / statistics.median(steps)
         out["decode_tok_s_mean"] = len(steps) / sum(steps)
         out["decode_context_mean"] = cc.prompt_len + cc.decode_tokens / 2
-        log.info("decode: median %.2f tok/s", out["decode_tok_s_median"])
+        log.info("decode: median %.2f tok/s, %.0f %% of cores", out["decode_tok_s_median"],
+                 100 * out["decode"]["cpu_share"])
         # 4. TTFT 1k again, now warm.
         if cc.ttft_len:
-            dt, _ = prefill(cc.ttft_len)
-            out["ttft_warm_s"] = dt
+            prefill(cc.ttft_len, "ttft_warm")
         if cc.components:
             out["components"] = component_times(model)
         out["mem_end"] = proc_status()

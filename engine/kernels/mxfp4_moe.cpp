@@ -19,6 +19,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <type_traits>
 #include <vector>
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -80,6 +85,109 @@ inline float swiglu(float g, float l, float limit) {
   l = std::min(std::max(l, -limit), limit);
   float glu = g * (1.0f / (1.0f + std::exp(-1.702f * g)));
   return glu * (l + 1.0f);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Work-sharing pool. Unlike an OpenMP region it never waits for a thread to *arrive*: the caller
+// claims work units itself, helpers join when they wake, and the call returns as soon as every unit is
+// done. On a busy machine (more runnable threads than cores) an OpenMP barrier can wait a whole
+// scheduler time slice for a preempted helper, many times per token.
+class Pool {
+ public:
+  using Fn = void (*)(void*, int64_t);
+
+  explicit Pool(int helpers) {
+    for (int i = 0; i < helpers; ++i) threads_.emplace_back([this] { loop(); });
+  }
+  int size() const { return static_cast<int>(threads_.size()) + 1; }
+
+  void run(int64_t total, Fn f, void* c) {
+    if (total <= 0) return;
+    std::lock_guard<std::mutex> one_job(run_mu_);
+    if (threads_.empty() || total == 1) {
+      for (int64_t i = 0; i < total; ++i) f(c, i);
+      return;
+    }
+    done_.store(0, std::memory_order_relaxed);
+    fn_.store(f, std::memory_order_relaxed);
+    ctx_.store(c, std::memory_order_relaxed);
+    ++gen_;
+    state_.store(((gen_ & 0xffffu) << 48) | (static_cast<uint64_t>(total) << 24), std::memory_order_release);
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      published_.store(gen_, std::memory_order_release);
+    }
+    cv_.notify_all();
+    work(gen_);
+    for (int spins = 0; done_.load(std::memory_order_acquire) < total; ++spins) {
+      if (spins < 20000) pause();
+      else std::this_thread::yield();
+    }
+  }
+
+ private:
+  static void pause() {
+#if LK_X86
+    _mm_pause();
+#endif
+  }
+
+  void work(uint64_t gen) {
+    const uint64_t tag = gen & 0xffffu;
+    for (;;) {
+      uint64_t v = state_.load(std::memory_order_acquire);
+      if ((v >> 48) != tag) return;
+      const uint64_t total = (v >> 24) & 0xffffffu, i = v & 0xffffffu;
+      if (i >= total) return;
+      Fn f = fn_.load(std::memory_order_relaxed);
+      void* c = ctx_.load(std::memory_order_relaxed);
+      if (!state_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel)) continue;
+      f(c, static_cast<int64_t>(i));
+      done_.fetch_add(1, std::memory_order_release);
+    }
+  }
+
+  void loop() {
+    uint64_t seen = published_.load(std::memory_order_acquire);
+    for (;;) {
+      for (int spins = 0; published_.load(std::memory_order_acquire) == seen; ++spins) {
+        if (spins < 4000) {
+          pause();
+        } else {
+          std::unique_lock<std::mutex> lk(mu_);
+          cv_.wait(lk, [&] { return published_.load(std::memory_order_acquire) != seen; });
+        }
+      }
+      seen = published_.load(std::memory_order_acquire);
+      work(seen);
+    }
+  }
+
+  std::vector<std::thread> threads_;
+  std::mutex run_mu_, mu_;
+  std::condition_variable cv_;
+  std::atomic<uint64_t> published_{0};
+  std::atomic<uint64_t> state_{0};  // generation tag (16 bits) | total (24) | next (24)
+  std::atomic<Fn> fn_{nullptr};
+  std::atomic<void*> ctx_{nullptr};
+  std::atomic<int64_t> done_{0};
+  uint64_t gen_ = 0;
+};
+
+Pool& get_pool(int nthreads) {
+  // Pools are never destroyed (helpers sleep on a condition variable; exit ends them).
+  static std::mutex mu;
+  static std::vector<Pool*> pools(65, nullptr);
+  nthreads = std::max(1, std::min(nthreads, 64));
+  std::lock_guard<std::mutex> lk(mu);
+  if (!pools[nthreads]) pools[nthreads] = new Pool(nthreads - 1);
+  return *pools[nthreads];
+}
+
+template <class F>
+void parallel_for(int nthreads, int64_t n, F&& f) {
+  using Fd = std::remove_reference_t<F>;
+  get_pool(nthreads).run(n, [](void* c, int64_t i) { (*static_cast<Fd*>(c))(i); }, static_cast<void*>(&f));
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -312,30 +420,27 @@ LK_API int lk_linear_bf16(const uint16_t* x, const uint16_t* w, const uint16_t* 
   if (nthreads < 1) nthreads = 1;
   constexpr int64_t kRows = 64;
   const int64_t nchunks = (N + kRows - 1) / kRows;
-#pragma omp parallel num_threads(nthreads)
-  {
-    std::vector<float> tmp(static_cast<size_t>(kRows * T));
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < nchunks; ++c) {
-      const int64_t r0 = c * kRows, n = std::min(kRows, N - r0);
+  parallel_for(nthreads, nchunks, [&](int64_t c) {
+    thread_local std::vector<float> tmp;
+    tmp.resize(static_cast<size_t>(kRows * T));
+    const int64_t r0 = c * kRows, n = std::min(kRows, N - r0);
 #if LK_X86
-      if (path == kAvx512)
-        dense_rows_avx512(w + r0 * D, n, x, T, D, tmp.data(), T);
-      else
+    if (path == kAvx512)
+      dense_rows_avx512(w + r0 * D, n, x, T, D, tmp.data(), T);
+    else
 #endif
-        dense_rows_scalar(w + r0 * D, n, x, T, D, tmp.data(), T);
-      for (int64_t r = 0; r < n; ++r) {
-        const float b = bias ? bf16_to_f32(bias[r0 + r]) : 0.0f;
-        for (int64_t t = 0; t < T; ++t) {
-          const float v = tmp[r * T + t] + b;
-          if (out_bf16)
-            static_cast<uint16_t*>(out)[t * N + r0 + r] = f32_to_bf16(v);
-          else
-            static_cast<float*>(out)[t * N + r0 + r] = v;
-        }
+      dense_rows_scalar(w + r0 * D, n, x, T, D, tmp.data(), T);
+    for (int64_t r = 0; r < n; ++r) {
+      const float b = bias ? bf16_to_f32(bias[r0 + r]) : 0.0f;
+      for (int64_t t = 0; t < T; ++t) {
+        const float v = tmp[r * T + t] + b;
+        if (out_bf16)
+          static_cast<uint16_t*>(out)[t * N + r0 + r] = f32_to_bf16(v);
+        else
+          static_cast<float*>(out)[t * N + r0 + r] = v;
       }
     }
-  }
+  });
   return 0;
 }
 
@@ -418,10 +523,9 @@ LK_API int lk_moe_experts(const uint16_t* h, const int64_t* expert_idx, const fl
   };
   const std::vector<Unit> units1 = make_units(N1), units2 = make_units(D);
 
-#pragma omp parallel num_threads(nthreads)
-  {
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < T; ++t) {
+  const int64_t tblocks = (T + 15) / 16;
+  parallel_for(nthreads, tblocks, [&](int64_t tb) {
+    for (int64_t t = tb * 16; t < std::min(T, tb * 16 + 16); ++t) {
       uint16_t* dst = xh.data() + t * xlen1;
       const uint16_t* src = h + t * D;
       if (lanes)
@@ -429,60 +533,61 @@ LK_API int lk_moe_experts(const uint16_t* h, const int64_t* expert_idx, const fl
       else
         std::memcpy(dst, src, D * sizeof(uint16_t));
     }
+  });
 
-    // ---- mlp1 + swiglu -> xa (bf16, kernel layout) ----
-    std::vector<const uint16_t*> xs;
-    std::vector<float> u;
-#pragma omp for schedule(dynamic, 1)
-    for (size_t ui = 0; ui < units1.size(); ++ui) {
-      const Unit un = units1[ui];
-      const std::vector<int64_t>& ps = pairs_of[un.e];
-      const int nt = static_cast<int>(ps.size());
-      xs.resize(nt);
-      for (int i = 0; i < nt; ++i) xs[i] = xh.data() + (ps[i] / K) * xlen1;
-      u.resize(static_cast<size_t>(un.n * nt));
-      rows_fn(b1 + (un.e * N1 + un.r0) * G1 * 16, s1 + (un.e * N1 + un.r0) * G1, G1, G1 * 16, G1, un.n,
-              xs.data(), nt, u.data(), nt);
-      const uint16_t* bias = bias1 + un.e * N1 + un.r0;
-      for (int64_t r = 0; r + 1 < un.n; r += 2) {
-        const float bg = bf16_to_f32(bias[r]), bl = bf16_to_f32(bias[r + 1]);
-        const int64_t i = (un.r0 + r) / 2;
-        const int64_t pos = lanes ? lane_pos(i) : i;
-        for (int k = 0; k < nt; ++k) {
-          const float a = swiglu(u[r * nt + k] + bg, u[(r + 1) * nt + k] + bl, limit);
-          xa[ps[k] * xlen2 + pos] = f32_to_bf16(a);
-        }
+  // ---- mlp1 + swiglu -> xa (bf16, kernel layout) ----
+  parallel_for(nthreads, static_cast<int64_t>(units1.size()), [&](int64_t ui) {
+    thread_local std::vector<const uint16_t*> xs;
+    thread_local std::vector<float> u;
+    const Unit un = units1[ui];
+    const std::vector<int64_t>& ps = pairs_of[un.e];
+    const int nt = static_cast<int>(ps.size());
+    xs.resize(nt);
+    for (int i = 0; i < nt; ++i) xs[i] = xh.data() + (ps[i] / K) * xlen1;
+    u.resize(static_cast<size_t>(un.n * nt));
+    rows_fn(b1 + (un.e * N1 + un.r0) * G1 * 16, s1 + (un.e * N1 + un.r0) * G1, G1, G1 * 16, G1, un.n, xs.data(),
+            nt, u.data(), nt);
+    const uint16_t* bias = bias1 + un.e * N1 + un.r0;
+    for (int64_t r = 0; r + 1 < un.n; r += 2) {
+      const float bg = bf16_to_f32(bias[r]), bl = bf16_to_f32(bias[r + 1]);
+      const int64_t i = (un.r0 + r) / 2;
+      const int64_t pos = lanes ? lane_pos(i) : i;
+      for (int k = 0; k < nt; ++k) {
+        const float a = swiglu(u[r * nt + k] + bg, u[(r + 1) * nt + k] + bl, limit);
+        xa[ps[k] * xlen2 + pos] = f32_to_bf16(a);
       }
     }
+  });
 
-    // ---- mlp2 -> y (fp32, bias included) ----
-#pragma omp for schedule(dynamic, 1)
-    for (size_t ui = 0; ui < units2.size(); ++ui) {
-      const Unit un = units2[ui];
-      const std::vector<int64_t>& ps = pairs_of[un.e];
-      const int nt = static_cast<int>(ps.size());
-      xs.resize(nt);
-      for (int i = 0; i < nt; ++i) xs[i] = xa.data() + ps[i] * xlen2;
-      u.resize(static_cast<size_t>(un.n * nt));
-      rows_fn(b2 + (un.e * D + un.r0) * G2 * 16, s2 + (un.e * D + un.r0) * G2, G2, G2 * 16, G2, un.n,
-              xs.data(), nt, u.data(), nt);
-      const uint16_t* bias = bias2 + un.e * D + un.r0;
-      for (int64_t r = 0; r < un.n; ++r) {
-        const float b = bf16_to_f32(bias[r]);
-        for (int k = 0; k < nt; ++k) y[ps[k] * D + un.r0 + r] = u[r * nt + k] + b;
-      }
+  // ---- mlp2 -> y (fp32, bias included) ----
+  parallel_for(nthreads, static_cast<int64_t>(units2.size()), [&](int64_t ui) {
+    thread_local std::vector<const uint16_t*> xs;
+    thread_local std::vector<float> u;
+    const Unit un = units2[ui];
+    const std::vector<int64_t>& ps = pairs_of[un.e];
+    const int nt = static_cast<int>(ps.size());
+    xs.resize(nt);
+    for (int i = 0; i < nt; ++i) xs[i] = xa.data() + ps[i] * xlen2;
+    u.resize(static_cast<size_t>(un.n * nt));
+    rows_fn(b2 + (un.e * D + un.r0) * G2 * 16, s2 + (un.e * D + un.r0) * G2, G2, G2 * 16, G2, un.n, xs.data(), nt,
+            u.data(), nt);
+    const uint16_t* bias = bias2 + un.e * D + un.r0;
+    for (int64_t r = 0; r < un.n; ++r) {
+      const float b = bf16_to_f32(bias[r]);
+      for (int k = 0; k < nt; ++k) y[ps[k] * D + un.r0 + r] = u[r * nt + k] + b;
     }
+  });
 
-    // ---- weighted sum over the K slots, one bf16 rounding ----
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < T; ++t) {
+  // ---- weighted sum over the K slots, one bf16 rounding ----
+  parallel_for(nthreads, tblocks, [&](int64_t tb) {
+    for (int64_t t = tb * 16; t < std::min(T, tb * 16 + 16); ++t) {
       for (int64_t d = 0; d < D; ++d) {
         float s = 0.0f;
         for (int64_t k = 0; k < K; ++k) s += expert_w[t * K + k] * y[(t * K + k) * D + d];
         out[t * D + d] = f32_to_bf16(s);
       }
     }
-  }
+  });
   return 0;
 }
 
