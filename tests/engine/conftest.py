@@ -26,7 +26,7 @@ def model_dir_for(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], P
 
     def get(name: str) -> Path:
         if name not in made:
-            made[name] = write_checkpoint(tmp_path_factory.mktemp(name), SPECS[name], seed=len(made) + 1)
+            made[name] = write_checkpoint(tmp_path_factory.mktemp(name), SPECS[name], seed=list(SPECS).index(name) + 1)
         return made[name]
 
     return get

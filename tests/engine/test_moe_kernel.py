@@ -153,3 +153,30 @@ def test_matches_engine_moe_when_present() -> None:
     want = moe.moe_experts(h, idx, w, packed, 7.0, backend="torch") if "backend" in moe.moe_experts.__code__.co_varnames else moe.moe_experts(h, idx, w, packed, 7.0)
     got = kernels.moe_experts(h, idx, w, packed, 7.0)
     assert_close_bf16(got, want, min_identical=0.97)
+
+
+def test_backend_reports_native_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.backends import select_device
+
+    choice = select_device("cpu")
+    assert choice.backend in ("cpu-avx512", "cpu-scalar")
+    assert (choice.backend_reason is None) == (choice.backend == "cpu-avx512")
+    monkeypatch.setattr(kernels, "ENABLED", False)
+    off = select_device("cpu")
+    assert off.backend == "cpu-reference" and off.backend_reason
+
+
+def test_deinterleaved_reference_disagrees() -> None:
+    """Negative control: the comparison above can fail (gate/up taken as halves instead of even/odd rows)."""
+    gen = torch.Generator().manual_seed(8)
+    ex = make_experts(4, 128, 128, gen)
+    h, idx, w = inputs(6, 2, 4, 128, gen)
+    got = kernels.moe_experts(h, idx, w, ex, 7.0)
+    swapped = Packed(*(t.clone() for t in vars(ex).values()))
+    perm = torch.cat([torch.arange(0, 256, 2), torch.arange(1, 256, 2)])   # rows as [gates..., ups...]
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(256)
+    for name in ("mlp1_blocks", "mlp1_scales", "mlp1_bias"):
+        setattr(swapped, name, getattr(ex, name)[:, inv])  # halves layout read as interleaved
+    wrong = reference(h, idx, w, swapped, 7.0)
+    assert (got.float() - wrong.float()).abs().max() > 0.1 * got.float().abs().max()
