@@ -245,6 +245,12 @@ class Checkpoint:
     def _validate(self) -> None:
         for spec in self._specs.values():
             for part in self._stored(spec):
+                if part.name.endswith(("_blocks", ".blocks")) and part.name not in self._where:
+                    dense = part.name[: -len("_blocks")] if part.name.endswith("_blocks") else None
+                    if dense is not None and dense in self._where:
+                        raise ModelFilesError(
+                            "The experts are stored dequantized (bf16), not as MXFP4: use the original gpt-oss "
+                            "release (MXFP4 experts) instead", path=self._where[dense].path, tensor=dense)
                 self._file_for(part.name).check(part)
 
     def get(self, name: str) -> torch.Tensor:
