@@ -230,7 +230,7 @@ class Transformer(torch.nn.Module):
             x = x + linear(o, layer.out_w, layer.out_b)
             # ---- mixture of experts ----
             h = rms_norm(x, layer.mlp_norm, cfg.rms_norm_eps)
-            router = linear(h, layer.gate_w, layer.gate_b)                     # [T, E] bf16
+            router = F.linear(h, layer.gate_w, layer.gate_b)  # [T, E] bf16; torch as the references (same ties)
             top = torch.topk(router, cfg.experts_per_token, dim=-1, sorted=True)
             weights = torch.softmax(top.values.float(), dim=-1)                 # [T, K] f32
             x = x + self.moe(h, top.indices, weights, layer.experts, cfg.swiglu_limit)
