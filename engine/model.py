@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # Attention score memory per call is bounded by splitting queries into chunks of at most this many
 # fp32 score elements (heads x queries x keys).
 _SCORE_BUDGET = 1 << 24
+_SERIAL_TORCH_TOKENS = 8  # forward calls of at most this many tokens run torch ops single-threaded
 _REFINE_TOP = 64
 
 
@@ -196,11 +197,16 @@ class Transformer(torch.nn.Module):
                 parts = [self.forward(tokens[a:a + step], cache, last_only=last_only)
                          for a in range(0, tokens.shape[0], step)]
                 return parts[-1] if last_only else torch.cat(parts)
-        x = self._hidden(tokens, cache)                              # [T, D] bf16
-        if last_only:
-            x = x[-1:]
-        x = rms_norm(x, self.norm, self.config.rms_norm_eps)
-        return logits_fp32(x, self.unembedding)                      # [T, V] f32
+        # Decode-sized steps: torch's own ops (norms, rope, attention on a few rows) run single-threaded
+        # while the native kernels keep their threads; a fork-join region per tiny op costs more than it
+        # saves, and on a busy machine each one can wait a scheduler time slice for a preempted thread.
+        small = tokens.shape[0] <= _SERIAL_TORCH_TOKENS and kernels.use_native(self.device)
+        with kernels.serial_torch(small):
+            x = self._hidden(tokens, cache)                          # [T, D] bf16
+            if last_only:
+                x = x[-1:]
+            x = rms_norm(x, self.norm, self.config.rms_norm_eps)
+            return logits_fp32(x, self.unembedding)                  # [T, V] f32
 
     def _hidden(self, tokens: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
         cfg = self.config
