@@ -97,6 +97,7 @@ CASES = [  # T, K, E, D, I
     (7, 2, 4, 160, 96),
     (33, 4, 8, 128, 256),
     (64, 4, 4, 256, 160),
+    (40, 4, 8, 2880, 2880),   # ~20 tokens per expert at full width (prefill tiles)
 ]
 
 
