@@ -345,7 +345,7 @@ LK_TARGET void dense_tile(const uint16_t* w, int64_t ldw, const uint16_t* x, int
     __m512bh xv[NT];
     for (int t = 0; t < NT; ++t) xv[t] = (__m512bh)_mm512_loadu_si512(x + t * ldx + i);
     for (int r = 0; r < NR; ++r) {
-      _mm_prefetch(reinterpret_cast<const char*>(w + (r + NR) * ldw + i), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(w + (r + NR) * ldw + i), _MM_HINT_T1);
       __m512bh wv = (__m512bh)_mm512_loadu_si512(w + r * ldw + i);
       for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
     }
