@@ -524,7 +524,7 @@ LK_API int lk_moe_experts(const uint16_t* h, const int64_t* expert_idx, const fl
   std::vector<uint16_t> xa(static_cast<size_t>(P * xlen2), 0);
   std::vector<float> y(static_cast<size_t>(P * D));
 
-  constexpr int64_t kChunk = 64;  // rows per work unit (even: gate/up pairs stay together)
+  constexpr int64_t kChunk = 128;  // rows per work unit (even: gate/up pairs stay together)
   struct Unit { int64_t e, r0, n; };
   auto make_units = [&](int64_t nrows) {
     std::vector<Unit> units;
