@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from engine import kernels
 from engine.checkpoint import Checkpoint, open_checkpoint
 from engine.config import ModelConfig
 from engine.kv_cache import KVCache
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 # Attention score memory per call is bounded by splitting queries into chunks of at most this many
 # fp32 score elements (heads x queries x keys).
 _SCORE_BUDGET = 1 << 24
+_SERIAL_TORCH_TOKENS = 8  # forward calls of at most this many tokens run torch ops single-threaded
 _REFINE_TOP = 64
 
 
@@ -77,15 +79,29 @@ def attention(
     return torch.cat(out).to(torch.bfloat16) if len(out) > 1 else out[0].to(torch.bfloat16)
 
 
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x [T, D] bf16 @ weight [N, D].T + bias -> [T, N] bf16: fp32 sums, bias added in fp32, one rounding.
+
+    The native kernel (CPU) and F.linear agree up to fp32 summation order; the native one streams the
+    weights at memory speed for decode, where F.linear in bf16 reaches a few GB/s.
+    """
+    if kernels.use_native(x.device):
+        return kernels.linear_bf16(x, weight, bias)
+    return F.linear(x, weight, bias)
+
+
 def logits_fp32(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """x [T, D] bf16 @ weight[V, D].T bf16 -> [T, V] f32.
 
+    CPU with the native kernels: exact products and fp32 sums for every logit, streaming the weight once.
     CUDA: one GEMM with fp32 output (exact products, fp32 sums). Elsewhere torch has no bf16 GEMM with
     fp32 output and upcasting the [V, D] matrix costs 15-20x the GEMM, so: a bf16 GEMM (fp32 accumulation,
     output rounded to bf16, as the reference implementations do), then the top `_REFINE_TOP` logits of each
     row recomputed exactly in fp32. Every decision (argmax, nucleus) sees exact fp32 values; the tail
     carries the bf16 rounding (|err| <= 2^-9 |logit|).
     """
+    if kernels.use_native(x.device):
+        return kernels.linear_bf16(x, weight, None, out_dtype=torch.float32)
     if x.device.type == "cuda":
         try:
             return torch.mm(x, weight.t(), out_dtype=torch.float32)
@@ -181,11 +197,16 @@ class Transformer(torch.nn.Module):
                 parts = [self.forward(tokens[a:a + step], cache, last_only=last_only)
                          for a in range(0, tokens.shape[0], step)]
                 return parts[-1] if last_only else torch.cat(parts)
-        x = self._hidden(tokens, cache)                              # [T, D] bf16
-        if last_only:
-            x = x[-1:]
-        x = rms_norm(x, self.norm, self.config.rms_norm_eps)
-        return logits_fp32(x, self.unembedding)                      # [T, V] f32
+        # Decode-sized steps: torch's own ops (norms, rope, attention on a few rows) run single-threaded
+        # while the native kernels keep their threads; a fork-join region per tiny op costs more than it
+        # saves, and on a busy machine each one can wait a scheduler time slice for a preempted thread.
+        small = tokens.shape[0] <= _SERIAL_TORCH_TOKENS and kernels.use_native(self.device)
+        with kernels.serial_torch(small):
+            x = self._hidden(tokens, cache)                          # [T, D] bf16
+            if last_only:
+                x = x[-1:]
+            x = rms_norm(x, self.norm, self.config.rms_norm_eps)
+            return logits_fp32(x, self.unembedding)                  # [T, V] f32
 
     def _hidden(self, tokens: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
         cfg = self.config
@@ -199,7 +220,7 @@ class Transformer(torch.nn.Module):
         for n, layer in enumerate(self.layers):
             # ---- attention ----
             h = rms_norm(x, layer.attn_norm, cfg.rms_norm_eps)
-            qkv = F.linear(h, layer.qkv_w, layer.qkv_b)                          # [T, Q+2K] bf16
+            qkv = linear(h, layer.qkv_w, layer.qkv_b)                          # [T, Q+2K] bf16
             q = apply_rope(qkv[:, :qw].reshape(t, hkv, g, d), cos, sin)        # [T, Hkv, G, d]
             k = apply_rope(qkv[:, qw:qw + kw].reshape(t, hkv, d), cos, sin)    # [T, Hkv, d]
             v = qkv[:, qw + kw:].reshape(t, hkv, d)                              # [T, Hkv, d]
@@ -212,10 +233,10 @@ class Transformer(torch.nn.Module):
                 k_all, v_all = lc.read(begin, start + t)
                 k_pos = torch.arange(begin, start + t, device=self.device)
             o = attention(q, k_all, v_all, layer.sinks, positions, k_pos, layer.window, self.sm_scale)
-            x = x + F.linear(o, layer.out_w, layer.out_b)
+            x = x + linear(o, layer.out_w, layer.out_b)
             # ---- mixture of experts ----
             h = rms_norm(x, layer.mlp_norm, cfg.rms_norm_eps)
-            router = F.linear(h, layer.gate_w, layer.gate_b)                     # [T, E] bf16
+            router = F.linear(h, layer.gate_w, layer.gate_b)  # [T, E] bf16; torch as the references (same ties)
             top = torch.topk(router, cfg.experts_per_token, dim=-1, sorted=True)
             weights = torch.softmax(top.values.float(), dim=-1)                 # [T, K] f32
             x = x + self.moe(h, top.indices, weights, layer.experts, cfg.swiglu_limit)
