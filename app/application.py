@@ -9,6 +9,7 @@ from typing import Any
 from PySide6.QtWidgets import QApplication
 
 from app.chat_controller import ChatController
+from app.gui_gc import install_gui_gc
 from app.models import network
 from app.paths import config_dir, default_models_dir, history_db_path
 from app.settings import SettingsStore
@@ -24,6 +25,8 @@ class Application:
     def __init__(self, qapp: QApplication, *, store: Any = None, settings: SettingsStore | None = None,
                  engine_factory: EngineFactory = default_engine_factory) -> None:
         self.qapp = qapp
+        # Cycles holding Qt objects must never be collected on the engine or download threads.
+        self.gui_gc = install_gui_gc(qapp)
         self.settings = settings or SettingsStore(config_dir() / "settings.json")
         # First, before anything could import huggingface_hub (it reads HF_HUB_OFFLINE when imported).
         network.set_offline(self.settings.settings.offline)

@@ -86,3 +86,19 @@ def gated(env: Env) -> threading.Event:
     gate = threading.Event()
     env.engine.gate = gate
     return gate
+
+
+@pytest.fixture(autouse=True)
+def _gc_on_gui_thread(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Qt tests collect garbage on the GUI thread only (as the app does: app/gui_gc.py), so that a
+    download or engine thread never destroys a widget left over from an earlier test."""
+    if "qtbot" not in request.fixturenames and "qapp" not in request.fixturenames:
+        yield
+        return
+    import gc
+
+    from app.gui_gc import install_gui_gc
+
+    install_gui_gc(request.getfixturevalue("qapp"))
+    yield
+    gc.collect()
