@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from engine import kernels
 from engine.checkpoint import Checkpoint, open_checkpoint
 from engine.config import ModelConfig
 from engine.kv_cache import KVCache
@@ -77,6 +78,17 @@ def attention(
     return torch.cat(out).to(torch.bfloat16) if len(out) > 1 else out[0].to(torch.bfloat16)
 
 
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x [T, D] bf16 @ weight [N, D].T + bias -> [T, N] bf16: fp32 sums, bias added in fp32, one rounding.
+
+    The native kernel (CPU) and F.linear agree up to fp32 summation order; the native one streams the
+    weights at memory speed for decode, where F.linear in bf16 reaches a few GB/s.
+    """
+    if kernels.use_native(x.device):
+        return kernels.linear_bf16(x, weight, bias)
+    return F.linear(x, weight, bias)
+
+
 def logits_fp32(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """x [T, D] bf16 @ weight[V, D].T bf16 -> [T, V] f32.
 
@@ -86,6 +98,8 @@ def logits_fp32(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     row recomputed exactly in fp32. Every decision (argmax, nucleus) sees exact fp32 values; the tail
     carries the bf16 rounding (|err| <= 2^-9 |logit|).
     """
+    if kernels.use_native(x.device):
+        return kernels.linear_bf16(x, weight, None, out_dtype=torch.float32)
     if x.device.type == "cuda":
         try:
             return torch.mm(x, weight.t(), out_dtype=torch.float32)
@@ -199,7 +213,7 @@ class Transformer(torch.nn.Module):
         for n, layer in enumerate(self.layers):
             # ---- attention ----
             h = rms_norm(x, layer.attn_norm, cfg.rms_norm_eps)
-            qkv = F.linear(h, layer.qkv_w, layer.qkv_b)                          # [T, Q+2K] bf16
+            qkv = linear(h, layer.qkv_w, layer.qkv_b)                          # [T, Q+2K] bf16
             q = apply_rope(qkv[:, :qw].reshape(t, hkv, g, d), cos, sin)        # [T, Hkv, G, d]
             k = apply_rope(qkv[:, qw:qw + kw].reshape(t, hkv, d), cos, sin)    # [T, Hkv, d]
             v = qkv[:, qw + kw:].reshape(t, hkv, d)                              # [T, Hkv, d]
@@ -212,10 +226,10 @@ class Transformer(torch.nn.Module):
                 k_all, v_all = lc.read(begin, start + t)
                 k_pos = torch.arange(begin, start + t, device=self.device)
             o = attention(q, k_all, v_all, layer.sinks, positions, k_pos, layer.window, self.sm_scale)
-            x = x + F.linear(o, layer.out_w, layer.out_b)
+            x = x + linear(o, layer.out_w, layer.out_b)
             # ---- mixture of experts ----
             h = rms_norm(x, layer.mlp_norm, cfg.rms_norm_eps)
-            router = F.linear(h, layer.gate_w, layer.gate_b)                     # [T, E] bf16
+            router = linear(h, layer.gate_w, layer.gate_b)                     # [T, E] bf16
             top = torch.topk(router, cfg.experts_per_token, dim=-1, sorted=True)
             weights = torch.softmax(top.values.float(), dim=-1)                 # [T, K] f32
             x = x + self.moe(h, top.indices, weights, layer.experts, cfg.swiglu_limit)

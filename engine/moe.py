@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from engine import kernels
 from engine.mxfp4 import dequantize
 
 SWIGLU_ALPHA = 1.702
@@ -57,7 +58,24 @@ def moe_experts(
     experts: PackedExperts,
     swiglu_limit: float,
 ) -> torch.Tensor:
-    """h [T, D] bf16, expert_idx [T, K] int64, expert_w [T, K] f32 -> [T, D] bf16 = sum_k w_k * expert_k(h)."""
+    """h [T, D] bf16, expert_idx [T, K] int64, expert_w [T, K] f32 -> [T, D] bf16 = sum_k w_k * expert_k(h).
+
+    On CPU with the native kernels built (engine.kernels) this runs the fused MXFP4 kernel, which has the
+    same semantics up to fp32 summation order; otherwise the pure-torch path below.
+    """
+    if kernels.use_native(h.device):
+        return kernels.moe_experts(h, expert_idx, expert_w, experts, swiglu_limit)
+    return moe_experts_torch(h, expert_idx, expert_w, experts, swiglu_limit)
+
+
+def moe_experts_torch(
+    h: torch.Tensor,
+    expert_idx: torch.Tensor,
+    expert_w: torch.Tensor,
+    experts: PackedExperts,
+    swiglu_limit: float,
+) -> torch.Tensor:
+    """Pure-torch moe_experts: decodes each selected expert to fp32 and multiplies (the reference path)."""
     t, d = h.shape
     k = expert_idx.shape[1]
     acc = torch.zeros(t, d, dtype=torch.float32, device=h.device)             # [T, D] f32

@@ -24,6 +24,7 @@ from typing import Callable
 import pytest
 import torch
 
+import engine.kernels
 import engine.moe
 from engine.model import Transformer
 from tests.engine.oracles import hf_logits, reference_logits
@@ -113,6 +114,7 @@ def _break(model: Transformer, how: str, monkeypatch: pytest.MonkeyPatch) -> Non
         elif how == "no_sinks":
             layer.sinks = torch.full_like(layer.sinks, float("-inf"))
     if how == "deinterleaved_gate_up":
+        monkeypatch.setattr(engine.kernels, "ENABLED", False)   # the patched swiglu lives in the torch path
         monkeypatch.setattr(engine.moe, "swiglu", _swiglu_deinterleaved)
 
 

@@ -1,0 +1,218 @@
+"""Optional native CPU kernels (MXFP4 MoE experts), loaded with ctypes.
+
+The shared library is built from `mxfp4_moe.cpp` by setup.py at install time (`pip install -e .`, or
+`python setup.py build_ext --inplace`). When it is missing or the CPU lacks what it needs, the engine
+uses its pure-torch path; `status()` says which and why. Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+log = logging.getLogger(__name__)
+
+_ABI_VERSION = 2
+_PATHS = {"auto": 0, "scalar": 1, "avx512": 2}
+KernelPath = Literal["auto", "scalar", "avx512"]
+DISABLE_ENV = "LANTERN_NO_NATIVE"  # set to 1 to force the pure-torch path
+
+# Process-wide switch consulted by the engine's dispatch points (engine.moe, engine.model); tests set it to
+# False to run the pure-torch path on a machine where the native kernels are built.
+ENABLED = True
+
+
+@dataclass(frozen=True)
+class KernelStatus:
+    """Whether the native kernels are usable, which backend name they give, and why not if not."""
+
+    available: bool
+    backend: str  # "cpu-avx512" | "cpu-scalar" | "cpu-reference"
+    reason: str | None
+    library: str | None
+
+
+class _Lib:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.cdll = ctypes.CDLL(path)
+        self.cdll.lk_abi_version.restype = ctypes.c_int
+        self.cdll.lk_best_path.restype = ctypes.c_int
+        self.cdll.lk_openmp.restype = ctypes.c_int
+        f = self.cdll.lk_moe_experts
+        f.restype = ctypes.c_int
+        f.argtypes = [ctypes.c_void_p] * 10 + [ctypes.c_int64] * 5 + [ctypes.c_float, ctypes.c_int, ctypes.c_int]
+        self.moe = f
+        g = self.cdll.lk_linear_bf16
+        g.restype = ctypes.c_int
+        g.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_int] * 3
+        self.linear = g
+        r = self.cdll.lk_read_bytes
+        r.restype = ctypes.c_double
+        r.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+        self.read_bytes = r
+
+
+def _library_path() -> str | None:
+    spec = importlib.util.find_spec("engine.kernels._lantern_kernels")
+    return spec.origin if spec is not None and spec.origin else None
+
+
+@lru_cache(maxsize=1)
+def _load() -> tuple[_Lib | None, str | None]:
+    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
+        return None, f"disabled by {DISABLE_ENV}"
+    path = _library_path()
+    if path is None:
+        return None, "native kernels were not built (no C++ compiler at install time?); using pure torch"
+    try:
+        import torch  # noqa: F401  - load torch's OpenMP runtime first so the kernel shares it
+
+        lib = _Lib(path)
+    except OSError as exc:
+        return None, f"native kernels failed to load: {exc}"
+    if lib.cdll.lk_abi_version() != _ABI_VERSION:
+        return None, "native kernels are stale (ABI mismatch); rebuild with `python setup.py build_ext --inplace`"
+    return lib, None
+
+
+def status() -> KernelStatus:
+    """Report whether the fast path is active (loads the library on first call; imports torch)."""
+    lib, reason = _load()
+    if lib is None:
+        return KernelStatus(False, "cpu-reference", reason, None)
+    if lib.cdll.lk_best_path() == _PATHS["avx512"]:
+        return KernelStatus(True, "cpu-avx512", None, lib.path)
+    return KernelStatus(True, "cpu-scalar", "CPU lacks AVX-512 BF16; native scalar kernels in use", lib.path)
+
+
+def available() -> bool:
+    return _load()[0] is not None
+
+
+def use_native(device: torch.device | str) -> bool:
+    """True when the engine should run its CPU hot paths through the native kernels on `device`."""
+    dev_type = device if isinstance(device, str) else device.type
+    return ENABLED and dev_type == "cpu" and available()
+
+
+def _ptr(t: torch.Tensor) -> int:
+    return t.data_ptr()
+
+
+def moe_experts(
+    h: torch.Tensor,
+    expert_idx: torch.Tensor,
+    expert_w: torch.Tensor,
+    experts: Any,
+    swiglu_limit: float,
+    *,
+    path: KernelPath = "auto",
+    num_threads: int | None = None,
+) -> torch.Tensor:
+    """Native `moe_experts` with the exact semantics of engine.moe.moe_experts (HELPERS.md contract).
+
+    h [T, D] bf16, expert_idx [T, K] int64, expert_w [T, K] float32; `experts` has the packed tensors
+    mlp1_blocks [E, 2I, D/32, 16] u8, mlp1_scales [E, 2I, D/32] u8, mlp1_bias [E, 2I],
+    mlp2_blocks [E, D, I/32, 16] u8, mlp2_scales [E, D, I/32] u8, mlp2_bias [E, D]. Returns [T, D] bf16.
+    """
+    import torch
+
+    lib, reason = _load()
+    if lib is None:
+        raise RuntimeError(f"native kernels unavailable: {reason}")
+    T, D = h.shape
+    K = expert_idx.shape[1]
+    b1, s1 = experts.mlp1_blocks, experts.mlp1_scales
+    b2, s2 = experts.mlp2_blocks, experts.mlp2_scales
+    E, two_i = b1.shape[0], b1.shape[1]
+    I = two_i // 2
+    assert h.device.type == "cpu" and h.dtype == torch.bfloat16, (h.device, h.dtype)
+    assert b1.shape == (E, two_i, D // 32, 16) and s1.shape == (E, two_i, D // 32), (b1.shape, s1.shape)
+    assert b2.shape == (E, D, I // 32, 16) and s2.shape == (E, D, I // 32), (b2.shape, s2.shape)
+    assert b1.dtype == torch.uint8 and s1.dtype == torch.uint8 and b2.dtype == torch.uint8 and s2.dtype == torch.uint8
+    bias1 = experts.mlp1_bias.to(torch.bfloat16).contiguous()  # [E, 2I]; bf16 in the checkpoint (exact)
+    bias2 = experts.mlp2_bias.to(torch.bfloat16).contiguous()  # [E, D]
+    h_c = h.contiguous()
+    idx_c = expert_idx.to(torch.int64).contiguous()
+    w_c = expert_w.to(torch.float32).contiguous()
+    b1, s1, b2, s2 = b1.contiguous(), s1.contiguous(), b2.contiguous(), s2.contiguous()
+    out = torch.empty((T, D), dtype=torch.bfloat16)
+    if T == 0:
+        return out
+    threads = num_threads if num_threads is not None else torch.get_num_threads()
+    rc = lib.moe(
+        _ptr(h_c), _ptr(idx_c), _ptr(w_c), _ptr(b1), _ptr(s1), _ptr(bias1), _ptr(b2), _ptr(s2), _ptr(bias2),
+        _ptr(out), T, K, E, D, I, float(swiglu_limit), _PATHS[path], int(threads),
+    )
+    if rc == -3:
+        raise ValueError("expert index out of range")
+    if rc != 0:
+        raise RuntimeError(f"lk_moe_experts failed (code {rc}, path {path})")
+    return out
+
+
+def linear_bf16(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    out_dtype: torch.dtype | None = None,
+    path: KernelPath = "auto",
+    num_threads: int | None = None,
+) -> torch.Tensor:
+    """x [T, D] bf16 @ weight [N, D].T bf16 (+ bias [N] bf16) with fp32 sums.
+
+    Returns [T, N] float32 when out_dtype is torch.float32 (exact products, fp32 sums, like
+    engine.model.logits_fp32), else bf16 rounded once after the fp32 bias add (like F.linear in bf16).
+    """
+    import torch
+
+    lib, reason = _load()
+    if lib is None:
+        raise RuntimeError(f"native kernels unavailable: {reason}")
+    out_dtype = out_dtype or torch.bfloat16
+    assert x.dtype == torch.bfloat16 and weight.dtype == torch.bfloat16, (x.dtype, weight.dtype)
+    assert x.device.type == "cpu" and weight.device.type == "cpu"
+    assert out_dtype in (torch.bfloat16, torch.float32)
+    T, D = x.shape
+    N = weight.shape[0]
+    assert weight.shape == (N, D), (weight.shape, x.shape)
+    x_c, w_c = x.contiguous(), weight.contiguous()
+    b_c = bias.to(torch.bfloat16).contiguous() if bias is not None else None
+    out = torch.empty((T, N), dtype=out_dtype)
+    threads = num_threads if num_threads is not None else torch.get_num_threads()
+    rc = lib.linear(
+        _ptr(x_c), _ptr(w_c), _ptr(b_c) if b_c is not None else None, _ptr(out), T, D, N,
+        int(out_dtype == torch.bfloat16), _PATHS[path], int(threads),
+    )
+    if rc != 0:
+        raise RuntimeError(f"lk_linear_bf16 failed (code {rc}, path {path})")
+    return out
+
+
+def read_bandwidth(buffer: torch.Tensor, *, num_threads: int | None = None, repeats: int = 3) -> float:
+    """Best-of-`repeats` streaming read rate of `buffer` (bytes/s), touching every 64-byte line."""
+    import time
+
+    import torch
+
+    lib, reason = _load()
+    if lib is None:
+        raise RuntimeError(f"native kernels unavailable: {reason}")
+    n = (buffer.numel() * buffer.element_size()) // 64 * 64
+    threads = num_threads if num_threads is not None else torch.get_num_threads()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        lib.read_bytes(_ptr(buffer), n, int(threads))
+        best = min(best, time.perf_counter() - t0)
+    return n / best

@@ -1,0 +1,69 @@
+"""Build hook for the optional native CPU kernels (engine/kernels/mxfp4_moe.cpp).
+
+All metadata lives in pyproject.toml. The extension is optional: when no C++ compiler (or no OpenMP)
+is available the package still installs and the engine falls back to its pure-torch path, reporting
+the reason (engine.kernels.status()).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+log = logging.getLogger("lantern.setup")
+
+_GCC_FLAGS = ["-O3", "-std=c++17", "-fvisibility=hidden", "-ffp-contract=off", "-fno-math-errno"]
+_OPENMP_COMPILE = {"unix": ["-fopenmp"], "msvc": ["/openmp"]}
+_OPENMP_LINK = {"unix": ["-fopenmp"], "msvc": []}
+
+
+class OptionalBuildExt(build_ext):
+    """build_ext that tries with OpenMP, then without, then gives up quietly."""
+
+    def copy_file(self, infile, outfile, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # In-place builds replace the library atomically: a running engine keeps its mapped copy intact.
+        tmp = f"{outfile}.tmp{os.getpid()}"
+        shutil.copyfile(infile, tmp)
+        shutil.copymode(infile, tmp)
+        os.replace(tmp, outfile)
+        return outfile, 1
+
+    def build_extension(self, ext: Extension) -> None:
+        ctype = self.compiler.compiler_type
+        base = list(_GCC_FLAGS) if ctype == "unix" else ["/O2", "/std:c++17", "/fp:precise"]
+        attempts = [
+            (base + _OPENMP_COMPILE.get(ctype, []), _OPENMP_LINK.get(ctype, [])),
+            (base, []),
+        ]
+        for compile_args, link_args in attempts:
+            ext.extra_compile_args = compile_args
+            ext.extra_link_args = link_args
+            try:
+                super().build_extension(ext)
+                return
+            except Exception as exc:  # noqa: BLE001 - any compiler failure means "fall back"
+                log.warning("building %s with %s failed: %s", ext.name, compile_args, exc)
+                print(f"warning: building {ext.name} failed ({exc}); retrying/falling back", file=sys.stderr)
+        print(
+            f"warning: {ext.name} not built; Lantern will use its pure-torch CPU path (slower)",
+            file=sys.stderr,
+        )
+
+
+setup(
+    ext_modules=[
+        Extension(
+            "engine.kernels._lantern_kernels",
+            sources=["engine/kernels/mxfp4_moe.cpp"],
+            define_macros=[("LK_PYTHON_MODULE", "1")],
+            language="c++",
+            optional=True,
+        )
+    ],
+    cmdclass={"build_ext": OptionalBuildExt},
+)

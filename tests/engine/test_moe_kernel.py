@@ -1,0 +1,155 @@
+"""Native MXFP4 MoE kernel (engine/kernels) against a pure-torch rendering of the moe_experts contract.
+
+The reference below is written straight from the HELPERS.md contract (bf16 matmul inputs, fp32
+accumulation, fp32 bias/swiglu/weighting, swiglu output rounded to bf16, one final bf16 rounding).
+When engine.moe exists, the kernel is also compared against engine.moe.moe_experts itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from engine import kernels
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason=f"native kernels not built: {kernels.status().reason}")
+
+FP4 = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
+
+
+@dataclass
+class Packed:
+    mlp1_blocks: torch.Tensor
+    mlp1_scales: torch.Tensor
+    mlp1_bias: torch.Tensor
+    mlp2_blocks: torch.Tensor
+    mlp2_scales: torch.Tensor
+    mlp2_bias: torch.Tensor
+
+
+def make_experts(E: int, D: int, I: int, gen: torch.Generator) -> Packed:
+    def blocks(rows: int, cols: int) -> torch.Tensor:
+        return torch.randint(0, 256, (E, rows, cols // 32, 16), dtype=torch.uint8, generator=gen)
+
+    def scales(rows: int, cols: int) -> torch.Tensor:  # around 2^-6 .. 2^-3, like real checkpoints
+        return torch.randint(121, 125, (E, rows, cols // 32), dtype=torch.uint8, generator=gen)
+
+    return Packed(
+        blocks(2 * I, D), scales(2 * I, D), (torch.randn(E, 2 * I, generator=gen) * 0.5).bfloat16(),
+        blocks(D, I), scales(D, I), (torch.randn(E, D, generator=gen) * 0.5).bfloat16(),
+    )
+
+
+def dequant(blocks: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """[R, G, 16] u8 + [R, G] u8 -> [R, G*32] float32 exact values."""
+    lo = FP4[(blocks & 0x0F).long()]
+    hi = FP4[(blocks >> 4).long()]
+    vals = torch.stack([lo, hi], dim=-1).reshape(*blocks.shape[:-1], 32)  # element 2j = low nibble
+    vals = torch.ldexp(vals, scales.to(torch.int32).unsqueeze(-1) - 127)
+    return vals.reshape(blocks.shape[0], -1)
+
+
+def reference(h: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, ex: Packed, limit: float) -> torch.Tensor:
+    T, D = h.shape
+    K = idx.shape[1]
+    ys = torch.zeros(T, K, D, dtype=torch.float32)
+    for e in idx.unique().tolist():
+        tok, slot = (idx == e).nonzero(as_tuple=True)
+        w1 = dequant(ex.mlp1_blocks[e], ex.mlp1_scales[e])  # [2I, D]
+        w2 = dequant(ex.mlp2_blocks[e], ex.mlp2_scales[e])  # [D, I]
+        u = h[tok].float() @ w1.T + ex.mlp1_bias[e].float()  # [n, 2I]
+        g, lin = u[:, 0::2].clamp(max=limit), u[:, 1::2].clamp(-limit, limit)
+        a = (g * torch.sigmoid(1.702 * g) * (lin + 1)).bfloat16().float()  # [n, I]
+        ys[tok, slot] = a @ w2.T + ex.mlp2_bias[e].float()  # [n, D]
+    out = torch.zeros(T, D, dtype=torch.float32)
+    for k in range(K):
+        out = out + w[:, k : k + 1] * ys[:, k]
+    return out.bfloat16()
+
+
+def inputs(T: int, K: int, E: int, D: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    h = torch.randn(T, D, generator=gen).bfloat16()
+    idx = torch.stack([torch.randperm(E, generator=gen)[:K] for _ in range(T)])
+    w = torch.softmax(torch.randn(T, K, generator=gen), dim=-1)
+    return h, idx, w
+
+
+def assert_close_bf16(got: torch.Tensor, want: torch.Tensor, min_identical: float) -> None:
+    assert got.dtype == torch.bfloat16 and got.shape == want.shape
+    g, r = got.float(), want.float()
+    assert torch.isfinite(g).all()
+    identical = (got.view(torch.int16) == want.view(torch.int16)).float().mean().item()
+    # Summation order only: at most one bf16 step (2^-8 relative) apart, plus a floor for cancellation.
+    tol = r.abs() * 2.0**-7 + r.abs().max() * 2.0**-12
+    bad = ((g - r).abs() > tol).sum().item()
+    assert bad == 0, f"{bad} elements beyond summation-order noise; max diff {(g - r).abs().max().item()}"
+    assert identical >= min_identical, f"only {identical:.4f} of elements bit-identical"
+
+
+CASES = [  # T, K, E, D, I
+    (1, 4, 8, 2880, 2880),
+    (5, 4, 6, 2880, 2880),
+    (1, 1, 2, 96, 64),
+    (7, 2, 4, 160, 96),
+    (33, 4, 8, 128, 256),
+    (64, 4, 4, 256, 160),
+]
+
+
+@pytest.mark.parametrize("path", ["avx512", "scalar"])
+@pytest.mark.parametrize(("T", "K", "E", "D", "I"), CASES)
+def test_kernel_matches_contract(path: str, T: int, K: int, E: int, D: int, I: int) -> None:
+    if path == "avx512" and kernels.status().backend != "cpu-avx512":
+        pytest.skip("CPU lacks AVX-512 BF16")
+    gen = torch.Generator().manual_seed(T * 1000 + D + I + K)
+    ex = make_experts(E, D, I, gen)
+    h, idx, w = inputs(T, K, E, D, gen)
+    want = reference(h, idx, w, ex, 7.0)
+    got = kernels.moe_experts(h, idx, w, ex, 7.0, path=path)
+    assert_close_bf16(got, want, min_identical=0.97)
+
+
+def test_swiglu_limit_is_applied() -> None:
+    """Large activations: the clamp decides the result, so a missing/misplaced clamp shows."""
+    gen = torch.Generator().manual_seed(5)
+    E, D, I = 2, 64, 64
+    ex = make_experts(E, D, I, gen)
+    ex.mlp1_scales.fill_(130)  # |u| in the hundreds
+    h, idx, w = inputs(9, 2, E, D, gen)
+    for limit in (7.0, 3.0):
+        want = reference(h, idx, w, ex, limit)
+        got = kernels.moe_experts(h, idx, w, ex, limit)
+        assert_close_bf16(got, want, min_identical=0.97)
+    assert not torch.equal(kernels.moe_experts(h, idx, w, ex, 7.0), kernels.moe_experts(h, idx, w, ex, 3.0))
+
+
+def test_threads_do_not_change_results() -> None:
+    gen = torch.Generator().manual_seed(11)
+    ex = make_experts(4, 256, 128, gen)
+    h, idx, w = inputs(12, 4, 4, 256, gen)
+    one = kernels.moe_experts(h, idx, w, ex, 7.0, num_threads=1)
+    two = kernels.moe_experts(h, idx, w, ex, 7.0, num_threads=2)
+    assert torch.equal(one.view(torch.int16), two.view(torch.int16))
+
+
+def test_bad_expert_index_raises() -> None:
+    gen = torch.Generator().manual_seed(3)
+    ex = make_experts(2, 64, 64, gen)
+    h, idx, w = inputs(2, 1, 2, 64, gen)
+    idx[1, 0] = 2
+    with pytest.raises(ValueError):
+        kernels.moe_experts(h, idx, w, ex, 7.0)
+
+
+def test_matches_engine_moe_when_present() -> None:
+    moe = pytest.importorskip("engine.moe")
+    gen = torch.Generator().manual_seed(21)
+    E, D, I = 4, 2880, 2880
+    ex = make_experts(E, D, I, gen)
+    packed = moe.PackedExperts(**vars(ex))
+    h, idx, w = inputs(3, 4, E, D, gen)
+    want = moe.moe_experts(h, idx, w, packed, 7.0, backend="torch") if "backend" in moe.moe_experts.__code__.co_varnames else moe.moe_experts(h, idx, w, packed, 7.0)
+    got = kernels.moe_experts(h, idx, w, packed, 7.0)
+    assert_close_bf16(got, want, min_identical=0.97)
