@@ -39,6 +39,8 @@ def run_llama(cfg: dict[str, Any]) -> dict[str, Any]:
     prompt_len = int(cfg.get("prompt_len", 512))
     decode_tokens = int(cfg.get("decode_tokens", 128))
     ttft_len = int(cfg.get("ttft_len", 1024))
+    # llama.cpp's own tools default to flash attention "auto" (on for the CPU backend) and a sliding-window
+    # cache of window size (swa_full=false); llama-cpp-python's defaults differ, so both are set explicitly.
     flash_attn = bool(cfg.get("flash_attn", True))
     rng = np.random.default_rng(int(cfg.get("seed", 0)))
     out: dict[str, Any] = {"threads": threads, "n_ctx": n_ctx, "flash_attn": flash_attn,
@@ -52,7 +54,7 @@ def run_llama(cfg: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         llm = Llama(model_path=cfg["gguf"], n_threads=threads, n_threads_batch=threads, n_ctx=n_ctx,
                     n_batch=512, n_ubatch=512, use_mmap=True, use_mlock=False, flash_attn=flash_attn,
-                    logits_all=False, verbose=bool(cfg.get("verbose", False)))
+                    logits_all=False, swa_full=False, verbose=bool(cfg.get("verbose", False)))
         out["load_s"] = time.perf_counter() - t0
         out["mem_after_load"] = proc_status()
         n_vocab = llm.n_vocab()
