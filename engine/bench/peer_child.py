@@ -103,10 +103,27 @@ def run_llama(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def llama_logits(gguf: str, tokens: list[int], out_npy: str, threads: int = 1) -> None:
+    """Logits [T, vocab] f32 of every position of `tokens`, saved to out_npy (the cross-engine check)."""
+    import numpy as np
+
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=gguf, n_threads=threads, n_threads_batch=threads, n_ctx=max(64, len(tokens)),
+                n_batch=512, use_mmap=True, logits_all=True, swa_full=False, flash_attn=True, verbose=False)
+    llm.eval(tokens)
+    np.save(out_npy, np.asarray(llm.scores[: len(tokens)], dtype=np.float32))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    result = run_llama(json.loads(argv[0]))
+    cfg = json.loads(argv[0])
+    if cfg.get("mode") == "logits":
+        llama_logits(cfg["gguf"], cfg["tokens"], cfg["out_npy"], int(cfg.get("threads", 1)))
+        result: dict[str, Any] = {"saved": cfg["out_npy"]}
+    else:
+        result = run_llama(cfg)
     sys.stdout.write("\n@@RESULT@@" + json.dumps(result) + "\n")
     return 0
 

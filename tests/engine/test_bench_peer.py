@@ -169,3 +169,37 @@ def test_small_ab_run_end_to_end(small_gguf: tuple[Path, Path], tmp_path: Path) 
     llama = result["runs"][1]["result"]
     assert llama["prefill_tok_s"] > 0 and len(llama["decode_step_s"]) == 8 and llama["peak_rss"] > 0
     assert "Lantern/llama.cpp" in proc.stdout
+
+
+@pytest.mark.slow
+@needs_src
+@pytest.mark.skipif(not (PEER_VENV / ".installed-stamp").exists(), reason="llama-cpp-python not built (make bench-peer)")
+def test_llama_cpp_computes_the_same_model(small_gguf: tuple[Path, Path], tmp_path: Path) -> None:
+    """The comparison is only fair if llama.cpp runs the same network: its logits on the GGUF must match
+    Lantern's on the checkpoint up to rounding. The two round differently (llama.cpp keeps activations in
+    f32 between its bf16 matmuls), so a near-tie in the top-2-of-4 routing can pick another expert at an
+    odd position; the bound is on most positions, with a shifted-by-one negative control."""
+    import numpy as np
+
+    from engine.model import Transformer
+
+    model_dir, gguf = small_gguf
+    gen = torch.Generator().manual_seed(5)
+    tokens = torch.randint(0, 199998, (40,), generator=gen)        # [T]
+    npy = tmp_path / "llama.npy"
+    cfg = {"mode": "logits", "gguf": str(gguf), "tokens": tokens.tolist(), "out_npy": str(npy), "threads": 1}
+    proc = subprocess.run([str(PEER_VENV / "bin" / "python"), "-m", "engine.bench.peer_child", json.dumps(cfg)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    theirs = torch.from_numpy(np.load(npy))                         # [T, V] f32
+    model = Transformer.from_checkpoint(model_dir)
+    ours = model(tokens)                                            # [T, V] f32
+    assert theirs.shape == ours.shape
+    scale = ours.std(dim=-1, keepdim=True)
+    rel = ((theirs - ours).abs() / scale).amax(dim=-1)              # per-position max error in units of std
+    agree = (theirs.argmax(-1) == ours.argmax(-1)).float().mean()
+    assert rel.median() < 0.12 and (rel < 0.2).float().mean() >= 0.9, rel
+    assert agree >= 0.85, agree
+    # negative control: shifting the positions by one makes the comparison fail
+    assert ((theirs[1:] - ours[:-1]).abs() / scale[:-1]).amax(dim=-1).max() > 0.5
