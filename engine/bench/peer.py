@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", type=int, default=2, help="Lantern/llama.cpp run pairs, alternating (default 2)")
     p.add_argument("--first", choices=["lantern", "llama"], default="lantern")
     p.add_argument("--small", action="store_true", help="a 2-layer, 256-wide checkpoint: proves the pipeline fast")
+    p.add_argument("--layers", type=int, default=None,
+                   help="gpt-oss-20b widths with this many layers (a memory-light check at the real widths)")
     p.add_argument("--cache-dir", type=Path, default=None, help=f"checkpoint/GGUF cache ({default_cache_dir()})")
     p.add_argument("--model-dir", type=Path, default=None, help="an HF-layout gpt-oss checkpoint to use instead")
     p.add_argument("--gguf", type=Path, default=None, help="use this GGUF instead of converting")
@@ -228,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         model_dir, wrote = args.model_dir, 0.0
     elif args.small:
         model_dir, wrote = ensure_checkpoint(cache / "small", SMALL, seed=0)
+    elif args.layers is not None:
+        model_dir, wrote = ensure_checkpoint(cache / f"layers{args.layers}", Shape20b(layers=args.layers), seed=0)
     else:
         model_dir, wrote = ensure_checkpoint(cache)
     log.info("checkpoint %s (%s)", model_dir, f"written in {wrote:.0f} s" if wrote else "reused")
@@ -273,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarize(lantern, llama, bandwidth["best_GBps"] * 1e9 if bandwidth else None, traffic)
     result = {
         "kind": "bench-peer", "config": dict(common, pairs=args.pairs, first=args.first,
-                                             flash_attn=args.flash_attn, small=args.small),
+                                             flash_attn=args.flash_attn, small=args.small, layers=args.layers),
         "model_dir": str(model_dir), "gguf": str(gguf), "gguf_bytes": gguf.stat().st_size,
         "checkpoint_write_s": wrote, "gguf_convert_s": converted, "runs": runs, "summary": rows,
         "bandwidth": bandwidth, "traffic_bytes_per_token": traffic,
@@ -281,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         "issue_reference_llama_cpp": ISSUE_REFERENCE,
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    print(f"\ncheckpoint: {model_dir}" + ("  (SMALL pipeline check, not gpt-oss-20b shapes)" if args.small else ""))
+    note = ("  (SMALL pipeline check, not gpt-oss-20b shapes)" if args.small else
+            f"  (gpt-oss-20b widths, {args.layers} of 24 layers)" if args.layers is not None else "")
+    print(f"\ncheckpoint: {model_dir}{note}")
     print(f"GGUF: {gguf} ({gguf.stat().st_size / 1e9:.2f} GB)   threads: {args.threads}   context: {args.context}"
           f"   runs: {' '.join('A' if x['engine'] == 'lantern' else 'B' for x in runs)} (A = Lantern, B = llama.cpp)\n")
     print(table(rows))
