@@ -264,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             r = run_llama(args.llama_python, gguf, common, args.flash_attn == "on")
         runs.append({"engine": engine, "started_utc": t0, "loadavg": loadavg(), "result": r})
+        log.info("%s: load %.1f s, prefill %.1f tok/s, decode %.2f tok/s (median), peak RSS %.2f GiB", engine,
+                 r["load_s"], r["prefill_tok_s"], r["decode_tok_s_median"], r["peak_rss"] / GiB)
+        args.out.mkdir(parents=True, exist_ok=True)   # a long run keeps what it measured so far
+        (args.out / "peer-partial.json").write_text(json.dumps({"runs": runs, "config": common}, default=str))
     after = loadavg()
     lantern = [x["result"] for x in runs if x["engine"] == "lantern"]
     llama = [x["result"] for x in runs if x["engine"] == "llama"]
