@@ -82,6 +82,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace):
+    from engine.checkpoint import open_checkpoint
+
+    ckpt = open_checkpoint(args.model)          # validates the files before torch is even imported
+    _check_vocab(args.tokens, ckpt.config.vocab_size)
     import torch
 
     from engine.backends import select_device
@@ -91,27 +95,25 @@ def _load(args: argparse.Namespace):
     if choice.fallback_reason and args.device != "auto":
         print(f"note: {choice.fallback_reason}", file=sys.stderr)
     torch.set_grad_enabled(False)
-    return Transformer.from_checkpoint(args.model, device=choice.device)
+    return Transformer.from_checkpoint(ckpt, device=choice.device)
 
 
 def cmd_logits(args: argparse.Namespace) -> int:
+    model = _load(args)
     import numpy as np
     import torch
 
-    model = _load(args)
-    _check_vocab(args.tokens, model.config.vocab_size)
     logits = model(torch.tensor(args.tokens, dtype=torch.long))          # [T, V] f32, no cache
     np.save(args.out, logits.float().cpu().numpy())
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    model = _load(args)
     from engine.generate import generate
     from engine.kv_cache import KVCache
     from engine.sampling import Sampler
 
-    model = _load(args)
-    _check_vocab(args.tokens, model.config.vocab_size)
     context = args.max_context or len(args.tokens) + max(0, args.max_new_tokens)
     cache = KVCache(model.config, context, device=model.device)
     try:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from engine import kernels
 from engine.errors import DeviceError
 
 log = logging.getLogger(__name__)
@@ -17,8 +18,9 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 @dataclass(frozen=True, slots=True)
 class DeviceChoice:
     device: str                     # "cpu" | "cuda" | "mps"
-    backend: str                    # kernel set, e.g. "cuda-torch", "mps-torch", "cpu-torch"
+    backend: str                    # kernel set: "cuda-torch", "mps-torch", "cpu-avx512", "cpu-scalar", "cpu-reference"
     fallback_reason: str | None     # why the requested (or, for auto, the best) device was not used
+    backend_reason: str | None = None  # on CPU: why the native AVX-512 kernels are not in use, if they are not
 
 
 def _cuda_problem() -> str | None:
@@ -45,7 +47,14 @@ def _mps_problem() -> str | None:
 
 
 def _cpu_backend() -> str:
-    return "cpu-torch"
+    """cpu-avx512 (native kernels, AVX-512 BF16), cpu-scalar (native, portable) or cpu-reference (pure torch)."""
+    return kernels.status().backend if kernels.ENABLED else "cpu-reference"
+
+
+def _cpu_backend_reason() -> str | None:
+    if not kernels.ENABLED:
+        return "native kernels disabled"
+    return kernels.status().reason
 
 
 def select_device(requested: str = "auto") -> DeviceChoice:
@@ -55,7 +64,7 @@ def select_device(requested: str = "auto") -> DeviceChoice:
     if req not in DEVICES:
         raise DeviceError(f"Unknown device {requested!r}; choose one of {', '.join(DEVICES)}")
     if req == "cpu":
-        return DeviceChoice("cpu", _cpu_backend(), None)
+        return DeviceChoice("cpu", _cpu_backend(), None, _cpu_backend_reason())
     cuda_problem = _cuda_problem() if req in ("auto", "cuda") else None
     if req in ("auto", "cuda") and cuda_problem is None:
         return DeviceChoice("cuda", "cuda-torch", None)
@@ -69,4 +78,4 @@ def select_device(requested: str = "auto") -> DeviceChoice:
     else:
         reason = f"No GPU in use: {cuda_problem}; {mps_problem}"
     log.info(reason)
-    return DeviceChoice("cpu", _cpu_backend(), reason)
+    return DeviceChoice("cpu", _cpu_backend(), reason, _cpu_backend_reason())

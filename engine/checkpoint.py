@@ -22,18 +22,25 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from engine.config import CheckpointLocation, ModelConfig, load_config
 from engine.errors import ModelFilesError
 
+if TYPE_CHECKING:  # torch is imported only when a tensor is read: `info` and validation stay light
+    import torch
+
 log = logging.getLogger(__name__)
 
-_DTYPES: dict[str, torch.dtype] = {
-    "BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "U8": torch.uint8,
-    "I8": torch.int8, "I32": torch.int32, "I64": torch.int64, "BOOL": torch.bool, "F64": torch.float64,
-}
+_ITEMSIZE = {"BF16": 2, "F16": 2, "F32": 4, "F64": 8, "U8": 1, "I8": 1, "I16": 2, "I32": 4, "I64": 8, "BOOL": 1}
+
+
+def _torch_dtype(tag: str) -> "torch.dtype":
+    import torch
+
+    return {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64,
+            "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32, "I64": torch.int64,
+            "BOOL": torch.bool}[tag]
 _MAX_HEADER = 100 * 1024 * 1024
 
 
@@ -155,7 +162,7 @@ class SafetensorsFile:
         if shape != spec.shape:
             raise ModelFilesError(f"Tensor has shape {list(shape)}, expected {list(spec.shape)} for this config",
                                   path=self.path, tensor=spec.name)
-        nbytes = _DTYPES[dtype].itemsize * _numel(shape)
+        nbytes = _ITEMSIZE[dtype] * _numel(shape)
         if end - begin != nbytes or begin < 0:
             raise ModelFilesError("Tensor byte range does not match its shape (corrupt header)", path=self.path,
                                   tensor=spec.name)
@@ -166,8 +173,10 @@ class SafetensorsFile:
 
     def tensor(self, name: str) -> torch.Tensor:
         """Zero-copy, read-only view of one tensor (do not write to it)."""
+        import torch
+
         dtype, shape, begin, end = self.entries[name]
-        tdtype = _DTYPES[dtype]
+        tdtype = _torch_dtype(dtype)
         count = (end - begin) // tdtype.itemsize
         if count == 0:
             return torch.empty(shape, dtype=tdtype)
@@ -236,6 +245,12 @@ class Checkpoint:
     def _validate(self) -> None:
         for spec in self._specs.values():
             for part in self._stored(spec):
+                if part.name.endswith(("_blocks", ".blocks")) and part.name not in self._where:
+                    dense = part.name[: -len("_blocks")] if part.name.endswith("_blocks") else None
+                    if dense is not None and dense in self._where:
+                        raise ModelFilesError(
+                            "The experts are stored dequantized (bf16), not as MXFP4: use the original gpt-oss "
+                            "release (MXFP4 experts) instead", path=self._where[dense].path, tensor=dense)
                 self._file_for(part.name).check(part)
 
     def get(self, name: str) -> torch.Tensor:
@@ -247,7 +262,11 @@ class Checkpoint:
         if spec is None:
             raise KeyError(f"{name} is not a gpt-oss tensor name")
         parts = [self._file_for(p.name).tensor(p.name) for p in self._stored(spec)]
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+        if len(parts) == 1:
+            return parts[0]
+        import torch
+
+        return torch.cat(parts, dim=0)
 
     def names(self) -> list[str]:
         return list(self._specs)

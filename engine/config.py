@@ -175,6 +175,12 @@ class ModelConfig:
             raise ConfigError(f"config.json holds a value of the wrong type ({exc})", path=source) from exc
         cfg = cls(**ints, **floats)
         cfg._validate(source)
+        layer_types = raw.get("layer_types")
+        if isinstance(layer_types, list) and layer_types != [
+            "sliding_attention" if cfg.is_sliding(n) else "full_attention" for n in range(cfg.num_hidden_layers)
+        ]:
+            raise ConfigError("Unsupported layer_types: gpt-oss alternates sliding (even) and full (odd) layers",
+                              path=source)
         return cfg
 
     def _validate(self, source: Path | str) -> None:

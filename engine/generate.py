@@ -78,6 +78,9 @@ class Generation:
         self.stop_tokens = frozenset(int(t) for t in stop_tokens)
         self.should_stop = should_stop
         self.prefill_chunk = max(1, min(int(prefill_chunk), cache.max_chunk))
+        if not self.tokens:
+            raise ValueError("generate() needs at least one token to append")
+        cache.check_room(len(self.tokens))                 # ContextFull before anything runs
         self.result: GenerationResult | None = None
         self._it = self._run()
 
@@ -89,9 +92,6 @@ class Generation:
 
     def _run(self) -> Iterator[int]:
         model, cache, device = self.model, self.cache, self.model.device
-        if not self.tokens:
-            raise ValueError("generate() needs at least one token to append")
-        cache.check_room(len(self.tokens))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()

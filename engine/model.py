@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # Attention score memory per call is bounded by splitting queries into chunks of at most this many
 # fp32 score elements (heads x queries x keys).
 _SCORE_BUDGET = 1 << 24
+_SERIAL_TORCH_TOKENS = 8  # forward calls of at most this many tokens run torch ops single-threaded
 _REFINE_TOP = 64
 
 
@@ -92,6 +93,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
 def logits_fp32(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """x [T, D] bf16 @ weight[V, D].T bf16 -> [T, V] f32.
 
+    CPU with the native kernels: exact products and fp32 sums for every logit, streaming the weight once.
     CUDA: one GEMM with fp32 output (exact products, fp32 sums). Elsewhere torch has no bf16 GEMM with
     fp32 output and upcasting the [V, D] matrix costs 15-20x the GEMM, so: a bf16 GEMM (fp32 accumulation,
     output rounded to bf16, as the reference implementations do), then the top `_REFINE_TOP` logits of each
@@ -195,11 +197,16 @@ class Transformer(torch.nn.Module):
                 parts = [self.forward(tokens[a:a + step], cache, last_only=last_only)
                          for a in range(0, tokens.shape[0], step)]
                 return parts[-1] if last_only else torch.cat(parts)
-        x = self._hidden(tokens, cache)                              # [T, D] bf16
-        if last_only:
-            x = x[-1:]
-        x = rms_norm(x, self.norm, self.config.rms_norm_eps)
-        return logits_fp32(x, self.unembedding)                      # [T, V] f32
+        # Decode-sized steps: torch's own ops (norms, rope, attention on a few rows) run single-threaded
+        # while the native kernels keep their threads; a fork-join region per tiny op costs more than it
+        # saves, and on a busy machine each one can wait a scheduler time slice for a preempted thread.
+        small = tokens.shape[0] <= _SERIAL_TORCH_TOKENS and kernels.use_native(self.device)
+        with kernels.serial_torch(small):
+            x = self._hidden(tokens, cache)                          # [T, D] bf16
+            if last_only:
+                x = x[-1:]
+            x = rms_norm(x, self.norm, self.config.rms_norm_eps)
+            return logits_fp32(x, self.unembedding)                  # [T, V] f32
 
     def _hidden(self, tokens: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
         cfg = self.config
@@ -229,7 +236,7 @@ class Transformer(torch.nn.Module):
             x = x + linear(o, layer.out_w, layer.out_b)
             # ---- mixture of experts ----
             h = rms_norm(x, layer.mlp_norm, cfg.rms_norm_eps)
-            router = linear(h, layer.gate_w, layer.gate_b)                     # [T, E] bf16
+            router = F.linear(h, layer.gate_w, layer.gate_b)  # [T, E] bf16; torch as the references (same ties)
             top = torch.topk(router, cfg.experts_per_token, dim=-1, sorted=True)
             weights = torch.softmax(top.values.float(), dim=-1)                 # [T, K] f32
             x = x + self.moe(h, top.indices, weights, layer.experts, cfg.swiglu_limit)

@@ -7,12 +7,14 @@ uses its pure-torch path; `status()` says which and why. Importing this module d
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.util
 import logging
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -104,6 +106,38 @@ def use_native(device: torch.device | str) -> bool:
     return ENABLED and dev_type == "cpu" and available()
 
 
+_threads_override: int | None = None
+
+
+def kernel_threads() -> int:
+    """Threads the native kernels use: torch's intra-op count (as it was outside `serial_torch`)."""
+    import torch
+
+    return _threads_override if _threads_override is not None else torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def serial_torch(enabled: bool = True) -> Iterator[None]:
+    """Run torch's own ops single-threaded inside the block; the native kernels keep the usual count."""
+    global _threads_override
+    if not enabled or _threads_override is not None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    if before == 1:
+        yield
+        return
+    _threads_override = before
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        _threads_override = None
+
+
 def _ptr(t: torch.Tensor) -> int:
     return t.data_ptr()
 
@@ -148,7 +182,7 @@ def moe_experts(
     out = torch.empty((T, D), dtype=torch.bfloat16)
     if T == 0:
         return out
-    threads = num_threads if num_threads is not None else torch.get_num_threads()
+    threads = num_threads if num_threads is not None else kernel_threads()
     rc = lib.moe(
         _ptr(h_c), _ptr(idx_c), _ptr(w_c), _ptr(b1), _ptr(s1), _ptr(bias1), _ptr(b2), _ptr(s2), _ptr(bias2),
         _ptr(out), T, K, E, D, I, float(swiglu_limit), _PATHS[path], int(threads),
@@ -189,7 +223,7 @@ def linear_bf16(
     x_c, w_c = x.contiguous(), weight.contiguous()
     b_c = bias.to(torch.bfloat16).contiguous() if bias is not None else None
     out = torch.empty((T, N), dtype=out_dtype)
-    threads = num_threads if num_threads is not None else torch.get_num_threads()
+    threads = num_threads if num_threads is not None else kernel_threads()
     rc = lib.linear(
         _ptr(x_c), _ptr(w_c), _ptr(b_c) if b_c is not None else None, _ptr(out), T, D, N,
         int(out_dtype == torch.bfloat16), _PATHS[path], int(threads),

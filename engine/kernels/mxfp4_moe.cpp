@@ -18,8 +18,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -94,6 +96,14 @@ inline float swiglu(float g, float l, float limit) {
 // scheduler time slice for a preempted helper, many times per token.
 class Pool {
  public:
+  // Helpers spin this long (LANTERN_SPIN_US, default 100) after a job before sleeping.
+  static int spin_micros() {
+    static const int v = [] {
+      const char* e = std::getenv("LANTERN_SPIN_US");
+      return e ? std::max(0, std::atoi(e)) : 100;
+    }();
+    return v;
+  }
   using Fn = void (*)(void*, int64_t);
 
   explicit Pool(int helpers) {
@@ -150,8 +160,11 @@ class Pool {
   void loop() {
     uint64_t seen = published_.load(std::memory_order_acquire);
     for (;;) {
+      // Spin a while before sleeping: during generation the next job comes within a fraction of a
+      // millisecond (the torch ops between kernel calls), and a futex wake-up costs tens of microseconds.
+      const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_micros());
       for (int spins = 0; published_.load(std::memory_order_acquire) == seen; ++spins) {
-        if (spins < 4000) {
+        if ((spins & 63) != 0 || std::chrono::steady_clock::now() < spin_until) {
           pause();
         } else {
           std::unique_lock<std::mutex> lk(mu_);
@@ -249,7 +262,7 @@ LK_TARGET void tile_avx512(const uint8_t* const* rb, const uint8_t* const* rs, i
     for (int r = 0; r < NR; ++r) {
       // Rows are short (1440 B at D=2880) and read 4 at a time: too short for the hardware prefetcher,
       // so fetch the same place in the next tile's rows (contiguous, pf_b bytes ahead) explicitly.
-      _mm_prefetch(reinterpret_cast<const char*>(rb[r] + q * kGroup * 16 + pf_b), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(rb[r] + q * kGroup * 16 + pf_b), _MM_HINT_T1);
       if ((q & 15) == 0) _mm_prefetch(reinterpret_cast<const char*>(rs[r] + q * kGroup + pf_s), _MM_HINT_T0);
       __m512i v = _mm512_maskz_loadu_epi8(bmask, rb[r] + q * kGroup * 16);
       w[r][0] = _mm512_permutexvar_epi16(v, lut);

@@ -159,3 +159,29 @@ def test_shard_listed_in_index_is_missing(tiny_model_dir: Path, tmp_path: Path) 
 def test_expected_tensor_count_from_config(tiny_model_dir: Path) -> None:
     cfg = open_checkpoint(tiny_model_dir).config
     assert len(expected_tensors(cfg)) == 3 + 15 * cfg.num_hidden_layers
+
+
+def test_hf_checkpoint_with_dequantized_experts(tiny_model_dir: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "bf16"
+    shutil.copytree(tiny_model_dir, dst, ignore=shutil.ignore_patterns("original"))
+    index = json.loads((dst / "model.safetensors.index.json").read_text())
+    for shard in sorted(dst.glob("model-*.safetensors")):
+        tensors = load_file(str(shard))
+        for name in [n for n in tensors if n.endswith("_proj_blocks")]:
+            del tensors[name]
+            tensors[name[: -len("_blocks")]] = torch.zeros(2, 2, dtype=torch.bfloat16)
+            index["weight_map"][name[: -len("_blocks")]] = shard.name
+        save_file(tensors, str(shard))
+    (dst / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(ModelFilesError, match=r"dequantized \(bf16\), not as MXFP4.*gate_up_proj"):
+        open_checkpoint(dst)
+
+
+def test_unsupported_layer_types(tiny_model_dir: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "odd"
+    shutil.copytree(tiny_model_dir, dst, ignore=shutil.ignore_patterns("original"))
+    cfg = json.loads((dst / "config.json").read_text())
+    cfg["layer_types"] = ["full_attention"] * cfg["num_hidden_layers"]
+    (dst / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="layer_types"):
+        open_checkpoint(dst)

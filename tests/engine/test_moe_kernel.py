@@ -51,7 +51,8 @@ def dequant(blocks: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     return vals.reshape(blocks.shape[0], -1)
 
 
-def reference(h: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, ex: Packed, limit: float) -> torch.Tensor:
+def reference(h: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, ex: Packed, limit: float,
+              halves: bool = False) -> torch.Tensor:
     T, D = h.shape
     K = idx.shape[1]
     ys = torch.zeros(T, K, D, dtype=torch.float32)
@@ -60,7 +61,8 @@ def reference(h: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, ex: Packed, l
         w1 = dequant(ex.mlp1_blocks[e], ex.mlp1_scales[e])  # [2I, D]
         w2 = dequant(ex.mlp2_blocks[e], ex.mlp2_scales[e])  # [D, I]
         u = h[tok].float() @ w1.T + ex.mlp1_bias[e].float()  # [n, 2I]
-        g, lin = u[:, 0::2].clamp(max=limit), u[:, 1::2].clamp(-limit, limit)
+        g, lin = (u.chunk(2, dim=1) if halves else (u[:, 0::2], u[:, 1::2]))   # halves: negative control only
+        g, lin = g.clamp(max=limit), lin.clamp(-limit, limit)
         a = (g * torch.sigmoid(1.702 * g) * (lin + 1)).bfloat16().float()  # [n, I]
         ys[tok, slot] = a @ w2.T + ex.mlp2_bias[e].float()  # [n, D]
     out = torch.zeros(T, D, dtype=torch.float32)
@@ -95,6 +97,7 @@ CASES = [  # T, K, E, D, I
     (7, 2, 4, 160, 96),
     (33, 4, 8, 128, 256),
     (64, 4, 4, 256, 160),
+    (40, 4, 8, 2880, 2880),   # ~20 tokens per expert at full width (prefill tiles)
 ]
 
 
@@ -153,3 +156,25 @@ def test_matches_engine_moe_when_present() -> None:
     want = moe.moe_experts(h, idx, w, packed, 7.0, backend="torch") if "backend" in moe.moe_experts.__code__.co_varnames else moe.moe_experts(h, idx, w, packed, 7.0)
     got = kernels.moe_experts(h, idx, w, packed, 7.0)
     assert_close_bf16(got, want, min_identical=0.97)
+
+
+def test_backend_reports_native_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.backends import select_device
+
+    choice = select_device("cpu")
+    assert choice.backend in ("cpu-avx512", "cpu-scalar")
+    assert (choice.backend_reason is None) == (choice.backend == "cpu-avx512")
+    monkeypatch.setattr(kernels, "ENABLED", False)
+    off = select_device("cpu")
+    assert off.backend == "cpu-reference" and off.backend_reason
+
+
+def test_deinterleaved_reference_disagrees() -> None:
+    """Negative control: the comparison above can fail (gate/up taken as halves instead of even/odd rows)."""
+    gen = torch.Generator().manual_seed(8)
+    ex = make_experts(4, 128, 128, gen)
+    h, idx, w = inputs(6, 2, 4, 128, gen)
+    got = kernels.moe_experts(h, idx, w, ex, 7.0)
+    assert_close_bf16(got, reference(h, idx, w, ex, 7.0), min_identical=0.97)
+    wrong = reference(h, idx, w, ex, 7.0, halves=True)
+    assert (got.float() - wrong.float()).abs().max() > 0.1 * got.float().abs().max()

@@ -40,8 +40,13 @@ def test_native_forward_matches_torch_path(tiny_model_dir: Path, monkeypatch: py
     ref = _logits(model, tokens, False, monkeypatch)
     got = _logits(model, tokens, True, monkeypatch)
     scale = ref.abs().max().item()
-    per_pos = (got - ref).abs().amax(dim=-1)                     # [T]
+    # The torch path refines only each row's top-64 logits to exact fp32 (the tail is a bf16 GEMM);
+    # the native path is exact fp32 everywhere. So: tight on the top 64, bf16 rounding on the rest.
+    top = ref.topk(64, dim=-1).indices                            # [T, 64]
+    per_pos = (got.gather(1, top) - ref.gather(1, top)).abs().amax(dim=-1)   # [T]
     assert per_pos.median().item() <= 0.002 * scale, per_pos
+    tail_ok = ((got - ref).abs() <= ref.abs() * 2.0**-8 + 0.002 * scale).all(dim=-1)   # [T]
+    assert tail_ok.float().mean().item() >= 0.9, tail_ok
     top2 = ref.topk(2, dim=-1).values
     clear = (top2[:, 0] - top2[:, 1]) > 0.02 * scale             # positions with a clear winner
     assert clear.sum() > 10

@@ -1,0 +1,78 @@
+"""`python -m engine info|logits|generate` as other checks call it, on both layouts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.model import Transformer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_info_same_on_both_layouts(tiny_model_dir: Path) -> None:
+    a, b = run("info", "--model", str(tiny_model_dir), "--json"), run("info", "--model",
+                                                                      str(tiny_model_dir / "original"), "--json")
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    ia, ib = json.loads(a.stdout), json.loads(b.stdout)
+    assert (ia["layout"], ib["layout"]) == ("huggingface", "original")
+    for key in ("layers", "experts", "experts_per_token", "params_total", "params_active", "memory_needed_bytes"):
+        assert ia[key] == ib[key], key
+    assert ia["layers"] == 2 and ia["experts"] == 4
+    weights = sum(p.stat().st_size for p in tiny_model_dir.glob("*.safetensors"))
+    assert ia["bytes_on_disk"] == weights
+    text = run("info", "--model", str(tiny_model_dir))
+    assert text.returncode == 0 and "parameters:" in text.stdout and "memory needed:" in text.stdout
+
+
+def test_logits_same_on_both_layouts_and_equal_to_forward(tiny_model_dir: Path, tmp_path: Path) -> None:
+    outs = []
+    for i, folder in enumerate((tiny_model_dir, tiny_model_dir / "original")):
+        out = tmp_path / f"l{i}.npy"
+        r = run("logits", "--model", str(folder), "--tokens", "1,2,3,200005,17", "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        outs.append(np.load(out))
+    assert outs[0].dtype == np.float32 and outs[0].shape == (5, 201088)
+    assert np.array_equal(outs[0], outs[1])
+    direct = Transformer.from_checkpoint(tiny_model_dir)(torch.tensor([1, 2, 3, 200005, 17])).numpy()
+    assert np.array_equal(outs[0], direct)
+
+
+def test_generate_same_on_both_layouts(tiny_model_dir: Path) -> None:
+    results = []
+    for folder in (tiny_model_dir, tiny_model_dir / "original"):
+        r = run("generate", "--model", str(folder), "--tokens", "5,6,7", "--max-new-tokens", "6",
+                "--temperature", "0.9", "--top-p", "0.9", "--seed", "11", "--json")
+        assert r.returncode == 0, r.stderr
+        results.append(json.loads(r.stdout))
+    assert results[0]["tokens"] == results[1]["tokens"] and len(results[0]["tokens"]) == 6
+    usage = results[0]["usage"]
+    assert usage["prompt_tokens"] == 3 and usage["completion_tokens"] == 6
+    for key in ("prefill_tokens_per_s", "decode_tokens_per_s", "time_to_first_token_s", "peak_memory_bytes"):
+        assert usage[key] > 0
+
+
+@pytest.mark.parametrize("args", [
+    ("info", "--model", "{missing}"),
+    ("logits", "--model", "{missing}", "--tokens", "1", "--out", "{tmp}/x.npy"),
+    ("generate", "--model", "{missing}", "--tokens", "1", "--max-new-tokens", "2", "--temperature", "0"),
+    ("generate", "--model", "{model}", "--tokens", "999999", "--max-new-tokens", "2", "--temperature", "0"),
+])
+def test_user_errors_exit_2_with_one_line(args: tuple[str, ...], tiny_model_dir: Path, tmp_path: Path) -> None:
+    fill = {"missing": str(tmp_path / "no-such-model"), "tmp": str(tmp_path), "model": str(tiny_model_dir)}
+    r = run(*(a.format(**fill) for a in args))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in r.stderr
+    assert "no-such-model" in lines[0] or "999999" in lines[0]
