@@ -1,6 +1,6 @@
 """Build hook for the optional native CPU kernels (engine/kernels/mxfp4_moe.cpp).
 
-All metadata lives in pyproject.toml. The extension is optional: when no C++ compiler (or no OpenMP)
+All metadata lives in pyproject.toml. The extension is optional: when no C++ compiler
 is available the package still installs and the engine falls back to its pure-torch path, reporting
 the reason (engine.kernels.status()).
 """
@@ -18,12 +18,11 @@ from setuptools.command.build_ext import build_ext
 log = logging.getLogger("lantern.setup")
 
 _GCC_FLAGS = ["-O3", "-std=c++17", "-fvisibility=hidden", "-ffp-contract=off", "-fno-math-errno"]
-_OPENMP_COMPILE = {"unix": ["-fopenmp"], "msvc": ["/openmp"]}
-_OPENMP_LINK = {"unix": ["-fopenmp"], "msvc": []}
+_THREADS = {"unix": ["-pthread"], "msvc": []}
 
 
 class OptionalBuildExt(build_ext):
-    """build_ext that tries with OpenMP, then without, then gives up quietly."""
+    """build_ext that tries with the usual flags, then plain ones, then gives up quietly."""
 
     def copy_file(self, infile, outfile, *args, **kwargs):  # type: ignore[no-untyped-def]
         # In-place builds replace the library atomically: a running engine keeps its mapped copy intact.
@@ -37,8 +36,8 @@ class OptionalBuildExt(build_ext):
         ctype = self.compiler.compiler_type
         base = list(_GCC_FLAGS) if ctype == "unix" else ["/O2", "/std:c++17", "/fp:precise"]
         attempts = [
-            (base + _OPENMP_COMPILE.get(ctype, []), _OPENMP_LINK.get(ctype, [])),
-            (base, []),
+            (base + _THREADS.get(ctype, []), _THREADS.get(ctype, [])),
+            (["-O2", "-std=c++17", "-ffp-contract=off"] if ctype == "unix" else [], []),
         ]
         for compile_args, link_args in attempts:
             ext.extra_compile_args = compile_args

@@ -241,6 +241,10 @@ def run_child(cc: ChildConfig) -> dict[str, Any]:
         out["decode_context_mean"] = cc.prompt_len + cc.decode_tokens / 2
         log.info("decode: median %.2f tok/s, %.0f %% of cores", out["decode_tok_s_median"],
                  100 * out["decode"]["cpu_share"])
+        # Streaming read of real weight memory (the unembedding, 1.16 GB) right after decoding: the rate
+        # the same pages give at this moment, for comparison with the decode traffic.
+        if kernels.available():
+            out["weights_read_GBps"] = kernels.read_bandwidth(model.unembedding, num_threads=cc.threads) / 1e9
         # 4. TTFT 1k again, now warm.
         if cc.ttft_len:
             prefill(cc.ttft_len, "ttft_warm")

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-_ABI_VERSION = 2
+_ABI_VERSION = 3
 _PATHS = {"auto": 0, "scalar": 1, "avx512": 2}
 KernelPath = Literal["auto", "scalar", "avx512"]
 DISABLE_ENV = "LANTERN_NO_NATIVE"  # set to 1 to force the pure-torch path
@@ -48,7 +48,6 @@ class _Lib:
         self.cdll = ctypes.CDLL(path)
         self.cdll.lk_abi_version.restype = ctypes.c_int
         self.cdll.lk_best_path.restype = ctypes.c_int
-        self.cdll.lk_openmp.restype = ctypes.c_int
         f = self.cdll.lk_moe_experts
         f.restype = ctypes.c_int
         f.argtypes = [ctypes.c_void_p] * 10 + [ctypes.c_int64] * 5 + [ctypes.c_float, ctypes.c_int, ctypes.c_int]
@@ -76,8 +75,6 @@ def _load() -> tuple[_Lib | None, str | None]:
     if path is None:
         return None, "native kernels were not built (no C++ compiler at install time?); using pure torch"
     try:
-        import torch  # noqa: F401  - load torch's OpenMP runtime first so the kernel shares it
-
         lib = _Lib(path)
     except OSError as exc:
         return None, f"native kernels failed to load: {exc}"

@@ -8,8 +8,8 @@
 //   out = bf16( sum_k w[t,k] * y_k )   (fp32 sum over k in order k = 0..K-1)
 // Only the fp32 summation order differs from the pure-torch path.
 //
-// Paths: AVX-512 BF16 (vdpbf16ps on nibbles expanded through vpshufb lookups) and a portable scalar
-// path. Threads: OpenMP (torch's own libgomp is already loaded in the process, so both share one pool).
+// Paths: AVX-512 BF16 (vdpbf16ps on nibbles expanded to bf16 with vpermw lookups) and a portable
+// scalar path. Threads: a small work-sharing pool of std::threads (no OpenMP runtime needed).
 
 #ifdef LK_PYTHON_MODULE
 #define PY_SSIZE_T_CLEAN
@@ -36,9 +36,6 @@
 #define LK_X86 0
 #endif
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define LK_API extern "C" __attribute__((visibility("default")))
 
@@ -345,7 +342,7 @@ LK_TARGET void dense_tile(const uint16_t* w, int64_t ldw, const uint16_t* x, int
     __m512bh xv[NT];
     for (int t = 0; t < NT; ++t) xv[t] = (__m512bh)_mm512_loadu_si512(x + t * ldx + i);
     for (int r = 0; r < NR; ++r) {
-      _mm_prefetch(reinterpret_cast<const char*>(w + (r + NR) * ldw + i), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(w + (r + NR) * ldw + i), _MM_HINT_T1);
       __m512bh wv = (__m512bh)_mm512_loadu_si512(w + r * ldw + i);
       for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
     }
@@ -462,36 +459,32 @@ LK_API int lk_linear_bf16(const uint16_t* x, const uint16_t* w, const uint16_t* 
   return 0;
 }
 
-// Streaming read of n bytes (multiple of 64) split over nthreads; returns a checksum so the reads stay.
+// Streaming read of n bytes split over nthreads; returns a checksum so the reads stay.
 LK_API double lk_read_bytes(const uint8_t* p, int64_t n, int nthreads) {
-  double total = 0.0;
+  constexpr int64_t kLinesPerUnit = 4096;  // 256 KiB per work unit
   const int64_t lines = n / 64;
-#pragma omp parallel for num_threads(nthreads) reduction(+ : total) schedule(static)
-  for (int64_t c = 0; c < lines; c += 1024) {
+  const int64_t units = (lines + kLinesPerUnit - 1) / kLinesPerUnit;
+  std::vector<uint64_t> sums(static_cast<size_t>(units), 0);
+  parallel_for(nthreads, units, [&](int64_t u) {
     uint64_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    const int64_t end = std::min(lines, c + 1024);
     const uint64_t* q = reinterpret_cast<const uint64_t*>(p);
-    for (int64_t l = c; l < end; ++l)
+    const int64_t end = std::min(lines, (u + 1) * kLinesPerUnit);
+    for (int64_t l = u * kLinesPerUnit; l < end; ++l)
       for (int j = 0; j < 8; ++j) acc[j] += q[l * 8 + j];
     uint64_t a = 0;
     for (int j = 0; j < 8; ++j) a += acc[j];
-    total += static_cast<double>(a & 0xffff);
-  }
+    sums[u] = a;
+  });
+  double total = 0.0;
+  for (uint64_t v : sums) total += static_cast<double>(v & 0xffff);
   return total;
 }
 
-LK_API int lk_abi_version() { return 2; }
+LK_API int lk_abi_version() { return 3; }
 
 // 0 = scalar only, 2 = AVX-512 BF16 available.
 LK_API int lk_best_path() { return resolve_path(kAuto); }
 
-LK_API int lk_openmp() {
-#ifdef _OPENMP
-  return 1;
-#else
-  return 0;
-#endif
-}
 
 // Returns 0 on success, negative on bad arguments / unavailable path.
 LK_API int lk_moe_experts(const uint16_t* h, const int64_t* expert_idx, const float* expert_w,
@@ -531,7 +524,7 @@ LK_API int lk_moe_experts(const uint16_t* h, const int64_t* expert_idx, const fl
   std::vector<uint16_t> xa(static_cast<size_t>(P * xlen2), 0);
   std::vector<float> y(static_cast<size_t>(P * D));
 
-  constexpr int64_t kChunk = 64;  // rows per work unit (even: gate/up pairs stay together)
+  constexpr int64_t kChunk = 128;  // rows per work unit (even: gate/up pairs stay together)
   struct Unit { int64_t e, r0, n; };
   auto make_units = [&](int64_t nrows) {
     std::vector<Unit> units;
