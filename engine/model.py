@@ -79,6 +79,21 @@ def attention(
     return torch.cat(out).to(torch.bfloat16) if len(out) > 1 else out[0].to(torch.bfloat16)
 
 
+def attention_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sinks: torch.Tensor,
+                  sm_scale: float) -> torch.Tensor:
+    """`attention` for one query that sees every key given (decode): the same ops without the mask.
+
+    q [1, Hkv, G, d] bf16, k/v [S, Hkv, d] bf16, sinks [Hkv*G] f32 -> [1, Hkv*G*d] bf16.
+    """
+    _, hkv, g, d = q.shape
+    s = k.shape[0]
+    scores = torch.matmul(q[0].float(), k.float().permute(1, 2, 0)) * sm_scale  # [Hkv, G, S] f32
+    full = torch.cat((scores, sinks.view(hkv, g, 1)), dim=-1)                    # [Hkv, G, S+1]
+    probs = torch.softmax(full, dim=-1)[..., :s]                                 # [Hkv, G, S] f32
+    o = torch.matmul(probs, v.float().transpose(0, 1))                           # [Hkv, G, d] f32
+    return o.reshape(1, hkv * g * d).to(torch.bfloat16)
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """x [T, D] bf16 @ weight [N, D].T + bias -> [T, N] bf16: fp32 sums, bias added in fp32, one rounding.
 
@@ -221,8 +236,9 @@ class Transformer(torch.nn.Module):
             # ---- attention ----
             h = rms_norm(x, layer.attn_norm, cfg.rms_norm_eps)
             qkv = linear(h, layer.qkv_w, layer.qkv_b)                          # [T, Q+2K] bf16
-            q = apply_rope(qkv[:, :qw].reshape(t, hkv, g, d), cos, sin)        # [T, Hkv, G, d]
-            k = apply_rope(qkv[:, qw:qw + kw].reshape(t, hkv, d), cos, sin)    # [T, Hkv, d]
+            qk = apply_rope(qkv[:, :qw + kw].reshape(t, hkv * g + hkv, d), cos, sin)  # [T, H+Hkv, d]
+            q = qk[:, :hkv * g].reshape(t, hkv, g, d)                            # [T, Hkv, G, d]
+            k = qk[:, hkv * g:]                                                  # [T, Hkv, d]
             v = qkv[:, qw + kw:].reshape(t, hkv, d)                              # [T, Hkv, d]
             if cache is None:
                 k_all, v_all, k_pos = k, v, positions
@@ -231,12 +247,16 @@ class Transformer(torch.nn.Module):
                 lc.write(start, k, v)
                 begin = 0 if layer.window is None else max(0, start - layer.window + 1)
                 k_all, v_all = lc.read(begin, start + t)
-                k_pos = torch.arange(begin, start + t, device=self.device)
-            o = attention(q, k_all, v_all, layer.sinks, positions, k_pos, layer.window, self.sm_scale)
+            if t == 1 and cache is not None:                                     # decode: every key read is visible
+                o = attention_one(q, k_all, v_all, layer.sinks, self.sm_scale)
+            else:
+                if cache is not None:
+                    k_pos = torch.arange(begin, start + t, device=self.device)
+                o = attention(q, k_all, v_all, layer.sinks, positions, k_pos, layer.window, self.sm_scale)
             x = x + linear(o, layer.out_w, layer.out_b)
             # ---- mixture of experts ----
             h = rms_norm(x, layer.mlp_norm, cfg.rms_norm_eps)
-            router = F.linear(h, layer.gate_w, layer.gate_b)  # [T, E] bf16; torch as the references (same ties)
+            router = linear(h, layer.gate_w, layer.gate_b)                      # [T, E] bf16
             top = torch.topk(router, cfg.experts_per_token, dim=-1, sorted=True)
             weights = torch.softmax(top.values.float(), dim=-1)                 # [T, K] f32
             x = x + self.moe(h, top.indices, weights, layer.experts, cfg.swiglu_limit)
