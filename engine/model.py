@@ -87,6 +87,10 @@ def attention_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sinks: torc
     """
     _, hkv, g, d = q.shape
     s = k.shape[0]
+    if kernels.use_native(q.device) and sinks.dtype == torch.float32 and sinks.is_contiguous():
+        o = kernels.attention_decode(q[0], k, v, sinks, sm_scale)
+        if o is not None:
+            return o
     scores = torch.matmul(q[0].float(), k.float().permute(1, 2, 0)) * sm_scale  # [Hkv, G, S] f32
     full = torch.cat((scores, sinks.view(hkv, g, 1)), dim=-1)                    # [Hkv, G, S+1]
     probs = torch.softmax(full, dim=-1)[..., :s]                                 # [Hkv, G, S] f32

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-_ABI_VERSION = 3
+_ABI_VERSION = 4
 _PATHS = {"auto": 0, "scalar": 1, "avx512": 2}
 KernelPath = Literal["auto", "scalar", "avx512"]
 DISABLE_ENV = "LANTERN_NO_NATIVE"  # set to 1 to force the pure-torch path
@@ -56,6 +56,10 @@ class _Lib:
         g.restype = ctypes.c_int
         g.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_int] * 3
         self.linear = g
+        a = self.cdll.lk_attn_decode
+        a.restype = ctypes.c_int
+        a.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 4 + [ctypes.c_float, ctypes.c_int]
+        self.attn_decode = a
         r = self.cdll.lk_read_bytes
         r.restype = ctypes.c_double
         r.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
@@ -228,6 +232,31 @@ def linear_bf16(
     if rc != 0:
         raise RuntimeError(f"lk_linear_bf16 failed (code {rc}, path {path})")
     return out
+
+
+def attention_decode(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sinks: torch.Tensor, sm_scale: float,
+    *, num_threads: int | None = None,
+) -> torch.Tensor | None:
+    """One query against every key given (decode), with sinks: engine.model.attention_one's math.
+
+    q [Hkv, G, d] bf16, k/v [S, Hkv, d] bf16, sinks [Hkv*G] f32 -> [1, Hkv*G*d] bf16: scores are fp32 sums
+    of the exact bf16 products, softmax over [scores, sink] in fp32, probs @ v in fp32, one bf16 rounding.
+    Returns None where the kernel does not apply (no AVX-512 BF16, unsupported head shape).
+    """
+    import torch
+
+    lib, _ = _load()
+    if lib is None:
+        return None
+    hkv, g, d = q.shape
+    s = k.shape[0]
+    q_c, k_c, v_c = q.contiguous(), k.contiguous(), v.contiguous()
+    out = torch.empty((1, hkv * g * d), dtype=torch.bfloat16)
+    threads = num_threads if num_threads is not None else kernel_threads()
+    rc = lib.attn_decode(_ptr(q_c), _ptr(k_c), _ptr(v_c), _ptr(sinks), _ptr(out), s, hkv, g, d, float(sm_scale),
+                         int(threads))
+    return out if rc == 0 else None
 
 
 def read_bandwidth(buffer: torch.Tensor, *, num_threads: int | None = None, repeats: int = 3) -> float:

@@ -382,6 +382,89 @@ LK_TARGET void dense_rows_avx512(const uint16_t* w, int64_t nrows, const uint16_
     for (int64_t t = 0; t < T; ++t) dense_tile<1, 1>(w + r * D, D, x + t * D, D, D, out + r * os + t, os);
 }
 
+// exp(x) for x <= 0 (Cephes expf polynomial, ~1 ulp); x < -87.3 gives 0.
+LK_TARGET inline __m512 exp_neg(__m512 x) {
+  const __m512 lo = _mm512_set1_ps(-87.3f);
+  const __mmask16 tiny = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+  x = _mm512_max_ps(x, lo);
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  const __m512 y = _mm512_scalef_ps(p, n);
+  return _mm512_maskz_mov_ps(static_cast<__mmask16>(~tiny), y);
+}
+
+// One query against S keys for one kv head: q [G, d] bf16, k/v rows k + s*ld (d bf16), sinks [G] f32.
+// scores (fp32 sums of exact bf16 products) * scale, softmax over [scores, sink], o = probs @ v (fp32),
+// rounded to bf16 into out [G, d].
+LK_TARGET void attn_head_avx512(const uint16_t* q, const uint16_t* k, const uint16_t* v, int64_t ld, int64_t S,
+                                int G, int d, const float* sinks, float scale, uint16_t* out) {
+  thread_local std::vector<float> sc;
+  const int64_t Sp = (S + 15) / 16 * 16;
+  sc.resize(static_cast<size_t>(G * Sp));
+  const int nd = d / 16;
+  __m512 qf[16][4];
+  for (int g = 0; g < G; ++g)
+    for (int j = 0; j < nd; ++j)
+      qf[g][j] = _mm512_castsi512_ps(
+          _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(q + g * d + j * 16))), 16));
+  for (int64_t s = 0; s < S; ++s) {
+    __m512 kf[4];
+    for (int j = 0; j < nd; ++j)
+      kf[j] = _mm512_castsi512_ps(
+          _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(k + s * ld + j * 16))), 16));
+    for (int g = 0; g < G; ++g) {
+      __m512 a = _mm512_mul_ps(qf[g][0], kf[0]);
+      for (int j = 1; j < nd; ++j) a = _mm512_fmadd_ps(qf[g][j], kf[j], a);
+      sc[g * Sp + s] = _mm512_reduce_add_ps(a) * scale;
+    }
+  }
+  for (int g = 0; g < G; ++g) {
+    float* row = sc.data() + g * Sp;
+    for (int64_t s = S; s < Sp; ++s) row[s] = -INFINITY;
+    __m512 mv = _mm512_set1_ps(sinks[g]);
+    for (int64_t s = 0; s < Sp; s += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(row + s));
+    const float m = _mm512_reduce_max_ps(mv);
+    const __m512 mm = _mm512_set1_ps(m);
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t s = 0; s < Sp; s += 16) {
+      const __m512 e = exp_neg(_mm512_sub_ps(_mm512_loadu_ps(row + s), mm));
+      _mm512_storeu_ps(row + s, e);
+      sum = _mm512_add_ps(sum, e);
+    }
+    const float sink_e = _mm512_cvtss_f32(exp_neg(_mm512_set1_ps(sinks[g] - m)));
+    const __m512 inv = _mm512_set1_ps(1.0f / (_mm512_reduce_add_ps(sum) + sink_e));
+    for (int64_t s = 0; s < Sp; s += 16) _mm512_storeu_ps(row + s, _mm512_mul_ps(_mm512_loadu_ps(row + s), inv));
+  }
+  __m512 acc[16][4];
+  for (int g = 0; g < G; ++g)
+    for (int j = 0; j < nd; ++j) acc[g][j] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < S; ++s) {
+    __m512 vf[4];
+    for (int j = 0; j < nd; ++j)
+      vf[j] = _mm512_castsi512_ps(
+          _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(v + s * ld + j * 16))), 16));
+    for (int g = 0; g < G; ++g) {
+      const __m512 p = _mm512_set1_ps(sc[g * Sp + s]);
+      for (int j = 0; j < nd; ++j) acc[g][j] = _mm512_fmadd_ps(p, vf[j], acc[g][j]);
+    }
+  }
+  for (int g = 0; g < G; ++g)
+    for (int j = 0; j < nd; ++j) {
+      alignas(64) float tmp[16];
+      _mm512_store_ps(tmp, acc[g][j]);
+      for (int i = 0; i < 16; ++i) out[g * d + j * 16 + i] = f32_to_bf16(tmp[i]);
+    }
+}
+
 bool cpu_has_avx512bf16() {
   unsigned a, b, c, d;
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
@@ -459,6 +542,24 @@ LK_API int lk_linear_bf16(const uint16_t* x, const uint16_t* w, const uint16_t* 
   return 0;
 }
 
+// Decode attention (one query, every key visible): q [Hkv, G, d] bf16, k/v [S, Hkv, d] bf16 (contiguous),
+// sinks [Hkv*G] f32 -> out [Hkv*G*d] bf16. Returns -2 without AVX-512 BF16 (caller uses torch), -1 on
+// unsupported shapes (d a multiple of 16 up to 64, G up to 16).
+LK_API int lk_attn_decode(const uint16_t* q, const uint16_t* k, const uint16_t* v, const float* sinks, uint16_t* out,
+                          int64_t S, int64_t Hkv, int64_t G, int64_t d, float scale, int nthreads) {
+#if LK_X86
+  if (resolve_path(kAuto) != kAvx512) return -2;
+  if (d % 16 != 0 || d > 64 || G > 16 || G < 1 || S < 1) return -1;
+  parallel_for(nthreads, Hkv, [&](int64_t h) {
+    attn_head_avx512(q + h * G * d, k + h * d, v + h * d, Hkv * d, S, static_cast<int>(G), static_cast<int>(d),
+                     sinks + h * G, scale, out + h * G * d);
+  });
+  return 0;
+#else
+  return -2;
+#endif
+}
+
 // Streaming read of n bytes split over nthreads; returns a checksum so the reads stay.
 LK_API double lk_read_bytes(const uint8_t* p, int64_t n, int nthreads) {
   constexpr int64_t kLinesPerUnit = 4096;  // 256 KiB per work unit
@@ -480,7 +581,7 @@ LK_API double lk_read_bytes(const uint8_t* p, int64_t n, int nthreads) {
   return total;
 }
 
-LK_API int lk_abi_version() { return 3; }
+LK_API int lk_abi_version() { return 4; }
 
 // 0 = scalar only, 2 = AVX-512 BF16 available.
 LK_API int lk_best_path() { return resolve_path(kAuto); }
