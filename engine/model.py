@@ -54,29 +54,50 @@ def attention(
     q [T, Hkv, G, d] bf16 (q-head h = kv*G + g), k/v [S, Hkv, d] bf16, sinks [Hkv*G] f32,
     q_pos [T] / k_pos [S] absolute positions. Key j is visible to query i iff k_pos[j] <= q_pos[i] and
     (window is None or q_pos[i] - k_pos[j] < window). Returns [T, Hkv*G*d] bf16.
+
+    Sliding layers with consecutive positions (prefill) work in query chunks of window/2 and score each
+    chunk only against the keys its window can reach (plus the same mask): every visible key is still
+    scored, invisible ones only ever contributed exact zeros, so the result is the masked computation's.
     """
     t, hkv, g, d = q.shape
     s = k.shape[0]
     kf = k.float().permute(1, 2, 0)                                  # [Hkv, d, S]
     vf = v.float().transpose(0, 1)                                   # [Hkv, S, d]
     sink = sinks.view(hkv, g, 1, 1)                                  # [Hkv, G, 1, 1] f32
-    rows = max(1, _SCORE_BUDGET // max(1, hkv * g * s))
+    banded = window is not None and t > 1 and s > window and _consecutive(q_pos) and _consecutive(k_pos)
+    if banded:
+        rows = max(1, window // 2)
+        k0 = int(k_pos[0])
+    else:
+        rows = max(1, _SCORE_BUDGET // max(1, hkv * g * s))
     out = []
     for a in range(0, t, rows):
+        lo, hi = 0, s
+        if banded:
+            last = min(t, a + rows) - 1
+            lo = min(s - 1, max(0, int(q_pos[a]) - window + 1 - k0))   # oldest key the chunk's first query sees
+            hi = max(lo + 1, min(s, int(q_pos[last]) - k0 + 1))         # newest key its last query sees
         qc = q[a:a + rows].float().permute(1, 2, 0, 3)               # [Hkv, G, t, d]
-        tc = qc.shape[2]
-        scores = torch.matmul(qc.reshape(hkv, g * tc, d), kf).view(hkv, g, tc, s) * sm_scale  # [Hkv,G,t,S]
+        tc, sc = qc.shape[2], hi - lo
+        scores = torch.matmul(qc.reshape(hkv, g * tc, d), kf[:, :, lo:hi]).view(hkv, g, tc, sc) * sm_scale
         qp = q_pos[a:a + rows, None]                                 # [t, 1]
-        visible = k_pos[None, :] <= qp                               # [t, S]
+        kp = k_pos[None, lo:hi]                                      # [1, Sc]
+        visible = kp <= qp                                           # [t, Sc]
         if window is not None:
-            visible &= (qp - k_pos[None, :]) < window
-        scores = scores.masked_fill(~visible, float("-inf"))
+            visible &= (qp - kp) < window
+        scores = scores.masked_fill(~visible, float("-inf"))         # [Hkv, G, t, Sc]
         # softmax over [scores, sink]; the sink only enters the denominator
-        full = torch.cat((scores, sink.expand(hkv, g, tc, 1)), dim=-1)   # [Hkv, G, t, S+1]
-        probs = torch.softmax(full, dim=-1)[..., :s]                 # [Hkv, G, t, S] f32
-        o = torch.matmul(probs.reshape(hkv, g * tc, s), vf)          # [Hkv, G*t, d] f32
+        full = torch.cat((scores, sink.expand(hkv, g, tc, 1)), dim=-1)   # [Hkv, G, t, Sc+1]
+        probs = torch.softmax(full, dim=-1)[..., :sc]                # [Hkv, G, t, Sc] f32
+        o = torch.matmul(probs.reshape(hkv, g * tc, sc), vf[:, lo:hi])   # [Hkv, G*t, d] f32
         out.append(o.view(hkv, g, tc, d).permute(2, 0, 1, 3).reshape(tc, hkv * g * d))
     return torch.cat(out).to(torch.bfloat16) if len(out) > 1 else out[0].to(torch.bfloat16)
+
+
+def _consecutive(pos: torch.Tensor) -> bool:
+    """pos [N] int64 is first, first+1, ..., first+N-1."""
+    n = pos.shape[0]
+    return n > 0 and int(pos[-1]) - int(pos[0]) == n - 1 and bool((pos[1:] - pos[:-1] == 1).all())
 
 
 def attention_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sinks: torch.Tensor,

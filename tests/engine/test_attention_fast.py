@@ -14,7 +14,7 @@ import torch
 
 import engine.model as model
 from engine import kernels
-from engine.model import attention_one
+from engine.model import attention, attention_one
 
 
 def _masked(monkeypatch: pytest.MonkeyPatch, *args: object) -> torch.Tensor:
@@ -31,6 +31,25 @@ def _case(t: int, past: int, hkv: int = 2, g: int = 4, d: int = 64, seed: int = 
     v = torch.randn(s, hkv, d, generator=gen).bfloat16()
     sinks = torch.randn(hkv * g, generator=gen)
     return q, k, v, sinks, torch.arange(past, past + t), torch.arange(s)
+
+
+@pytest.mark.parametrize(("t", "past", "window"), [(600, 0, 128), (257, 300, 128), (45, 3, 8)])
+def test_banded_equals_masked(monkeypatch: pytest.MonkeyPatch, t: int, past: int, window: int) -> None:
+    q, k, v, sinks, qp, kp = _case(t, past)
+    banded = attention(q, k, v, sinks, qp, kp, window, 0.125).float()
+    masked = _masked(monkeypatch, q, k, v, sinks, qp, kp, window, 0.125).float()
+    # one bf16 ulp of the value, or fp32 cancellation noise where the sum nearly cancels (|v| ~ 1)
+    ulp = masked.abs() * 2.0**-7 + 1e-5
+    assert ((banded - masked).abs() <= ulp).all()
+    assert (banded == masked).float().mean().item() >= 0.995
+
+
+def test_band_dropping_a_visible_key_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    q, k, v, sinks, qp, kp = _case(300, 0)
+    masked = _masked(monkeypatch, q, k, v, sinks, qp, kp, 128, 0.125).float()
+    narrow = attention(q, k, v, sinks, qp, kp, 127, 0.125).float()        # one key short on every query
+    ulp = masked.abs() * 2.0**-7 + 1e-5
+    assert not ((narrow - masked).abs() <= ulp).all()
 
 
 @pytest.mark.skipif(not kernels.available() or kernels.status().backend != "cpu-avx512",
