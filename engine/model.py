@@ -34,6 +34,8 @@ _REFINE_TOP = 64
 
 def rms_norm(x: torch.Tensor, scale: torch.Tensor, eps: float) -> torch.Tensor:
     """x [T, D] bf16, scale [D] f32 -> [T, D] bf16 with fp32 statistics."""
+    if x.dtype == torch.bfloat16 and scale.dtype == torch.float32 and kernels.use_native(x.device):
+        return kernels.rms_norm(x, scale, eps)
     t = x.float()
     t = t * torch.rsqrt(t.pow(2).mean(dim=-1, keepdim=True) + eps)
     return (t * scale).to(x.dtype)

@@ -560,6 +560,33 @@ LK_API int lk_attn_decode(const uint16_t* q, const uint16_t* k, const uint16_t* 
 #endif
 }
 
+// RMSNorm: out[t] = bf16((x * (1/sqrt(mean(x^2) + eps))) * scale), statistics in fp32 (x bf16 [T, D],
+// scale f32 [D]); the same two products as engine.model.rms_norm, only the sum of squares' order differs.
+LK_API int lk_rms_norm(const uint16_t* x, const float* scale, float eps, uint16_t* out, int64_t T, int64_t D,
+                       int nthreads) {
+  if (T <= 0 || D <= 0) return 0;
+  parallel_for(T >= 16 ? nthreads : 1, T, [&](int64_t t) {
+    const uint16_t* row = x + t * D;
+    float acc[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= D; i += 16)
+      for (int j = 0; j < 16; ++j) {
+        const float v = bf16_to_f32(row[i + j]);
+        acc[j] += v * v;
+      }
+    for (; i < D; ++i) {
+      const float v = bf16_to_f32(row[i]);
+      acc[0] += v * v;
+    }
+    float ss = 0.0f;
+    for (int j = 0; j < 16; ++j) ss += acc[j];
+    const float r = 1.0f / std::sqrt(ss / static_cast<float>(D) + eps);
+    uint16_t* o = out + t * D;
+    for (int64_t k = 0; k < D; ++k) o[k] = f32_to_bf16((bf16_to_f32(row[k]) * r) * scale[k]);
+  });
+  return 0;
+}
+
 // Streaming read of n bytes split over nthreads; returns a checksum so the reads stay.
 LK_API double lk_read_bytes(const uint8_t* p, int64_t n, int nthreads) {
   constexpr int64_t kLinesPerUnit = 4096;  // 256 KiB per work unit
@@ -581,7 +608,7 @@ LK_API double lk_read_bytes(const uint8_t* p, int64_t n, int nthreads) {
   return total;
 }
 
-LK_API int lk_abi_version() { return 4; }
+LK_API int lk_abi_version() { return 5; }
 
 // 0 = scalar only, 2 = AVX-512 BF16 available.
 LK_API int lk_best_path() { return resolve_path(kAuto); }
