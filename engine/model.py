@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 _SCORE_BUDGET = 1 << 24
 _SERIAL_TORCH_TOKENS = 8  # forward calls of at most this many tokens run torch ops single-threaded
 _REFINE_TOP = 64
+_CAUSAL_CHUNK = 128  # prefill query chunk on full-attention layers (keys after the chunk are skipped)
 
 
 def rms_norm(x: torch.Tensor, scale: torch.Tensor, eps: float) -> torch.Tensor:
@@ -57,27 +58,28 @@ def attention(
     q_pos [T] / k_pos [S] absolute positions. Key j is visible to query i iff k_pos[j] <= q_pos[i] and
     (window is None or q_pos[i] - k_pos[j] < window). Returns [T, Hkv*G*d] bf16.
 
-    Sliding layers with consecutive positions (prefill) work in query chunks of window/2 and score each
-    chunk only against the keys its window can reach (plus the same mask): every visible key is still
-    scored, invisible ones only ever contributed exact zeros, so the result is the masked computation's.
+    With consecutive positions (prefill) queries go in chunks (window/2 on sliding layers, _CAUSAL_CHUNK on
+    full ones) and each chunk is scored only against the keys it can see at all (its window, nothing after
+    its last query), with the same mask: every visible key is still scored, invisible ones only ever
+    contributed exact zeros, so the result is the masked computation's up to fp32 summation order.
     """
     t, hkv, g, d = q.shape
     s = k.shape[0]
     kf = k.float().permute(1, 2, 0)                                  # [Hkv, d, S]
     vf = v.float().transpose(0, 1)                                   # [Hkv, S, d]
     sink = sinks.view(hkv, g, 1, 1)                                  # [Hkv, G, 1, 1] f32
-    banded = window is not None and t > 1 and s > window and _consecutive(q_pos) and _consecutive(k_pos)
+    rows = max(1, _SCORE_BUDGET // max(1, hkv * g * s))
+    banded = t > 1 and _consecutive(q_pos) and _consecutive(k_pos)
     if banded:
-        rows = max(1, window // 2)
+        rows = min(rows, _CAUSAL_CHUNK if window is None else max(1, window // 2))
         k0 = int(k_pos[0])
-    else:
-        rows = max(1, _SCORE_BUDGET // max(1, hkv * g * s))
     out = []
     for a in range(0, t, rows):
         lo, hi = 0, s
         if banded:
             last = min(t, a + rows) - 1
-            lo = min(s - 1, max(0, int(q_pos[a]) - window + 1 - k0))   # oldest key the chunk's first query sees
+            if window is not None:                                   # oldest key the chunk's first query sees
+                lo = min(s - 1, max(0, int(q_pos[a]) - window + 1 - k0))
             hi = max(lo + 1, min(s, int(q_pos[last]) - k0 + 1))         # newest key its last query sees
         qc = q[a:a + rows].float().permute(1, 2, 0, 3)               # [Hkv, G, t, d]
         tc, sc = qc.shape[2], hi - lo

@@ -33,8 +33,9 @@ def _case(t: int, past: int, hkv: int = 2, g: int = 4, d: int = 64, seed: int = 
     return q, k, v, sinks, torch.arange(past, past + t), torch.arange(s)
 
 
-@pytest.mark.parametrize(("t", "past", "window"), [(600, 0, 128), (257, 300, 128), (45, 3, 8)])
-def test_banded_equals_masked(monkeypatch: pytest.MonkeyPatch, t: int, past: int, window: int) -> None:
+@pytest.mark.parametrize(("t", "past", "window"),
+                         [(600, 0, 128), (257, 300, 128), (45, 3, 8), (600, 0, None), (300, 40, None)])
+def test_banded_equals_masked(monkeypatch: pytest.MonkeyPatch, t: int, past: int, window: int | None) -> None:
     q, k, v, sinks, qp, kp = _case(t, past)
     banded = attention(q, k, v, sinks, qp, kp, window, 0.125).float()
     masked = _masked(monkeypatch, q, k, v, sinks, qp, kp, window, 0.125).float()
@@ -42,6 +43,15 @@ def test_banded_equals_masked(monkeypatch: pytest.MonkeyPatch, t: int, past: int
     ulp = masked.abs() * 2.0**-7 + 1e-5
     assert ((banded - masked).abs() <= ulp).all()
     assert (banded == masked).float().mean().item() >= 0.995
+
+
+def test_causal_chunks_skip_no_visible_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full layers: the tolerance catches every query missing one visible key (its own)."""
+    q, k, v, sinks, qp, kp = _case(300, 0)
+    masked = _masked(monkeypatch, q, k, v, sinks, qp, kp, None, 0.125).float()
+    short = attention(q, k, v, sinks, qp, kp + 1, None, 0.125).float()   # every query loses its own key
+    ulp = masked.abs() * 2.0**-7 + 1e-5
+    assert not ((short - masked).abs() <= ulp).all()
 
 
 def test_band_dropping_a_visible_key_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
