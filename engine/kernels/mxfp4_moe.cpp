@@ -317,6 +317,7 @@ LK_TARGET void rows_avx512(const uint8_t* blocks, const uint8_t* scales, int64_t
   for (; r + 2 <= nrows; r += 2) {
     ptrs(r, 2, pb, ps);
     int t = 0;
+    for (; t + 8 <= nt; t += 8) tile_avx512<2, 8>(pb, ps, G, xs + t, out + r * out_stride + t, out_stride, 2 * row_stride_b, 2 * row_stride_s);
     for (; t + 4 <= nt; t += 4) tile_avx512<2, 4>(pb, ps, G, xs + t, out + r * out_stride + t, out_stride, 2 * row_stride_b, 2 * row_stride_s);
     for (; t + 2 <= nt; t += 2) tile_avx512<2, 2>(pb, ps, G, xs + t, out + r * out_stride + t, out_stride, 2 * row_stride_b, 2 * row_stride_s);
     for (; t < nt; ++t) tile_avx512<2, 1>(pb, ps, G, xs + t, out + r * out_stride + t, out_stride, 2 * row_stride_b, 2 * row_stride_s);
