@@ -290,6 +290,69 @@ LK_TARGET void tile_avx512(const uint8_t* const* rb, const uint8_t* const* rs, i
     for (int t = 0; t < NT; ++t) out[r * out_stride + t] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
+// Many tokens (prefill): decode NR rows once into bf16 with the block scale folded into the exponent
+// (exact for scales 2..252: w * 2^(s-127) stays a normal bf16), then a plain bf16 dot-product tile over
+// the tokens. Same products as tile_avx512; one fp32 accumulator per (row, token) instead of per group.
+// Returns false (caller uses tile_avx512) when a row has a scale outside 2..252.
+LK_TARGET bool decode_rows_scaled(const uint8_t* blocks, const uint8_t* scales, int64_t G, int64_t row_stride_b,
+                                  int64_t row_stride_s, int nr, uint16_t* wbuf, int64_t xlen) {
+  for (int r = 0; r < nr; ++r) {
+    const uint8_t* sr = scales + r * row_stride_s;
+    for (int64_t g = 0; g < G; ++g)
+      if (sr[g] < 2 || sr[g] > 252) return false;
+  }
+  const __m512i lut = _mm512_set_epi16(
+      (short)0xc0c0, (short)0xc080, (short)0xc040, (short)0xc000, (short)0xbfc0, (short)0xbf80, (short)0xbf00,
+      (short)0x8000, 0x40c0, 0x4080, 0x4040, 0x4000, 0x3fc0, 0x3f80, 0x3f00, 0x0000, (short)0xc0c0,
+      (short)0xc080, (short)0xc040, (short)0xc000, (short)0xbfc0, (short)0xbf80, (short)0xbf00, (short)0x8000,
+      0x40c0, 0x4080, 0x4040, 0x4000, 0x3fc0, 0x3f80, 0x3f00, 0x0000);
+  const __m512i sidx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  const __m512i mag = _mm512_set1_epi16(0x7fff);
+  const int64_t ngroups = (G + kGroup - 1) / kGroup;
+  for (int r = 0; r < nr; ++r) {
+    const uint8_t* br = blocks + r * row_stride_b;
+    const uint8_t* sr = scales + r * row_stride_s;
+    uint16_t* wr = wbuf + r * xlen;
+    for (int64_t q = 0; q < ngroups; ++q) {
+      const int64_t nb = std::min<int64_t>(kGroup, G - q * kGroup);
+      const __mmask64 bmask = nb == kGroup ? ~0ull : ((1ull << (nb * 16)) - 1);
+      const __mmask16 smask = static_cast<__mmask16>((1u << nb) - 1);
+      const __m512i v = _mm512_maskz_loadu_epi8(bmask, br + q * kGroup * 16);
+      __m512i s32 = _mm512_permutexvar_epi32(sidx, _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(smask, sr + q * kGroup)));
+      // exponent offset (s - 127) << 7 in both 16-bit halves of each dword (lane k = block k)
+      __m512i off = _mm512_and_si512(_mm512_slli_epi32(_mm512_sub_epi32(s32, _mm512_set1_epi32(127)), 7),
+                                     _mm512_set1_epi32(0xffff));
+      off = _mm512_or_si512(off, _mm512_slli_epi32(off, 16));
+      const __m512i w[4] = {_mm512_permutexvar_epi16(v, lut), _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 4), lut),
+                            _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 8), lut),
+                            _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 12), lut)};
+      for (int j = 0; j < 4; ++j) {
+        const __mmask32 nz = _mm512_test_epi16_mask(w[j], mag);
+        _mm512_storeu_si512(wr + q * kGroupElems + 32 * j, _mm512_mask_add_epi16(w[j], nz, w[j], off));
+      }
+    }
+  }
+  return true;
+}
+
+template <int NR, int NT>
+LK_TARGET void scaled_tile(const uint16_t* wbuf, int64_t xlen, const uint16_t* const* xs, float* out,
+                           int64_t out_stride) {
+  __m512 acc[NR][NT];
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < xlen; i += 32) {
+    __m512bh xv[NT];
+    for (int t = 0; t < NT; ++t) xv[t] = (__m512bh)_mm512_loadu_si512(xs[t] + i);
+    for (int r = 0; r < NR; ++r) {
+      const __m512bh wv = (__m512bh)_mm512_loadu_si512(wbuf + r * xlen + i);
+      for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
+    }
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) out[r * out_stride + t] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
 // nrows rows starting at blocks/scales, against nt vectors; out[r*out_stride + t].
 LK_TARGET void rows_avx512(const uint8_t* blocks, const uint8_t* scales, int64_t G, int64_t row_stride_b,
                            int64_t row_stride_s, int64_t nrows, const uint16_t* const* xs, int nt, float* out,
@@ -313,6 +376,19 @@ LK_TARGET void rows_avx512(const uint8_t* blocks, const uint8_t* scales, int64_t
       tile_avx512<1, 1>(pb, ps, G, xs, out + r * out_stride, out_stride, 1 * row_stride_b, 1 * row_stride_s);
     }
     return;
+  }
+  if (nt >= 8) {
+    const int64_t xlen = ((G + kGroup - 1) / kGroup) * kGroupElems;
+    thread_local std::vector<uint16_t> wbuf;
+    wbuf.resize(static_cast<size_t>(4 * xlen));
+    for (; r + 4 <= nrows; r += 4) {
+      if (!decode_rows_scaled(blocks + r * row_stride_b, scales + r * row_stride_s, G, row_stride_b, row_stride_s, 4,
+                              wbuf.data(), xlen))
+        break;  // unusual scales: the per-group path below handles the rest
+      int t = 0;
+      for (; t + 4 <= nt; t += 4) scaled_tile<4, 4>(wbuf.data(), xlen, xs + t, out + r * out_stride + t, out_stride);
+      for (; t < nt; ++t) scaled_tile<4, 1>(wbuf.data(), xlen, xs + t, out + r * out_stride + t, out_stride);
+    }
   }
   for (; r + 2 <= nrows; r += 2) {
     ptrs(r, 2, pb, ps);
