@@ -30,10 +30,13 @@ log = logging.getLogger(__name__)
 _SCORE_BUDGET = 1 << 24
 _SERIAL_TORCH_TOKENS = 8  # forward calls of at most this many tokens run torch ops single-threaded
 _REFINE_TOP = 64
+_CAUSAL_CHUNK = 128  # prefill query chunk on full-attention layers (keys after the chunk are skipped)
 
 
 def rms_norm(x: torch.Tensor, scale: torch.Tensor, eps: float) -> torch.Tensor:
     """x [T, D] bf16, scale [D] f32 -> [T, D] bf16 with fp32 statistics."""
+    if x.dtype == torch.bfloat16 and scale.dtype == torch.float32 and kernels.use_native(x.device):
+        return kernels.rms_norm(x, scale, eps)
     t = x.float()
     t = t * torch.rsqrt(t.pow(2).mean(dim=-1, keepdim=True) + eps)
     return (t * scale).to(x.dtype)
@@ -54,6 +57,11 @@ def attention(
     q [T, Hkv, G, d] bf16 (q-head h = kv*G + g), k/v [S, Hkv, d] bf16, sinks [Hkv*G] f32,
     q_pos [T] / k_pos [S] absolute positions. Key j is visible to query i iff k_pos[j] <= q_pos[i] and
     (window is None or q_pos[i] - k_pos[j] < window). Returns [T, Hkv*G*d] bf16.
+
+    With consecutive positions (prefill) queries go in chunks (window/2 on sliding layers, _CAUSAL_CHUNK on
+    full ones) and each chunk is scored only against the keys it can see at all (its window, nothing after
+    its last query), with the same mask: every visible key is still scored, invisible ones only ever
+    contributed exact zeros, so the result is the masked computation's up to fp32 summation order.
     """
     t, hkv, g, d = q.shape
     s = k.shape[0]
@@ -61,22 +69,58 @@ def attention(
     vf = v.float().transpose(0, 1)                                   # [Hkv, S, d]
     sink = sinks.view(hkv, g, 1, 1)                                  # [Hkv, G, 1, 1] f32
     rows = max(1, _SCORE_BUDGET // max(1, hkv * g * s))
+    banded = t > 1 and _consecutive(q_pos) and _consecutive(k_pos)
+    if banded:
+        rows = min(rows, _CAUSAL_CHUNK if window is None else max(1, window // 2))
+        k0 = int(k_pos[0])
     out = []
     for a in range(0, t, rows):
+        lo, hi = 0, s
+        if banded:
+            last = min(t, a + rows) - 1
+            if window is not None:                                   # oldest key the chunk's first query sees
+                lo = min(s - 1, max(0, int(q_pos[a]) - window + 1 - k0))
+            hi = max(lo + 1, min(s, int(q_pos[last]) - k0 + 1))         # newest key its last query sees
         qc = q[a:a + rows].float().permute(1, 2, 0, 3)               # [Hkv, G, t, d]
-        tc = qc.shape[2]
-        scores = torch.matmul(qc.reshape(hkv, g * tc, d), kf).view(hkv, g, tc, s) * sm_scale  # [Hkv,G,t,S]
+        tc, sc = qc.shape[2], hi - lo
+        scores = torch.matmul(qc.reshape(hkv, g * tc, d), kf[:, :, lo:hi]).view(hkv, g, tc, sc) * sm_scale
         qp = q_pos[a:a + rows, None]                                 # [t, 1]
-        visible = k_pos[None, :] <= qp                               # [t, S]
+        kp = k_pos[None, lo:hi]                                      # [1, Sc]
+        visible = kp <= qp                                           # [t, Sc]
         if window is not None:
-            visible &= (qp - k_pos[None, :]) < window
-        scores = scores.masked_fill(~visible, float("-inf"))
+            visible &= (qp - kp) < window
+        scores = scores.masked_fill(~visible, float("-inf"))         # [Hkv, G, t, Sc]
         # softmax over [scores, sink]; the sink only enters the denominator
-        full = torch.cat((scores, sink.expand(hkv, g, tc, 1)), dim=-1)   # [Hkv, G, t, S+1]
-        probs = torch.softmax(full, dim=-1)[..., :s]                 # [Hkv, G, t, S] f32
-        o = torch.matmul(probs.reshape(hkv, g * tc, s), vf)          # [Hkv, G*t, d] f32
+        full = torch.cat((scores, sink.expand(hkv, g, tc, 1)), dim=-1)   # [Hkv, G, t, Sc+1]
+        probs = torch.softmax(full, dim=-1)[..., :sc]                # [Hkv, G, t, Sc] f32
+        o = torch.matmul(probs.reshape(hkv, g * tc, sc), vf[:, lo:hi])   # [Hkv, G*t, d] f32
         out.append(o.view(hkv, g, tc, d).permute(2, 0, 1, 3).reshape(tc, hkv * g * d))
     return torch.cat(out).to(torch.bfloat16) if len(out) > 1 else out[0].to(torch.bfloat16)
+
+
+def _consecutive(pos: torch.Tensor) -> bool:
+    """pos [N] int64 is first, first+1, ..., first+N-1."""
+    n = pos.shape[0]
+    return n > 0 and int(pos[-1]) - int(pos[0]) == n - 1 and bool((pos[1:] - pos[:-1] == 1).all())
+
+
+def attention_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sinks: torch.Tensor,
+                  sm_scale: float) -> torch.Tensor:
+    """`attention` for one query that sees every key given (decode): the same ops without the mask.
+
+    q [1, Hkv, G, d] bf16, k/v [S, Hkv, d] bf16, sinks [Hkv*G] f32 -> [1, Hkv*G*d] bf16.
+    """
+    _, hkv, g, d = q.shape
+    s = k.shape[0]
+    if kernels.use_native(q.device) and sinks.dtype == torch.float32 and sinks.is_contiguous():
+        o = kernels.attention_decode(q[0], k, v, sinks, sm_scale)
+        if o is not None:
+            return o
+    scores = torch.matmul(q[0].float(), k.float().permute(1, 2, 0)) * sm_scale  # [Hkv, G, S] f32
+    full = torch.cat((scores, sinks.view(hkv, g, 1)), dim=-1)                    # [Hkv, G, S+1]
+    probs = torch.softmax(full, dim=-1)[..., :s]                                 # [Hkv, G, S] f32
+    o = torch.matmul(probs, v.float().transpose(0, 1))                           # [Hkv, G, d] f32
+    return o.reshape(1, hkv * g * d).to(torch.bfloat16)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -221,8 +265,9 @@ class Transformer(torch.nn.Module):
             # ---- attention ----
             h = rms_norm(x, layer.attn_norm, cfg.rms_norm_eps)
             qkv = linear(h, layer.qkv_w, layer.qkv_b)                          # [T, Q+2K] bf16
-            q = apply_rope(qkv[:, :qw].reshape(t, hkv, g, d), cos, sin)        # [T, Hkv, G, d]
-            k = apply_rope(qkv[:, qw:qw + kw].reshape(t, hkv, d), cos, sin)    # [T, Hkv, d]
+            qk = apply_rope(qkv[:, :qw + kw].reshape(t, hkv * g + hkv, d), cos, sin)  # [T, H+Hkv, d]
+            q = qk[:, :hkv * g].reshape(t, hkv, g, d)                            # [T, Hkv, G, d]
+            k = qk[:, hkv * g:]                                                  # [T, Hkv, d]
             v = qkv[:, qw + kw:].reshape(t, hkv, d)                              # [T, Hkv, d]
             if cache is None:
                 k_all, v_all, k_pos = k, v, positions
@@ -231,12 +276,16 @@ class Transformer(torch.nn.Module):
                 lc.write(start, k, v)
                 begin = 0 if layer.window is None else max(0, start - layer.window + 1)
                 k_all, v_all = lc.read(begin, start + t)
-                k_pos = torch.arange(begin, start + t, device=self.device)
-            o = attention(q, k_all, v_all, layer.sinks, positions, k_pos, layer.window, self.sm_scale)
+            if t == 1 and cache is not None:                                     # decode: every key read is visible
+                o = attention_one(q, k_all, v_all, layer.sinks, self.sm_scale)
+            else:
+                if cache is not None:
+                    k_pos = torch.arange(begin, start + t, device=self.device)
+                o = attention(q, k_all, v_all, layer.sinks, positions, k_pos, layer.window, self.sm_scale)
             x = x + linear(o, layer.out_w, layer.out_b)
             # ---- mixture of experts ----
             h = rms_norm(x, layer.mlp_norm, cfg.rms_norm_eps)
-            router = F.linear(h, layer.gate_w, layer.gate_b)  # [T, E] bf16; torch as the references (same ties)
+            router = linear(h, layer.gate_w, layer.gate_b)                      # [T, E] bf16
             top = torch.topk(router, cfg.experts_per_token, dim=-1, sorted=True)
             weights = torch.softmax(top.values.float(), dim=-1)                 # [T, K] f32
             x = x + self.moe(h, top.indices, weights, layer.experts, cfg.swiglu_limit)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-_ABI_VERSION = 3
+_ABI_VERSION = 5
 _PATHS = {"auto": 0, "scalar": 1, "avx512": 2}
 KernelPath = Literal["auto", "scalar", "avx512"]
 DISABLE_ENV = "LANTERN_NO_NATIVE"  # set to 1 to force the pure-torch path
@@ -56,6 +56,15 @@ class _Lib:
         g.restype = ctypes.c_int
         g.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_int] * 3
         self.linear = g
+        a = self.cdll.lk_attn_decode
+        a.restype = ctypes.c_int
+        a.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 4 + [ctypes.c_float, ctypes.c_int]
+        self.attn_decode = a
+        n = self.cdll.lk_rms_norm
+        n.restype = ctypes.c_int
+        n.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_float, ctypes.c_void_p, ctypes.c_int64,
+                      ctypes.c_int64, ctypes.c_int]
+        self.rms_norm = n
         r = self.cdll.lk_read_bytes
         r.restype = ctypes.c_double
         r.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
@@ -227,6 +236,47 @@ def linear_bf16(
     )
     if rc != 0:
         raise RuntimeError(f"lk_linear_bf16 failed (code {rc}, path {path})")
+    return out
+
+
+def attention_decode(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sinks: torch.Tensor, sm_scale: float,
+    *, num_threads: int | None = None,
+) -> torch.Tensor | None:
+    """One query against every key given (decode), with sinks: engine.model.attention_one's math.
+
+    q [Hkv, G, d] bf16, k/v [S, Hkv, d] bf16, sinks [Hkv*G] f32 -> [1, Hkv*G*d] bf16: scores are fp32 sums
+    of the exact bf16 products, softmax over [scores, sink] in fp32, probs @ v in fp32, one bf16 rounding.
+    Returns None where the kernel does not apply (no AVX-512 BF16, unsupported head shape).
+    """
+    import torch
+
+    lib, _ = _load()
+    if lib is None:
+        return None
+    hkv, g, d = q.shape
+    s = k.shape[0]
+    q_c, k_c, v_c = q.contiguous(), k.contiguous(), v.contiguous()
+    out = torch.empty((1, hkv * g * d), dtype=torch.bfloat16)
+    threads = num_threads if num_threads is not None else kernel_threads()
+    rc = lib.attn_decode(_ptr(q_c), _ptr(k_c), _ptr(v_c), _ptr(sinks), _ptr(out), s, hkv, g, d, float(sm_scale),
+                         int(threads))
+    return out if rc == 0 else None
+
+
+def rms_norm(x: torch.Tensor, scale: torch.Tensor, eps: float, *, num_threads: int | None = None) -> torch.Tensor:
+    """engine.model.rms_norm natively: x [T, D] bf16, scale [D] f32 -> [T, D] bf16, fp32 statistics."""
+    import torch
+
+    lib, reason = _load()
+    if lib is None:
+        raise RuntimeError(f"native kernels unavailable: {reason}")
+    assert x.dtype == torch.bfloat16 and scale.dtype == torch.float32, (x.dtype, scale.dtype)
+    t, d = x.shape
+    x_c, s_c = x.contiguous(), scale.contiguous()
+    out = torch.empty((t, d), dtype=torch.bfloat16)
+    threads = num_threads if num_threads is not None else kernel_threads()
+    lib.rms_norm(_ptr(x_c), _ptr(s_c), float(eps), _ptr(out), t, d, int(threads))
     return out
 
 

@@ -290,6 +290,69 @@ LK_TARGET void tile_avx512(const uint8_t* const* rb, const uint8_t* const* rs, i
     for (int t = 0; t < NT; ++t) out[r * out_stride + t] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
+// Many tokens (prefill): decode NR rows once into bf16 with the block scale folded into the exponent
+// (exact for scales 2..252: w * 2^(s-127) stays a normal bf16), then a plain bf16 dot-product tile over
+// the tokens. Same products as tile_avx512; one fp32 accumulator per (row, token) instead of per group.
+// Returns false (caller uses tile_avx512) when a row has a scale outside 2..252.
+LK_TARGET bool decode_rows_scaled(const uint8_t* blocks, const uint8_t* scales, int64_t G, int64_t row_stride_b,
+                                  int64_t row_stride_s, int nr, uint16_t* wbuf, int64_t xlen) {
+  for (int r = 0; r < nr; ++r) {
+    const uint8_t* sr = scales + r * row_stride_s;
+    for (int64_t g = 0; g < G; ++g)
+      if (sr[g] < 2 || sr[g] > 252) return false;
+  }
+  const __m512i lut = _mm512_set_epi16(
+      (short)0xc0c0, (short)0xc080, (short)0xc040, (short)0xc000, (short)0xbfc0, (short)0xbf80, (short)0xbf00,
+      (short)0x8000, 0x40c0, 0x4080, 0x4040, 0x4000, 0x3fc0, 0x3f80, 0x3f00, 0x0000, (short)0xc0c0,
+      (short)0xc080, (short)0xc040, (short)0xc000, (short)0xbfc0, (short)0xbf80, (short)0xbf00, (short)0x8000,
+      0x40c0, 0x4080, 0x4040, 0x4000, 0x3fc0, 0x3f80, 0x3f00, 0x0000);
+  const __m512i sidx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  const __m512i mag = _mm512_set1_epi16(0x7fff);
+  const int64_t ngroups = (G + kGroup - 1) / kGroup;
+  for (int r = 0; r < nr; ++r) {
+    const uint8_t* br = blocks + r * row_stride_b;
+    const uint8_t* sr = scales + r * row_stride_s;
+    uint16_t* wr = wbuf + r * xlen;
+    for (int64_t q = 0; q < ngroups; ++q) {
+      const int64_t nb = std::min<int64_t>(kGroup, G - q * kGroup);
+      const __mmask64 bmask = nb == kGroup ? ~0ull : ((1ull << (nb * 16)) - 1);
+      const __mmask16 smask = static_cast<__mmask16>((1u << nb) - 1);
+      const __m512i v = _mm512_maskz_loadu_epi8(bmask, br + q * kGroup * 16);
+      __m512i s32 = _mm512_permutexvar_epi32(sidx, _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(smask, sr + q * kGroup)));
+      // exponent offset (s - 127) << 7 in both 16-bit halves of each dword (lane k = block k)
+      __m512i off = _mm512_and_si512(_mm512_slli_epi32(_mm512_sub_epi32(s32, _mm512_set1_epi32(127)), 7),
+                                     _mm512_set1_epi32(0xffff));
+      off = _mm512_or_si512(off, _mm512_slli_epi32(off, 16));
+      const __m512i w[4] = {_mm512_permutexvar_epi16(v, lut), _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 4), lut),
+                            _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 8), lut),
+                            _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 12), lut)};
+      for (int j = 0; j < 4; ++j) {
+        const __mmask32 nz = _mm512_test_epi16_mask(w[j], mag);
+        _mm512_storeu_si512(wr + q * kGroupElems + 32 * j, _mm512_mask_add_epi16(w[j], nz, w[j], off));
+      }
+    }
+  }
+  return true;
+}
+
+template <int NR, int NT>
+LK_TARGET void scaled_tile(const uint16_t* wbuf, int64_t xlen, const uint16_t* const* xs, float* out,
+                           int64_t out_stride) {
+  __m512 acc[NR][NT];
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < xlen; i += 32) {
+    __m512bh xv[NT];
+    for (int t = 0; t < NT; ++t) xv[t] = (__m512bh)_mm512_loadu_si512(xs[t] + i);
+    for (int r = 0; r < NR; ++r) {
+      const __m512bh wv = (__m512bh)_mm512_loadu_si512(wbuf + r * xlen + i);
+      for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
+    }
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) out[r * out_stride + t] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
 // nrows rows starting at blocks/scales, against nt vectors; out[r*out_stride + t].
 LK_TARGET void rows_avx512(const uint8_t* blocks, const uint8_t* scales, int64_t G, int64_t row_stride_b,
                            int64_t row_stride_s, int64_t nrows, const uint16_t* const* xs, int nt, float* out,
@@ -314,9 +377,23 @@ LK_TARGET void rows_avx512(const uint8_t* blocks, const uint8_t* scales, int64_t
     }
     return;
   }
+  if (nt >= 8) {
+    const int64_t xlen = ((G + kGroup - 1) / kGroup) * kGroupElems;
+    thread_local std::vector<uint16_t> wbuf;
+    wbuf.resize(static_cast<size_t>(4 * xlen));
+    for (; r + 4 <= nrows; r += 4) {
+      if (!decode_rows_scaled(blocks + r * row_stride_b, scales + r * row_stride_s, G, row_stride_b, row_stride_s, 4,
+                              wbuf.data(), xlen))
+        break;  // unusual scales: the per-group path below handles the rest
+      int t = 0;
+      for (; t + 4 <= nt; t += 4) scaled_tile<4, 4>(wbuf.data(), xlen, xs + t, out + r * out_stride + t, out_stride);
+      for (; t < nt; ++t) scaled_tile<4, 1>(wbuf.data(), xlen, xs + t, out + r * out_stride + t, out_stride);
+    }
+  }
   for (; r + 2 <= nrows; r += 2) {
     ptrs(r, 2, pb, ps);
     int t = 0;
+    for (; t + 8 <= nt; t += 8) tile_avx512<2, 8>(pb, ps, G, xs + t, out + r * out_stride + t, out_stride, 2 * row_stride_b, 2 * row_stride_s);
     for (; t + 4 <= nt; t += 4) tile_avx512<2, 4>(pb, ps, G, xs + t, out + r * out_stride + t, out_stride, 2 * row_stride_b, 2 * row_stride_s);
     for (; t + 2 <= nt; t += 2) tile_avx512<2, 2>(pb, ps, G, xs + t, out + r * out_stride + t, out_stride, 2 * row_stride_b, 2 * row_stride_s);
     for (; t < nt; ++t) tile_avx512<2, 1>(pb, ps, G, xs + t, out + r * out_stride + t, out_stride, 2 * row_stride_b, 2 * row_stride_s);
@@ -380,6 +457,89 @@ LK_TARGET void dense_rows_avx512(const uint16_t* w, int64_t nrows, const uint16_
   }
   for (; r < nrows; ++r)
     for (int64_t t = 0; t < T; ++t) dense_tile<1, 1>(w + r * D, D, x + t * D, D, D, out + r * os + t, os);
+}
+
+// exp(x) for x <= 0 (Cephes expf polynomial, ~1 ulp); x < -87.3 gives 0.
+LK_TARGET inline __m512 exp_neg(__m512 x) {
+  const __m512 lo = _mm512_set1_ps(-87.3f);
+  const __mmask16 tiny = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+  x = _mm512_max_ps(x, lo);
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  const __m512 y = _mm512_scalef_ps(p, n);
+  return _mm512_maskz_mov_ps(static_cast<__mmask16>(~tiny), y);
+}
+
+// One query against S keys for one kv head: q [G, d] bf16, k/v rows k + s*ld (d bf16), sinks [G] f32.
+// scores (fp32 sums of exact bf16 products) * scale, softmax over [scores, sink], o = probs @ v (fp32),
+// rounded to bf16 into out [G, d].
+LK_TARGET void attn_head_avx512(const uint16_t* q, const uint16_t* k, const uint16_t* v, int64_t ld, int64_t S,
+                                int G, int d, const float* sinks, float scale, uint16_t* out) {
+  thread_local std::vector<float> sc;
+  const int64_t Sp = (S + 15) / 16 * 16;
+  sc.resize(static_cast<size_t>(G * Sp));
+  const int nd = d / 16;
+  __m512 qf[16][4];
+  for (int g = 0; g < G; ++g)
+    for (int j = 0; j < nd; ++j)
+      qf[g][j] = _mm512_castsi512_ps(
+          _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(q + g * d + j * 16))), 16));
+  for (int64_t s = 0; s < S; ++s) {
+    __m512 kf[4];
+    for (int j = 0; j < nd; ++j)
+      kf[j] = _mm512_castsi512_ps(
+          _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(k + s * ld + j * 16))), 16));
+    for (int g = 0; g < G; ++g) {
+      __m512 a = _mm512_mul_ps(qf[g][0], kf[0]);
+      for (int j = 1; j < nd; ++j) a = _mm512_fmadd_ps(qf[g][j], kf[j], a);
+      sc[g * Sp + s] = _mm512_reduce_add_ps(a) * scale;
+    }
+  }
+  for (int g = 0; g < G; ++g) {
+    float* row = sc.data() + g * Sp;
+    for (int64_t s = S; s < Sp; ++s) row[s] = -INFINITY;
+    __m512 mv = _mm512_set1_ps(sinks[g]);
+    for (int64_t s = 0; s < Sp; s += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(row + s));
+    const float m = _mm512_reduce_max_ps(mv);
+    const __m512 mm = _mm512_set1_ps(m);
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t s = 0; s < Sp; s += 16) {
+      const __m512 e = exp_neg(_mm512_sub_ps(_mm512_loadu_ps(row + s), mm));
+      _mm512_storeu_ps(row + s, e);
+      sum = _mm512_add_ps(sum, e);
+    }
+    const float sink_e = _mm512_cvtss_f32(exp_neg(_mm512_set1_ps(sinks[g] - m)));
+    const __m512 inv = _mm512_set1_ps(1.0f / (_mm512_reduce_add_ps(sum) + sink_e));
+    for (int64_t s = 0; s < Sp; s += 16) _mm512_storeu_ps(row + s, _mm512_mul_ps(_mm512_loadu_ps(row + s), inv));
+  }
+  __m512 acc[16][4];
+  for (int g = 0; g < G; ++g)
+    for (int j = 0; j < nd; ++j) acc[g][j] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < S; ++s) {
+    __m512 vf[4];
+    for (int j = 0; j < nd; ++j)
+      vf[j] = _mm512_castsi512_ps(
+          _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(v + s * ld + j * 16))), 16));
+    for (int g = 0; g < G; ++g) {
+      const __m512 p = _mm512_set1_ps(sc[g * Sp + s]);
+      for (int j = 0; j < nd; ++j) acc[g][j] = _mm512_fmadd_ps(p, vf[j], acc[g][j]);
+    }
+  }
+  for (int g = 0; g < G; ++g)
+    for (int j = 0; j < nd; ++j) {
+      alignas(64) float tmp[16];
+      _mm512_store_ps(tmp, acc[g][j]);
+      for (int i = 0; i < 16; ++i) out[g * d + j * 16 + i] = f32_to_bf16(tmp[i]);
+    }
 }
 
 bool cpu_has_avx512bf16() {
@@ -459,6 +619,51 @@ LK_API int lk_linear_bf16(const uint16_t* x, const uint16_t* w, const uint16_t* 
   return 0;
 }
 
+// Decode attention (one query, every key visible): q [Hkv, G, d] bf16, k/v [S, Hkv, d] bf16 (contiguous),
+// sinks [Hkv*G] f32 -> out [Hkv*G*d] bf16. Returns -2 without AVX-512 BF16 (caller uses torch), -1 on
+// unsupported shapes (d a multiple of 16 up to 64, G up to 16).
+LK_API int lk_attn_decode(const uint16_t* q, const uint16_t* k, const uint16_t* v, const float* sinks, uint16_t* out,
+                          int64_t S, int64_t Hkv, int64_t G, int64_t d, float scale, int nthreads) {
+#if LK_X86
+  if (resolve_path(kAuto) != kAvx512) return -2;
+  if (d % 16 != 0 || d > 64 || G > 16 || G < 1 || S < 1) return -1;
+  parallel_for(nthreads, Hkv, [&](int64_t h) {
+    attn_head_avx512(q + h * G * d, k + h * d, v + h * d, Hkv * d, S, static_cast<int>(G), static_cast<int>(d),
+                     sinks + h * G, scale, out + h * G * d);
+  });
+  return 0;
+#else
+  return -2;
+#endif
+}
+
+// RMSNorm: out[t] = bf16((x * (1/sqrt(mean(x^2) + eps))) * scale), statistics in fp32 (x bf16 [T, D],
+// scale f32 [D]); the same two products as engine.model.rms_norm, only the sum of squares' order differs.
+LK_API int lk_rms_norm(const uint16_t* x, const float* scale, float eps, uint16_t* out, int64_t T, int64_t D,
+                       int nthreads) {
+  if (T <= 0 || D <= 0) return 0;
+  parallel_for(T >= 16 ? nthreads : 1, T, [&](int64_t t) {
+    const uint16_t* row = x + t * D;
+    float acc[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= D; i += 16)
+      for (int j = 0; j < 16; ++j) {
+        const float v = bf16_to_f32(row[i + j]);
+        acc[j] += v * v;
+      }
+    for (; i < D; ++i) {
+      const float v = bf16_to_f32(row[i]);
+      acc[0] += v * v;
+    }
+    float ss = 0.0f;
+    for (int j = 0; j < 16; ++j) ss += acc[j];
+    const float r = 1.0f / std::sqrt(ss / static_cast<float>(D) + eps);
+    uint16_t* o = out + t * D;
+    for (int64_t k = 0; k < D; ++k) o[k] = f32_to_bf16((bf16_to_f32(row[k]) * r) * scale[k]);
+  });
+  return 0;
+}
+
 // Streaming read of n bytes split over nthreads; returns a checksum so the reads stay.
 LK_API double lk_read_bytes(const uint8_t* p, int64_t n, int nthreads) {
   constexpr int64_t kLinesPerUnit = 4096;  // 256 KiB per work unit
@@ -480,7 +685,7 @@ LK_API double lk_read_bytes(const uint8_t* p, int64_t n, int nthreads) {
   return total;
 }
 
-LK_API int lk_abi_version() { return 3; }
+LK_API int lk_abi_version() { return 5; }
 
 // 0 = scalar only, 2 = AVX-512 BF16 available.
 LK_API int lk_best_path() { return resolve_path(kAuto); }

@@ -178,3 +178,18 @@ def test_deinterleaved_reference_disagrees() -> None:
     assert_close_bf16(got, reference(h, idx, w, ex, 7.0), min_identical=0.97)
     wrong = reference(h, idx, w, ex, 7.0, halves=True)
     assert (got.float() - wrong.float()).abs().max() > 0.1 * got.float().abs().max()
+
+
+def test_prefill_tiles_with_unusual_scales_match_contract() -> None:
+    """Many tokens per expert with some block scales outside 2..252 (the folded-scale tiles must step aside)."""
+    if kernels.status().backend != "cpu-avx512":
+        pytest.skip("CPU lacks AVX-512 BF16")
+    gen = torch.Generator().manual_seed(7)
+    ex = make_experts(2, 256, 160, gen)
+    ex.mlp1_scales[0, 5, 2] = 1      # a row block with scale 2^-126
+    ex.mlp2_scales[1, 100, 0] = 253  # and one with 2^126 (times tiny activations stays finite)
+    ex.mlp2_blocks[1, 100, 0].zero_()
+    h, idx, w = inputs(48, 2, 2, 256, gen)
+    want = reference(h, idx, w, ex, 7.0)
+    got = kernels.moe_experts(h, idx, w, ex, 7.0)
+    assert_close_bf16(got, want, min_identical=0.97)

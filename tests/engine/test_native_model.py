@@ -61,3 +61,19 @@ def test_native_greedy_tokens_match_torch_path(tiny_model_dir: Path, monkeypatch
     monkeypatch.setattr(kernels, "ENABLED", True)
     got = _greedy(model, prompt, 12)
     assert got == ref
+
+
+@pytest.mark.parametrize("t", [1, 40])
+def test_native_rms_norm_matches_torch(monkeypatch: pytest.MonkeyPatch, t: int) -> None:
+    """Native RMSNorm: the same two fp32 products and one rounding; only the sum of squares' order differs."""
+    from engine.model import rms_norm
+
+    gen = torch.Generator().manual_seed(t)
+    x = (torch.randn(t, 2880, generator=gen) * 3).bfloat16()
+    scale = torch.rand(2880, generator=gen) + 0.5
+    got = kernels.rms_norm(x, scale, 1e-5)
+    monkeypatch.setattr(kernels, "ENABLED", False)
+    ref = rms_norm(x, scale, 1e-5)
+    assert ((got.float() - ref.float()).abs() <= ref.float().abs() * 2.0**-7).all()
+    assert (got == ref).float().mean().item() >= 0.99
+    assert not torch.equal(kernels.rms_norm(x, scale * 1.01, 1e-5), got)   # the scale is really applied

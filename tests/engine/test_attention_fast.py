@@ -1,0 +1,81 @@
+"""Fast attention paths against the plain ones: banded sliding-window prefill, native one-query decode.
+
+The banded path scores each query chunk only against the keys its window reaches; the masked path scores
+every key and zeroes the invisible ones. In exact arithmetic they are equal; in fp32 only the summation
+order of softmax denominators and probs @ v differs, so the bf16 outputs agree bit for bit except for rare
+1-ulp rounding flips
+(or fp32-noise-sized differences where the output nearly cancels to zero). A band that drops a single visible key must be caught.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import engine.model as model
+from engine import kernels
+from engine.model import attention, attention_one
+
+
+def _masked(monkeypatch: pytest.MonkeyPatch, *args: object) -> torch.Tensor:
+    with monkeypatch.context() as m:
+        m.setattr(model, "_consecutive", lambda pos: False)      # forces the unbanded path
+        return attention(*args)
+
+
+def _case(t: int, past: int, hkv: int = 2, g: int = 4, d: int = 64, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    s = past + t
+    q = torch.randn(t, hkv, g, d, generator=gen).bfloat16()
+    k = (torch.randn(s, hkv, d, generator=gen) * 2).bfloat16()
+    v = torch.randn(s, hkv, d, generator=gen).bfloat16()
+    sinks = torch.randn(hkv * g, generator=gen)
+    return q, k, v, sinks, torch.arange(past, past + t), torch.arange(s)
+
+
+@pytest.mark.parametrize(("t", "past", "window"),
+                         [(600, 0, 128), (257, 300, 128), (45, 3, 8), (600, 0, None), (300, 40, None)])
+def test_banded_equals_masked(monkeypatch: pytest.MonkeyPatch, t: int, past: int, window: int | None) -> None:
+    q, k, v, sinks, qp, kp = _case(t, past)
+    banded = attention(q, k, v, sinks, qp, kp, window, 0.125).float()
+    masked = _masked(monkeypatch, q, k, v, sinks, qp, kp, window, 0.125).float()
+    # one bf16 ulp of the value, or fp32 cancellation noise where the sum nearly cancels (|v| ~ 1)
+    ulp = masked.abs() * 2.0**-7 + 1e-5
+    assert ((banded - masked).abs() <= ulp).all()
+    assert (banded == masked).float().mean().item() >= 0.995
+
+
+def test_causal_chunks_skip_no_visible_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full layers: the tolerance catches every query missing one visible key (its own)."""
+    q, k, v, sinks, qp, kp = _case(300, 0)
+    masked = _masked(monkeypatch, q, k, v, sinks, qp, kp, None, 0.125).float()
+    short = attention(q, k, v, sinks, qp, kp + 1, None, 0.125).float()   # every query loses its own key
+    ulp = masked.abs() * 2.0**-7 + 1e-5
+    assert not ((short - masked).abs() <= ulp).all()
+
+
+def test_band_dropping_a_visible_key_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    q, k, v, sinks, qp, kp = _case(300, 0)
+    masked = _masked(monkeypatch, q, k, v, sinks, qp, kp, 128, 0.125).float()
+    narrow = attention(q, k, v, sinks, qp, kp, 127, 0.125).float()        # one key short on every query
+    ulp = masked.abs() * 2.0**-7 + 1e-5
+    assert not ((narrow - masked).abs() <= ulp).all()
+
+
+@pytest.mark.skipif(not kernels.available() or kernels.status().backend != "cpu-avx512",
+                    reason="native AVX-512 BF16 kernels not available")
+@pytest.mark.parametrize("s", [1, 17, 300])
+def test_native_decode_attention_matches_torch(monkeypatch: pytest.MonkeyPatch, s: int) -> None:
+    """The native one-query kernel (decode) against attention_one's torch ops: same math, fp32 order aside."""
+    q, k, v, sinks, _, _ = _case(1, s - 1, hkv=8, g=8)
+    with monkeypatch.context() as m:
+        m.setattr(kernels, "ENABLED", False)
+        ref = attention_one(q, k, v, sinks, 0.125).float()
+    got = kernels.attention_decode(q[0], k, v, sinks, 0.125)
+    assert got is not None and got.shape == ref.shape
+    got = got.float()
+    assert ((got - ref).abs() <= ref.abs() * 2.0**-7 + 1e-5).all()
+    assert (got == ref).float().mean().item() >= 0.99
+    # and it is not trivially equal: dropping the sink changes it
+    no_sink = kernels.attention_decode(q[0], k, v, torch.full_like(sinks, -1e30), 0.125).float()
+    assert not torch.equal(no_sink, got)
