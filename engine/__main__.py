@@ -15,7 +15,6 @@ from typing import Any
 
 from engine.errors import EngineError
 
-DEFAULT_STOP_TOKENS = (200002, 200012, 199999)     # <|return|>, <|call|>, <|endoftext|>
 DEFAULT_CONTEXT = 8192
 
 
@@ -120,7 +119,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         sampler = Sampler(args.temperature, args.top_p, args.seed)
     except ValueError as exc:
         raise EngineError(str(exc)) from exc
-    stop = DEFAULT_STOP_TOKENS if args.stop_tokens is None else tuple(
+    stop = _default_stop_tokens() if args.stop_tokens is None else tuple(
         int(t) for t in args.stop_tokens.split(",") if t.strip())
     gen = generate(model, cache, args.tokens, max_new_tokens=args.max_new_tokens, sampler=sampler,
                    stop_tokens=stop, prefill_chunk=args.prefill_chunk)
@@ -191,6 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
 
         chat_cli.add_parser(sub)
     return parser
+
+
+def _default_stop_tokens() -> tuple[int, ...]:
+    """<|return|>, <|call|>, <|endoftext|>: the assistant's stop set, from the one special-token table."""
+    from engine.harmony import STOP_TOKEN_NAMES
+    from engine.tokenizer import SPECIAL_TOKENS
+
+    return tuple(SPECIAL_TOKENS[name] for name in STOP_TOKEN_NAMES)
 
 
 def main(argv: list[str] | None = None) -> int:
