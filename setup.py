@@ -7,6 +7,7 @@ the reason (engine.kernels.status()).
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import shutil
@@ -59,6 +60,7 @@ setup(
         Extension(
             "engine.kernels._lantern_kernels",
             sources=["engine/kernels/mxfp4_moe.cpp"],
+            depends=sorted(glob.glob("engine/kernels/*.h")),  # rebuild when a path's header changes
             define_macros=[("LK_PYTHON_MODULE", "1")],
             language="c++",
             optional=True,

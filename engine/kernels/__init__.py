@@ -1,8 +1,12 @@
 """Optional native CPU kernels (MXFP4 MoE experts), loaded with ctypes.
 
-The shared library is built from `mxfp4_moe.cpp` by setup.py at install time (`pip install -e .`, or
-`python setup.py build_ext --inplace`). When it is missing or the CPU lacks what it needs, the engine
+The shared library is built from `mxfp4_moe.cpp` (+ its per-ISA headers, e.g. `avx2.h`) by setup.py at
+install time (`pip install -e .`, or `python setup.py build_ext --inplace`). When it is missing the engine
 uses its pure-torch path; `status()` says which and why. Importing this module does not import torch.
+
+Paths: "avx512" (AVX-512 BF16), "avx2" (AVX2 + FMA) and "scalar" (portable C++). "auto" runs the best one the
+CPU supports, unless the environment variable LANTERN_CPU_KERNELS (avx512 | avx2 | scalar) names another;
+a name the CPU cannot run falls back to the best available, with the reason in `status()`.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-_ABI_VERSION = 5
-_PATHS = {"auto": 0, "scalar": 1, "avx512": 2}
-KernelPath = Literal["auto", "scalar", "avx512"]
+_ABI_VERSION = 6
+_PATHS = {"auto": 0, "scalar": 1, "avx512": 2, "avx2": 3}
+_BACKENDS = {1: "cpu-scalar", 2: "cpu-avx512", 3: "cpu-avx2"}
+KernelPath = Literal["auto", "scalar", "avx512", "avx2"]
 DISABLE_ENV = "LANTERN_NO_NATIVE"  # set to 1 to force the pure-torch path
+PATH_ENV = "LANTERN_CPU_KERNELS"  # avx512 | avx2 | scalar: what path="auto" runs (read at each call)
 
 # Process-wide switch consulted by the engine's dispatch points (engine.moe, engine.model); tests set it to
 # False to run the pure-torch path on a machine where the native kernels are built.
@@ -37,7 +43,7 @@ class KernelStatus:
     """Whether the native kernels are usable, which backend name they give, and why not if not."""
 
     available: bool
-    backend: str  # "cpu-avx512" | "cpu-scalar" | "cpu-reference"
+    backend: str  # "cpu-avx512" | "cpu-avx2" | "cpu-scalar" | "cpu-reference"
     reason: str | None
     library: str | None
 
@@ -48,6 +54,8 @@ class _Lib:
         self.cdll = ctypes.CDLL(path)
         self.cdll.lk_abi_version.restype = ctypes.c_int
         self.cdll.lk_best_path.restype = ctypes.c_int
+        self.cdll.lk_path_available.restype = ctypes.c_int
+        self.cdll.lk_path_available.argtypes = [ctypes.c_int]
         f = self.cdll.lk_moe_experts
         f.restype = ctypes.c_int
         f.argtypes = [ctypes.c_void_p] * 10 + [ctypes.c_int64] * 5 + [ctypes.c_float, ctypes.c_int, ctypes.c_int]
@@ -58,7 +66,7 @@ class _Lib:
         self.linear = g
         a = self.cdll.lk_attn_decode
         a.restype = ctypes.c_int
-        a.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 4 + [ctypes.c_float, ctypes.c_int]
+        a.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 4 + [ctypes.c_float, ctypes.c_int, ctypes.c_int]
         self.attn_decode = a
         n = self.cdll.lk_rms_norm
         n.restype = ctypes.c_int
@@ -92,14 +100,52 @@ def _load() -> tuple[_Lib | None, str | None]:
     return lib, None
 
 
+@lru_cache(maxsize=8)
+def _auto_path(requested: str) -> tuple[int, str | None]:
+    """(path code, note) that path="auto" runs for LANTERN_CPU_KERNELS=`requested` ("" when unset)."""
+    lib, _ = _load()
+    if lib is None:
+        return 0, None
+    best = lib.cdll.lk_best_path()
+    if requested in ("", "auto"):
+        return best, None
+    if requested not in _PATHS:
+        note = f"{PATH_ENV}={requested!r} is not one of avx512, avx2, scalar; ignored"
+        log.warning(note)
+        return best, note
+    if not lib.cdll.lk_path_available(_PATHS[requested]):
+        note = f"{PATH_ENV}={requested} asks for kernels this CPU cannot run; using {_BACKENDS[best]}"
+        log.warning(note)
+        return best, note
+    code = _PATHS[requested]
+    return code, (None if code == best else f"{_BACKENDS[code]} forced by {PATH_ENV}={requested}")
+
+
+def _path_code(path: KernelPath) -> int:
+    """The library's path code for a wrapper's `path` argument ("auto" honours LANTERN_CPU_KERNELS)."""
+    if path != "auto":
+        return _PATHS[path]
+    return _auto_path(os.environ.get(PATH_ENV, "").strip().lower())[0]
+
+
+def path_available(path: KernelPath) -> bool:
+    """True when the library is loaded and this CPU can run `path` (whatever LANTERN_CPU_KERNELS says)."""
+    lib, _ = _load()
+    return lib is not None and bool(lib.cdll.lk_path_available(_PATHS[path]))
+
+
 def status() -> KernelStatus:
-    """Report whether the fast path is active (loads the library on first call; imports torch)."""
+    """Report whether the fast path is active and which one path="auto" runs (loads the library)."""
     lib, reason = _load()
     if lib is None:
         return KernelStatus(False, "cpu-reference", reason, None)
-    if lib.cdll.lk_best_path() == _PATHS["avx512"]:
-        return KernelStatus(True, "cpu-avx512", None, lib.path)
-    return KernelStatus(True, "cpu-scalar", "CPU lacks AVX-512 BF16; native scalar kernels in use", lib.path)
+    code, note = _auto_path(os.environ.get(PATH_ENV, "").strip().lower())
+    backend = _BACKENDS[code]
+    if note is None and code == _PATHS["avx2"]:
+        note = "CPU lacks AVX-512 BF16; AVX2 kernels in use"
+    elif note is None and code == _PATHS["scalar"]:
+        note = "CPU lacks AVX-512 BF16 and AVX2/FMA; native scalar kernels in use"
+    return KernelStatus(True, backend, note, lib.path)
 
 
 def available() -> bool:
@@ -191,7 +237,7 @@ def moe_experts(
     threads = num_threads if num_threads is not None else kernel_threads()
     rc = lib.moe(
         _ptr(h_c), _ptr(idx_c), _ptr(w_c), _ptr(b1), _ptr(s1), _ptr(bias1), _ptr(b2), _ptr(s2), _ptr(bias2),
-        _ptr(out), T, K, E, D, I, float(swiglu_limit), _PATHS[path], int(threads),
+        _ptr(out), T, K, E, D, I, float(swiglu_limit), _path_code(path), int(threads),
     )
     if rc == -3:
         raise ValueError("expert index out of range")
@@ -232,7 +278,7 @@ def linear_bf16(
     threads = num_threads if num_threads is not None else kernel_threads()
     rc = lib.linear(
         _ptr(x_c), _ptr(w_c), _ptr(b_c) if b_c is not None else None, _ptr(out), T, D, N,
-        int(out_dtype == torch.bfloat16), _PATHS[path], int(threads),
+        int(out_dtype == torch.bfloat16), _path_code(path), int(threads),
     )
     if rc != 0:
         raise RuntimeError(f"lk_linear_bf16 failed (code {rc}, path {path})")
@@ -241,13 +287,14 @@ def linear_bf16(
 
 def attention_decode(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sinks: torch.Tensor, sm_scale: float,
-    *, num_threads: int | None = None,
+    *, path: KernelPath = "auto", num_threads: int | None = None,
 ) -> torch.Tensor | None:
     """One query against every key given (decode), with sinks: engine.model.attention_one's math.
 
     q [Hkv, G, d] bf16, k/v [S, Hkv, d] bf16, sinks [Hkv*G] f32 -> [1, Hkv*G*d] bf16: scores are fp32 sums
     of the exact bf16 products, softmax over [scores, sink] in fp32, probs @ v in fp32, one bf16 rounding.
-    Returns None where the kernel does not apply (no AVX-512 BF16, unsupported head shape).
+    Returns None where the kernel does not apply (scalar path or a path the CPU cannot run, unsupported
+    head shape): the caller then uses torch.
     """
     import torch
 
@@ -260,7 +307,7 @@ def attention_decode(
     out = torch.empty((1, hkv * g * d), dtype=torch.bfloat16)
     threads = num_threads if num_threads is not None else kernel_threads()
     rc = lib.attn_decode(_ptr(q_c), _ptr(k_c), _ptr(v_c), _ptr(sinks), _ptr(out), s, hkv, g, d, float(sm_scale),
-                         int(threads))
+                         _path_code(path), int(threads))
     return out if rc == 0 else None
 
 

@@ -8,8 +8,9 @@
 //   out = bf16( sum_k w[t,k] * y_k )   (fp32 sum over k in order k = 0..K-1)
 // Only the fp32 summation order differs from the pure-torch path.
 //
-// Paths: AVX-512 BF16 (vdpbf16ps on nibbles expanded to bf16 with vpermw lookups) and a portable
-// scalar path. Threads: a small work-sharing pool of std::threads (no OpenMP runtime needed).
+// Paths: AVX-512 BF16 (vdpbf16ps on nibbles expanded to bf16 with vpermw lookups), AVX2 + FMA
+// (avx2.h: nibbles to fp32 with vpermps lookups) and a portable scalar path. Threads: a small
+// work-sharing pool of std::threads (no OpenMP runtime needed).
 
 #ifdef LK_PYTHON_MODULE
 #define PY_SSIZE_T_CLEAN
@@ -270,6 +271,9 @@ LK_TARGET void tile_avx512(const uint8_t* const* rb, const uint8_t* const* rs, i
       __m512i s32 = _mm512_cvtepu8_epi32(s8);
       s32 = _mm512_permutexvar_epi32(sidx, s32);
       sc[r] = _mm512_castsi512_ps(_mm512_slli_epi32(s32, 23));
+      // s == 0 is 2^-127 (a denormal, like e8m0()), not the 0.0 the shift gives
+      sc[r] = _mm512_mask_mov_ps(sc[r], _mm512_cmpeq_epi32_mask(s32, _mm512_setzero_si512()),
+                                 _mm512_castsi512_ps(_mm512_set1_epi32(0x00400000)));
     }
     for (int t = 0; t < NT; ++t) {
       const uint16_t* xq = xs[t] + q * kGroupElems;
@@ -554,18 +558,24 @@ bool cpu_has_avx512bf16() {
   __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
   return bf16 && (lo & 0xe6) == 0xe6;
 }
+
+#include "avx2.h"
 #endif  // LK_X86
 
-enum Path { kAuto = 0, kScalar = 1, kAvx512 = 2 };
+enum Path { kAuto = 0, kScalar = 1, kAvx512 = 2, kAvx2 = 3 };
 
+// The path to run for `requested` (kAuto: the best this CPU can run), or -1 if the CPU cannot run it.
 int resolve_path(int requested) {
 #if LK_X86
   static const bool has512 = cpu_has_avx512bf16();
-  if (requested == kAuto) return has512 ? kAvx512 : kScalar;
+  static const bool has2 = cpu_has_avx2_fma();
+  if (requested == kAuto) return has512 ? kAvx512 : has2 ? kAvx2 : kScalar;
   if (requested == kAvx512 && !has512) return -1;
+  if (requested == kAvx2 && !has2) return -1;
+  if (requested < kAuto || requested > kAvx2) return -1;
   return requested;
 #else
-  if (requested == kAvx512) return -1;
+  if (requested != kAuto && requested != kScalar) return -1;
   return kScalar;
 #endif
 }
@@ -595,6 +605,13 @@ LK_API int lk_linear_bf16(const uint16_t* x, const uint16_t* w, const uint16_t* 
   if (nthreads < 1) nthreads = 1;
   constexpr int64_t kRows = 64;
   const int64_t nchunks = (N + kRows - 1) / kRows;
+#if LK_X86
+  std::vector<float> xf;  // AVX2: x as fp32 in its even/odd layout, once for every chunk
+  if (path == kAvx2) {
+    xf.resize(static_cast<size_t>(T * dense_pad(D)));
+    dense_x_avx2(x, T, D, xf.data());
+  }
+#endif
   parallel_for(nthreads, nchunks, [&](int64_t c) {
     thread_local std::vector<float> tmp;
     tmp.resize(static_cast<size_t>(kRows * T));
@@ -602,6 +619,8 @@ LK_API int lk_linear_bf16(const uint16_t* x, const uint16_t* w, const uint16_t* 
 #if LK_X86
     if (path == kAvx512)
       dense_rows_avx512(w + r0 * D, n, x, T, D, tmp.data(), T);
+    else if (path == kAvx2)
+      dense_rows_avx2(w + r0 * D, n, xf.data(), T, D, tmp.data(), T);
     else
 #endif
       dense_rows_scalar(w + r0 * D, n, x, T, D, tmp.data(), T);
@@ -620,15 +639,21 @@ LK_API int lk_linear_bf16(const uint16_t* x, const uint16_t* w, const uint16_t* 
 }
 
 // Decode attention (one query, every key visible): q [Hkv, G, d] bf16, k/v [S, Hkv, d] bf16 (contiguous),
-// sinks [Hkv*G] f32 -> out [Hkv*G*d] bf16. Returns -2 without AVX-512 BF16 (caller uses torch), -1 on
-// unsupported shapes (d a multiple of 16 up to 64, G up to 16).
+// sinks [Hkv*G] f32 -> out [Hkv*G*d] bf16. Returns -2 when `path` resolves to one without an attention
+// kernel (scalar) or the CPU cannot run it (caller uses torch), -1 on unsupported shapes (d a multiple of 16
+// up to 64, G up to 16).
 LK_API int lk_attn_decode(const uint16_t* q, const uint16_t* k, const uint16_t* v, const float* sinks, uint16_t* out,
-                          int64_t S, int64_t Hkv, int64_t G, int64_t d, float scale, int nthreads) {
+                          int64_t S, int64_t Hkv, int64_t G, int64_t d, float scale, int path, int nthreads) {
 #if LK_X86
-  if (resolve_path(kAuto) != kAvx512) return -2;
+  path = resolve_path(path);
+  if (path != kAvx512 && path != kAvx2) return -2;
   if (d % 16 != 0 || d > 64 || G > 16 || G < 1 || S < 1) return -1;
   parallel_for(nthreads, Hkv, [&](int64_t h) {
-    attn_head_avx512(q + h * G * d, k + h * d, v + h * d, Hkv * d, S, static_cast<int>(G), static_cast<int>(d),
+    if (path == kAvx512)
+      attn_head_avx512(q + h * G * d, k + h * d, v + h * d, Hkv * d, S, static_cast<int>(G), static_cast<int>(d),
+                       sinks + h * G, scale, out + h * G * d);
+    else
+      attn_head_avx2(q + h * G * d, k + h * d, v + h * d, Hkv * d, S, static_cast<int>(G), static_cast<int>(d),
                      sinks + h * G, scale, out + h * G * d);
   });
   return 0;
@@ -685,10 +710,13 @@ LK_API double lk_read_bytes(const uint8_t* p, int64_t n, int nthreads) {
   return total;
 }
 
-LK_API int lk_abi_version() { return 5; }
+LK_API int lk_abi_version() { return 6; }
 
-// 0 = scalar only, 2 = AVX-512 BF16 available.
+// The best path this CPU runs: 1 = scalar, 2 = AVX-512 BF16, 3 = AVX2 + FMA.
 LK_API int lk_best_path() { return resolve_path(kAuto); }
+
+// 1 if this CPU (and OS) can run `path` (a Path value), else 0.
+LK_API int lk_path_available(int path) { return resolve_path(path) >= 0 ? 1 : 0; }
 
 
 // Returns 0 on success, negative on bad arguments / unavailable path.
@@ -701,16 +729,29 @@ LK_API int lk_moe_experts(const uint16_t* h, const int64_t* expert_idx, const fl
   if (D % kBlock != 0 || I % kBlock != 0 || T < 0 || K <= 0) return -1;
   if (nthreads < 1) nthreads = 1;
   const bool lanes = path == kAvx512;
+  const bool pairs = path == kAvx2;  // avx2.h's pair layout
   const RowsFn rows_fn =
 #if LK_X86
-      lanes ? rows_avx512 :
+      lanes ? rows_avx512 : pairs ? rows_avx2 :
 #endif
             rows_scalar;
+  // Element i of an activation vector -> its position in the path's input layout.
+  auto pos_of = [lanes, pairs](int64_t i) -> int64_t {
+#if LK_X86
+    if (pairs) return avx2_pos(i);
+#endif
+    return lanes ? lane_pos(i) : i;
+  };
 
   const int64_t G1 = D / kBlock, G2 = I / kBlock;
   const int64_t N1 = 2 * I;  // mlp1 rows
-  const int64_t xlen1 = lanes ? ((G1 + kGroup - 1) / kGroup) * kGroupElems : D;
-  const int64_t xlen2 = lanes ? ((G2 + kGroup - 1) / kGroup) * kGroupElems : I;
+  auto xlen_of = [lanes, pairs](int64_t G) -> int64_t {
+#if LK_X86
+    if (pairs) return avx2_xlen(G);
+#endif
+    return lanes ? ((G + kGroup - 1) / kGroup) * kGroupElems : G * kBlock;
+  };
+  const int64_t xlen1 = xlen_of(G1), xlen2 = xlen_of(G2);
   const int64_t P = T * K;  // (token, slot) pairs
 
   // Validate expert ids; group pairs by expert.
@@ -744,8 +785,8 @@ LK_API int lk_moe_experts(const uint16_t* h, const int64_t* expert_idx, const fl
     for (int64_t t = tb * 16; t < std::min(T, tb * 16 + 16); ++t) {
       uint16_t* dst = xh.data() + t * xlen1;
       const uint16_t* src = h + t * D;
-      if (lanes)
-        for (int64_t i = 0; i < D; ++i) dst[lane_pos(i)] = src[i];
+      if (lanes || pairs)
+        for (int64_t i = 0; i < D; ++i) dst[pos_of(i)] = src[i];
       else
         std::memcpy(dst, src, D * sizeof(uint16_t));
     }
@@ -767,7 +808,7 @@ LK_API int lk_moe_experts(const uint16_t* h, const int64_t* expert_idx, const fl
     for (int64_t r = 0; r + 1 < un.n; r += 2) {
       const float bg = bf16_to_f32(bias[r]), bl = bf16_to_f32(bias[r + 1]);
       const int64_t i = (un.r0 + r) / 2;
-      const int64_t pos = lanes ? lane_pos(i) : i;
+      const int64_t pos = pos_of(i);
       for (int k = 0; k < nt; ++k) {
         const float a = swiglu(u[r * nt + k] + bg, u[(r + 1) * nt + k] + bl, limit);
         xa[ps[k] * xlen2 + pos] = f32_to_bf16(a);

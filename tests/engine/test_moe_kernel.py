@@ -101,11 +101,15 @@ CASES = [  # T, K, E, D, I
 ]
 
 
-@pytest.mark.parametrize("path", ["avx512", "scalar"])
+def skip_unless_cpu_runs(path: str) -> None:
+    if not kernels.path_available(path):
+        pytest.skip(f"CPU cannot run the {path} kernels")
+
+
+@pytest.mark.parametrize("path", ["avx512", "avx2", "scalar"])
 @pytest.mark.parametrize(("T", "K", "E", "D", "I"), CASES)
 def test_kernel_matches_contract(path: str, T: int, K: int, E: int, D: int, I: int) -> None:
-    if path == "avx512" and kernels.status().backend != "cpu-avx512":
-        pytest.skip("CPU lacks AVX-512 BF16")
+    skip_unless_cpu_runs(path)
     gen = torch.Generator().manual_seed(T * 1000 + D + I + K)
     ex = make_experts(E, D, I, gen)
     h, idx, w = inputs(T, K, E, D, gen)
@@ -161,9 +165,11 @@ def test_matches_engine_moe_when_present() -> None:
 def test_backend_reports_native_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.backends import select_device
 
+    monkeypatch.delenv(kernels.PATH_ENV, raising=False)
     choice = select_device("cpu")
-    assert choice.backend in ("cpu-avx512", "cpu-scalar")
+    assert choice.backend in ("cpu-avx512", "cpu-avx2", "cpu-scalar")
     assert (choice.backend_reason is None) == (choice.backend == "cpu-avx512")
+    assert (choice.backend == "cpu-avx512") == kernels.path_available("avx512")
     monkeypatch.setattr(kernels, "ENABLED", False)
     off = select_device("cpu")
     assert off.backend == "cpu-reference" and off.backend_reason
@@ -180,10 +186,10 @@ def test_deinterleaved_reference_disagrees() -> None:
     assert (got.float() - wrong.float()).abs().max() > 0.1 * got.float().abs().max()
 
 
-def test_prefill_tiles_with_unusual_scales_match_contract() -> None:
+@pytest.mark.parametrize("path", ["avx512", "avx2"])
+def test_prefill_tiles_with_unusual_scales_match_contract(path: str) -> None:
     """Many tokens per expert with some block scales outside 2..252 (the folded-scale tiles must step aside)."""
-    if kernels.status().backend != "cpu-avx512":
-        pytest.skip("CPU lacks AVX-512 BF16")
+    skip_unless_cpu_runs(path)
     gen = torch.Generator().manual_seed(7)
     ex = make_experts(2, 256, 160, gen)
     ex.mlp1_scales[0, 5, 2] = 1      # a row block with scale 2^-126
@@ -191,5 +197,42 @@ def test_prefill_tiles_with_unusual_scales_match_contract() -> None:
     ex.mlp2_blocks[1, 100, 0].zero_()
     h, idx, w = inputs(48, 2, 2, 256, gen)
     want = reference(h, idx, w, ex, 7.0)
-    got = kernels.moe_experts(h, idx, w, ex, 7.0)
+    got = kernels.moe_experts(h, idx, w, ex, 7.0, path=path)
     assert_close_bf16(got, want, min_identical=0.97)
+
+
+@pytest.mark.parametrize("path", ["avx2", "avx512", "scalar"])
+@pytest.mark.parametrize("T", [1, 24])   # decode tiles, and the folded prefill tiles stepping aside
+def test_unusual_scales_match_contract(path: str, T: int) -> None:
+    """E8M0 scales 0 (2^-127, a denormal), 1, 253 and 254 give the contract's values on every path.
+
+    Every mlp1 row's first block has scale 0 or 1 and meets activations around 1e36, so those blocks add
+    O(0.1..1) to u: a path that flushed 2^-127 to zero (or mis-scaled it) is caught. One block with scale 253
+    holds a single 0.5 that meets an activation near 1e-37 (0.5 * 2^126 * 1e-37 ~ 4); one with 254 holds only
+    -0.0 (no NaN from 0 * huge). D = 160 and I = 96 have odd block counts (the AVX2 path's lone last block).
+    """
+    skip_unless_cpu_runs(path)
+    gen = torch.Generator().manual_seed(17 + T)
+    E, D, I = 2, 160, 96
+    ex = make_experts(E, D, I, gen)
+    ex.mlp1_scales[:, :, 0] = torch.randint(0, 2, (E, 2 * I), dtype=torch.uint8, generator=gen)
+    ex.mlp1_scales[:, 9, 2] = 253
+    ex.mlp1_blocks[:, 9, 2] = 0
+    ex.mlp1_blocks[:, 9, 2, 0] = 0x01      # element 64 = 0.5, the rest of the block 0
+    ex.mlp1_scales[:, 7, 1] = 254
+    ex.mlp1_blocks[:, 7, 1] = 0x88         # -0.0 everywhere
+    ex.mlp2_scales[:, 10, 2] = 253
+    ex.mlp2_blocks[:, 10, 2] = 0
+    ex.mlp2_scales[:, 11, 0] = 0
+    ex.mlp2_scales[:, 12, 1] = 1
+    h, idx, w = inputs(T, 2, E, D, gen)
+    h[:, :32] = (torch.randn(T, 32, generator=gen) * 2e36).bfloat16()
+    sign = torch.randint(0, 2, (T,), generator=gen) * 2 - 1   # normal bf16 values (vdpbf16ps flushes denormals)
+    h[:, 64] = (sign * (1 + torch.rand(T, generator=gen)) * 1e-37).bfloat16()
+    want = reference(h, idx, w, ex, 7.0)
+    got = kernels.moe_experts(h, idx, w, ex, 7.0, path=path)
+    assert_close_bf16(got, want, min_identical=0.97)
+    # negative control: the tiny-scale blocks really matter at this tolerance (flushing them is caught)
+    ex.mlp1_blocks[:, :, 0] = 0
+    flushed = reference(h, idx, w, ex, 7.0).float()
+    assert ((flushed - want.float()).abs() > want.float().abs() * 2.0**-7 + want.float().abs().max() * 2.0**-12).any()

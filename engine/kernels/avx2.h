@@ -1,0 +1,393 @@
+// Lantern CPU kernels: the AVX2 + FMA path (x86-64 CPUs without AVX-512 BF16: most Intel laptops,
+// AMD before Zen 4).
+//
+// Included by mxfp4_moe.cpp inside its anonymous namespace, on x86 only, after <immintrin.h>, <cpuid.h>,
+// kBlock, bf16_to_f32 / f32_to_bf16 and e8m0. Every function is compiled for AVX2+FMA through a target
+// attribute (no global -mavx2), so the one library still loads on every x86-64 CPU; resolve_path() only
+// picks these functions when cpu_has_avx2_fma() says the CPU and the OS (YMM state) support them.
+//
+// Semantics are those stated at the top of mxfp4_moe.cpp: every product is exact in fp32 (an FP4 value
+// times a bf16 value, or bf16 x bf16), so FMA changes nothing but the fp32 summation order.
+#pragma once
+
+#define LK_AVX2 __attribute__((target("avx2,fma")))
+
+bool cpu_has_avx2_fma() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28);
+  if (!(fma && osxsave && avx)) return false;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  if (!(b & (1u << 5))) return false;  // AVX2
+  // The OS must save XMM and YMM state (XCR0 bits 1 and 2); xgetbv is only legal with OSXSAVE.
+  unsigned lo, hi;
+  __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (lo & 0x6) == 0x6;
+}
+
+// ---- MXFP4 rows -------------------------------------------------------------------------------------
+// Activation layout: pairs of blocks (64 elements). A 32-byte load of two packed blocks holds, in dword k
+// (k = 0..7), the 8 nibbles of elements 8k..8k+7 (byte c holds elements 2c, 2c+1); shifting every dword
+// right by 4m puts nibble m (element 8k+m) in the low bits. So position 8m + k of a pair holds element
+// 8k + m, and lanes 0-3 belong to the pair's first block, lanes 4-7 to its second.
+constexpr int kPair = 2 * kBlock;
+
+inline int64_t avx2_pos(int64_t i) {
+  const int64_t p = i / kPair, e = i % kPair;
+  return p * kPair + 8 * (e % 8) + e / 8;
+}
+
+inline int64_t avx2_xlen(int64_t G) { return (G + 1) / 2 * kPair; }  // an odd last block is zero padded
+
+struct E8m0Table {
+  float v[256];
+  E8m0Table() {
+    for (int s = 0; s < 256; ++s) v[s] = e8m0(static_cast<uint8_t>(s));  // the scalar path's values exactly
+  }
+};
+
+inline const float* e8m0_table() {
+  static const E8m0Table t;
+  return t.v;
+}
+
+// Nibble M of every dword of v -> its exact FP4 value as fp32 (magnitude by vpermps, which reads only the
+// low 3 bits of each index, then the nibble's top bit as the sign).
+template <int M>
+LK_AVX2 inline __m256 fp4_nibbles(__m256i v, __m256 lut) {
+  const __m256i sh = M == 0 ? v : _mm256_srli_epi32(v, 4 * M);
+  const __m256 mag = _mm256_permutevar8x32_ps(lut, sh);
+  const __m256i sg = _mm256_and_si256(M == 7 ? v : _mm256_slli_epi32(v, 28 - 4 * M), _mm256_set1_epi32(INT32_MIN));
+  return _mm256_xor_ps(mag, _mm256_castsi256_ps(sg));
+}
+
+LK_AVX2 inline __m256 fp4_lut() { return _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f); }
+
+LK_AVX2 inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+LK_AVX2 inline float hmax8(__m256 v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+// 32 packed bytes of a pair of blocks (or 16 for a lone last block, upper half zero).
+LK_AVX2 inline __m256i load_pair(const uint8_t* p, bool full) {
+  return full ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
+              : _mm256_inserti128_si256(_mm256_setzero_si256(), _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), 0);
+}
+
+// Block scales of a pair: lanes 0-3 the first block's, 4-7 the second's (0 for a missing second block).
+LK_AVX2 inline __m256 pair_scale(const float* tbl, const uint8_t* s, bool full) {
+  return _mm256_set_m128(_mm_set1_ps(full ? tbl[s[1]] : 0.0f), _mm_set1_ps(tbl[s[0]]));
+}
+
+// Dot of one pair of blocks with x (fp32, pair layout) -> 8 partial sums (fp32), before the block scale.
+LK_AVX2 inline __m256 pair_dot(__m256i v, __m256 lut, const float* x) {
+  __m256 pa = _mm256_mul_ps(fp4_nibbles<0>(v, lut), _mm256_loadu_ps(x));
+  __m256 pb = _mm256_mul_ps(fp4_nibbles<1>(v, lut), _mm256_loadu_ps(x + 8));
+  pa = _mm256_fmadd_ps(fp4_nibbles<2>(v, lut), _mm256_loadu_ps(x + 16), pa);
+  pb = _mm256_fmadd_ps(fp4_nibbles<3>(v, lut), _mm256_loadu_ps(x + 24), pb);
+  pa = _mm256_fmadd_ps(fp4_nibbles<4>(v, lut), _mm256_loadu_ps(x + 32), pa);
+  pb = _mm256_fmadd_ps(fp4_nibbles<5>(v, lut), _mm256_loadu_ps(x + 40), pb);
+  pa = _mm256_fmadd_ps(fp4_nibbles<6>(v, lut), _mm256_loadu_ps(x + 48), pa);
+  pb = _mm256_fmadd_ps(fp4_nibbles<7>(v, lut), _mm256_loadu_ps(x + 56), pb);
+  return _mm256_add_ps(pa, pb);
+}
+
+// NR rows x one token: out[r*out_stride] = sum over blocks of (block dot) * e8m0(scale). pf: bytes from a
+// row to the same place in the next tile's rows (prefetched: rows are too short for the hardware prefetcher).
+template <int NR>
+LK_AVX2 void mx_tile_avx2(const uint8_t* const* rb, const uint8_t* const* rs, int64_t G, const float* x, float* out,
+                          int64_t out_stride, int64_t pf) {
+  const __m256 lut = fp4_lut();
+  const float* tbl = e8m0_table();
+  __m256 acc[NR];
+  for (int r = 0; r < NR; ++r) acc[r] = _mm256_setzero_ps();
+  const int64_t npairs = (G + 1) / 2;
+  for (int64_t p = 0; p < npairs; ++p) {
+    const bool full = 2 * p + 1 < G;
+    const float* xp = x + p * kPair;
+    for (int r = 0; r < NR; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(rb[r] + p * 32 + pf), _MM_HINT_T1);
+      const __m256i v = load_pair(rb[r] + p * 32, full);
+      acc[r] = _mm256_fmadd_ps(pair_dot(v, lut, xp), pair_scale(tbl, rs[r] + 2 * p, full), acc[r]);
+    }
+  }
+  for (int r = 0; r < NR; ++r) out[r * out_stride] = hsum8(acc[r]);
+}
+
+// Many tokens (prefill): decode nr rows once to fp32 with the block scale folded in (exact for scales
+// 2..252: every FP4 value times 2^(s-127) is then a normal fp32), in the pair layout. Returns false (the
+// caller uses mx_tile_avx2) when a row has a scale outside 2..252.
+LK_AVX2 bool decode_rows_avx2(const uint8_t* blocks, const uint8_t* scales, int64_t G, int64_t row_stride_b,
+                              int64_t row_stride_s, int nr, float* wbuf, int64_t xlen) {
+  for (int r = 0; r < nr; ++r) {
+    const uint8_t* sr = scales + r * row_stride_s;
+    for (int64_t g = 0; g < G; ++g)
+      if (sr[g] < 2 || sr[g] > 252) return false;
+  }
+  const __m256 lut = fp4_lut();
+  const float* tbl = e8m0_table();
+  const int64_t npairs = (G + 1) / 2;
+  for (int r = 0; r < nr; ++r) {
+    const uint8_t* br = blocks + r * row_stride_b;
+    const uint8_t* sr = scales + r * row_stride_s;
+    float* wr = wbuf + r * xlen;
+    for (int64_t p = 0; p < npairs; ++p) {
+      const bool full = 2 * p + 1 < G;
+      const __m256i v = load_pair(br + p * 32, full);
+      const __m256 sc = pair_scale(tbl, sr + 2 * p, full);
+      float* o = wr + p * kPair;
+      _mm256_storeu_ps(o, _mm256_mul_ps(fp4_nibbles<0>(v, lut), sc));
+      _mm256_storeu_ps(o + 8, _mm256_mul_ps(fp4_nibbles<1>(v, lut), sc));
+      _mm256_storeu_ps(o + 16, _mm256_mul_ps(fp4_nibbles<2>(v, lut), sc));
+      _mm256_storeu_ps(o + 24, _mm256_mul_ps(fp4_nibbles<3>(v, lut), sc));
+      _mm256_storeu_ps(o + 32, _mm256_mul_ps(fp4_nibbles<4>(v, lut), sc));
+      _mm256_storeu_ps(o + 40, _mm256_mul_ps(fp4_nibbles<5>(v, lut), sc));
+      _mm256_storeu_ps(o + 48, _mm256_mul_ps(fp4_nibbles<6>(v, lut), sc));
+      _mm256_storeu_ps(o + 56, _mm256_mul_ps(fp4_nibbles<7>(v, lut), sc));
+    }
+  }
+  return true;
+}
+
+// NR decoded rows (fp32, wbuf + r*xlen) x NT tokens (fp32, pair layout): plain fp32 dot products.
+template <int NR, int NT>
+LK_AVX2 void f32_tile_avx2(const float* wbuf, int64_t xlen, const float* const* xs, float* out, int64_t out_stride) {
+  __m256 acc[NR][NT];
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < xlen; i += 8) {
+    __m256 xv[NT];
+    for (int t = 0; t < NT; ++t) xv[t] = _mm256_loadu_ps(xs[t] + i);
+    for (int r = 0; r < NR; ++r) {
+      const __m256 wv = _mm256_loadu_ps(wbuf + r * xlen + i);
+      for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+    }
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) out[r * out_stride + t] = hsum8(acc[r][t]);
+}
+
+// bf16 -> fp32 of n values (n a multiple of 8).
+LK_AVX2 inline void bf16_to_f32_avx2(const uint16_t* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; i += 8) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
+    _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
+  }
+}
+
+// Same signature and results as rows_scalar; xs are bf16 vectors in the pair layout (length avx2_xlen(G)).
+LK_AVX2 void rows_avx2(const uint8_t* blocks, const uint8_t* scales, int64_t G, int64_t row_stride_b,
+                       int64_t row_stride_s, int64_t nrows, const uint16_t* const* xs, int nt, float* out,
+                       int64_t out_stride) {
+  const int64_t xlen = avx2_xlen(G);
+  thread_local std::vector<float> xf;
+  thread_local std::vector<const float*> xp;
+  xf.resize(static_cast<size_t>(nt * xlen));
+  xp.resize(static_cast<size_t>(nt));
+  for (int t = 0; t < nt; ++t) {  // activations to fp32 once per call, not per row
+    bf16_to_f32_avx2(xs[t], xf.data() + t * xlen, xlen);
+    xp[t] = xf.data() + t * xlen;
+  }
+  const uint8_t* pb[4];
+  const uint8_t* ps[4];
+  auto ptrs = [&](int64_t r0, int n) {
+    for (int i = 0; i < n; ++i) {
+      pb[i] = blocks + (r0 + i) * row_stride_b;
+      ps[i] = scales + (r0 + i) * row_stride_s;
+    }
+  };
+  int64_t r = 0;
+  if (nt >= 4) {
+    thread_local std::vector<float> wbuf;
+    wbuf.resize(static_cast<size_t>(4 * xlen));
+    for (; r + 4 <= nrows; r += 4) {
+      if (!decode_rows_avx2(blocks + r * row_stride_b, scales + r * row_stride_s, G, row_stride_b, row_stride_s, 4,
+                            wbuf.data(), xlen))
+        break;  // unusual scales: the per-token tiles below handle the rest
+      int t = 0;
+      for (; t + 2 <= nt; t += 2) f32_tile_avx2<4, 2>(wbuf.data(), xlen, xp.data() + t, out + r * out_stride + t, out_stride);
+      for (; t < nt; ++t) f32_tile_avx2<4, 1>(wbuf.data(), xlen, xp.data() + t, out + r * out_stride + t, out_stride);
+    }
+  }
+  for (; r + 4 <= nrows; r += 4) {
+    ptrs(r, 4);
+    for (int t = 0; t < nt; ++t)
+      mx_tile_avx2<4>(pb, ps, G, xp[t], out + r * out_stride + t, out_stride, 4 * row_stride_b);
+  }
+  for (; r < nrows; ++r) {
+    ptrs(r, 1);
+    for (int t = 0; t < nt; ++t) mx_tile_avx2<1>(pb, ps, G, xp[t], out + r * out_stride + t, out_stride, row_stride_b);
+  }
+}
+
+// ---- dense bf16 x bf16 -> fp32 sums (lk_linear_bf16) ---------------------------------------------------
+// x layout: per 16 elements, the 8 even ones then the 8 odd ones as fp32 (a 32-byte load of 16 bf16 weights
+// gives the even ones by a 16-bit left shift of each dword and the odd ones by masking the low half).
+inline int64_t dense_pad(int64_t D) { return (D + 15) / 16 * 16; }
+
+LK_AVX2 void dense_x_avx2(const uint16_t* x, int64_t T, int64_t D, float* xf) {  // xf [T, dense_pad(D)]
+  const int64_t Dp = dense_pad(D);
+  for (int64_t t = 0; t < T; ++t) {
+    float* o = xf + t * Dp;
+    std::fill(o, o + Dp, 0.0f);
+    for (int64_t i = 0; i < D; ++i) o[(i / 16) * 16 + (i % 2) * 8 + (i % 16) / 2] = bf16_to_f32(x[t * D + i]);
+  }
+}
+
+template <int NR, int NT>
+LK_AVX2 inline void dense_step_avx2(const __m256i* wv, const float* xf, int64_t ldx, int64_t i, __m256 (&acc)[NR][NT]) {
+  const __m256i hi = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
+  for (int r = 0; r < NR; ++r) {
+    const __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(wv[r], 16));   // even elements
+    const __m256 wo = _mm256_castsi256_ps(_mm256_and_si256(wv[r], hi));     // odd elements
+    for (int t = 0; t < NT; ++t) {
+      acc[r][t] = _mm256_fmadd_ps(we, _mm256_loadu_ps(xf + t * ldx + i), acc[r][t]);
+      acc[r][t] = _mm256_fmadd_ps(wo, _mm256_loadu_ps(xf + t * ldx + i + 8), acc[r][t]);
+    }
+  }
+}
+
+// NR weight rows [D] bf16 (row stride ldw) x NT tokens (xf rows of stride ldx): out[r*os + t] = fp32 dot.
+template <int NR, int NT>
+LK_AVX2 void dense_tile_avx2(const uint16_t* w, int64_t ldw, const float* xf, int64_t ldx, int64_t D, float* out,
+                             int64_t os) {
+  __m256 acc[NR][NT];
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
+  int64_t i = 0;
+  __m256i wv[NR];
+  for (; i + 16 <= D; i += 16) {
+    for (int r = 0; r < NR; ++r) {
+      if ((i & 31) == 0) _mm_prefetch(reinterpret_cast<const char*>(w + (r + NR) * ldw + i), _MM_HINT_T1);
+      wv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + r * ldw + i));
+    }
+    dense_step_avx2<NR, NT>(wv, xf, ldx, i, acc);
+  }
+  if (i < D) {  // tail: copy the last few weights into a zero-padded block (never read past a row)
+    alignas(32) uint16_t tail[NR][16];
+    for (int r = 0; r < NR; ++r) {
+      std::memset(tail[r], 0, sizeof(tail[r]));
+      std::memcpy(tail[r], w + r * ldw + i, static_cast<size_t>(D - i) * sizeof(uint16_t));
+      wv[r] = _mm256_load_si256(reinterpret_cast<const __m256i*>(tail[r]));
+    }
+    dense_step_avx2<NR, NT>(wv, xf, ldx, i, acc);
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) out[r * os + t] = hsum8(acc[r][t]);
+}
+
+// nrows weight rows against T tokens (xf from dense_x_avx2); out[r*os + t].
+LK_AVX2 void dense_rows_avx2(const uint16_t* w, int64_t nrows, const float* xf, int64_t T, int64_t D, float* out,
+                             int64_t os) {
+  const int64_t Dp = dense_pad(D);
+  int64_t r = 0;
+  if (T == 1) {
+    for (; r + 4 <= nrows; r += 4) dense_tile_avx2<4, 1>(w + r * D, D, xf, Dp, D, out + r * os, os);
+    for (; r < nrows; ++r) dense_tile_avx2<1, 1>(w + r * D, D, xf, Dp, D, out + r * os, os);
+    return;
+  }
+  constexpr int64_t kTokBlock = 16;  // the x block stays in cache while the row chunk streams past it
+  for (int64_t t0 = 0; t0 < T; t0 += kTokBlock) {
+    const int64_t t1 = std::min(T, t0 + kTokBlock);
+    for (r = 0; r + 2 <= nrows; r += 2) {
+      int64_t t = t0;
+      for (; t + 4 <= t1; t += 4) dense_tile_avx2<2, 4>(w + r * D, D, xf + t * Dp, Dp, D, out + r * os + t, os);
+      for (; t < t1; ++t) dense_tile_avx2<2, 1>(w + r * D, D, xf + t * Dp, Dp, D, out + r * os + t, os);
+    }
+  }
+  for (; r < nrows; ++r)
+    for (int64_t t = 0; t < T; ++t) dense_tile_avx2<1, 1>(w + r * D, D, xf + t * Dp, Dp, D, out + r * os + t, os);
+}
+
+// ---- decode attention ------------------------------------------------------------------------------------
+// exp(x) for x <= 0 (the Cephes expf polynomial of exp_neg, ~1 ulp); x < -87.3 gives 0. 2^n is built by
+// adding n to the exponent field (n >= -126 here, so it is a normal fp32).
+LK_AVX2 inline __m256 exp_neg_avx2(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.3f);
+  const __m256 tiny = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  x = _mm256_max_ps(x, lo);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500E-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
+  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(tiny, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+LK_AVX2 inline __m256 bf16x8(const uint16_t* p) {
+  return _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+}
+
+// attn_head_avx512's math: q [G, d] bf16, k/v rows k + s*ld (d bf16), sinks [G] f32; scores (fp32 sums of
+// exact bf16 products) * scale, softmax over [scores, sink], o = probs @ v (fp32), rounded to bf16 into
+// out [G, d]. d a multiple of 8 up to 64, G up to 16.
+LK_AVX2 void attn_head_avx2(const uint16_t* q, const uint16_t* k, const uint16_t* v, int64_t ld, int64_t S, int G,
+                            int d, const float* sinks, float scale, uint16_t* out) {
+  thread_local std::vector<float> sc;
+  const int64_t Sp = (S + 7) / 8 * 8;
+  sc.resize(static_cast<size_t>(G * Sp));
+  const int nd = d / 8;
+  __m256 qf[16][8];
+  for (int g = 0; g < G; ++g)
+    for (int j = 0; j < nd; ++j) qf[g][j] = bf16x8(q + g * d + j * 8);
+  for (int64_t s = 0; s < S; ++s) {
+    __m256 kf[8];
+    for (int j = 0; j < nd; ++j) kf[j] = bf16x8(k + s * ld + j * 8);
+    for (int g = 0; g < G; ++g) {
+      __m256 a = _mm256_mul_ps(qf[g][0], kf[0]);
+      for (int j = 1; j < nd; ++j) a = _mm256_fmadd_ps(qf[g][j], kf[j], a);
+      sc[g * Sp + s] = hsum8(a) * scale;
+    }
+  }
+  for (int g = 0; g < G; ++g) {
+    float* row = sc.data() + g * Sp;
+    for (int64_t s = S; s < Sp; ++s) row[s] = -INFINITY;
+    __m256 mv = _mm256_set1_ps(sinks[g]);
+    for (int64_t s = 0; s < Sp; s += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(row + s));
+    const float m = hmax8(mv);
+    const __m256 mm = _mm256_set1_ps(m);
+    __m256 sum = _mm256_setzero_ps();
+    for (int64_t s = 0; s < Sp; s += 8) {
+      const __m256 e = exp_neg_avx2(_mm256_sub_ps(_mm256_loadu_ps(row + s), mm));
+      _mm256_storeu_ps(row + s, e);
+      sum = _mm256_add_ps(sum, e);
+    }
+    const float sink_e = _mm256_cvtss_f32(exp_neg_avx2(_mm256_set1_ps(sinks[g] - m)));
+    const __m256 inv = _mm256_set1_ps(1.0f / (hsum8(sum) + sink_e));
+    for (int64_t s = 0; s < Sp; s += 8) _mm256_storeu_ps(row + s, _mm256_mul_ps(_mm256_loadu_ps(row + s), inv));
+  }
+  __m256 acc[16][8];
+  for (int g = 0; g < G; ++g)
+    for (int j = 0; j < nd; ++j) acc[g][j] = _mm256_setzero_ps();
+  for (int64_t s = 0; s < S; ++s) {
+    __m256 vf[8];
+    for (int j = 0; j < nd; ++j) vf[j] = bf16x8(v + s * ld + j * 8);
+    for (int g = 0; g < G; ++g) {
+      const __m256 p = _mm256_set1_ps(sc[g * Sp + s]);
+      for (int j = 0; j < nd; ++j) acc[g][j] = _mm256_fmadd_ps(p, vf[j], acc[g][j]);
+    }
+  }
+  for (int g = 0; g < G; ++g)
+    for (int j = 0; j < nd; ++j) {
+      alignas(32) float tmp[8];
+      _mm256_store_ps(tmp, acc[g][j]);
+      for (int i = 0; i < 8; ++i) out[g * d + j * 8 + i] = f32_to_bf16(tmp[i]);
+    }
+}
