@@ -62,20 +62,56 @@ def test_band_dropping_a_visible_key_is_caught(monkeypatch: pytest.MonkeyPatch) 
     assert not ((narrow - masked).abs() <= ulp).all()
 
 
-@pytest.mark.skipif(not kernels.available() or kernels.status().backend != "cpu-avx512",
-                    reason="native AVX-512 BF16 kernels not available")
-@pytest.mark.parametrize("s", [1, 17, 300])
-def test_native_decode_attention_matches_torch(monkeypatch: pytest.MonkeyPatch, s: int) -> None:
+@pytest.mark.skipif(not kernels.available(), reason="native kernels not built")
+@pytest.mark.parametrize("path", ["avx512", "avx2"])
+@pytest.mark.parametrize(("s", "g", "d"), [(1, 8, 64), (17, 8, 64), (300, 8, 64), (45, 3, 32), (9, 16, 16)])
+def test_native_decode_attention_matches_torch(monkeypatch: pytest.MonkeyPatch, path: str, s: int, g: int,
+                                               d: int) -> None:
     """The native one-query kernel (decode) against attention_one's torch ops: same math, fp32 order aside."""
-    q, k, v, sinks, _, _ = _case(1, s - 1, hkv=8, g=8)
+    if not kernels.path_available(path):
+        pytest.skip(f"CPU cannot run the {path} kernels")
+    q, k, v, sinks, _, _ = _case(1, s - 1, hkv=8, g=g, d=d, seed=s)
     with monkeypatch.context() as m:
         m.setattr(kernels, "ENABLED", False)
         ref = attention_one(q, k, v, sinks, 0.125).float()
-    got = kernels.attention_decode(q[0], k, v, sinks, 0.125)
+    got = kernels.attention_decode(q[0], k, v, sinks, 0.125, path=path)
     assert got is not None and got.shape == ref.shape
     got = got.float()
     assert ((got - ref).abs() <= ref.abs() * 2.0**-7 + 1e-5).all()
     assert (got == ref).float().mean().item() >= 0.99
     # and it is not trivially equal: dropping the sink changes it
-    no_sink = kernels.attention_decode(q[0], k, v, torch.full_like(sinks, -1e30), 0.125).float()
+    no_sink = kernels.attention_decode(q[0], k, v, torch.full_like(sinks, -1e30), 0.125, path=path).float()
     assert not torch.equal(no_sink, got)
+
+
+@pytest.mark.skipif(not kernels.available(), reason="native kernels not built")
+def test_native_decode_attention_softmax_extremes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scores spread over hundreds (exp underflows to 0 below -87.3) and a dominant sink, on every path."""
+    q, k, v, sinks, _, _ = _case(1, 63, hkv=2, g=4, d=64, seed=3)
+    k = (k.float() * 40).bfloat16()                     # scores in the hundreds: most probs underflow
+    sinks = sinks.clone()
+    sinks[1] = 500.0                                    # this head attends (almost) only to its sink
+    with monkeypatch.context() as m:
+        m.setattr(kernels, "ENABLED", False)
+        ref = attention_one(q, k, v, sinks, 0.125).float()
+    for path in ("avx512", "avx2"):
+        if not kernels.path_available(path):
+            continue
+        got = kernels.attention_decode(q[0], k, v, sinks, 0.125, path=path)
+        assert got is not None
+        got = got.float()
+        assert torch.isfinite(got).all()
+        assert ((got - ref).abs() <= ref.abs() * 2.0**-7 + 1e-5).all(), path
+
+
+@pytest.mark.skipif(not kernels.available(), reason="native kernels not built")
+def test_decode_attention_path_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LANTERN_CPU_KERNELS picks what path="auto" runs: scalar has no attention kernel (torch is used)."""
+    q, k, v, sinks, _, _ = _case(1, 20, hkv=2, g=4)
+    monkeypatch.setenv(kernels.PATH_ENV, "scalar")
+    assert kernels.attention_decode(q[0], k, v, sinks, 0.125) is None
+    if kernels.path_available("avx2"):
+        monkeypatch.setenv(kernels.PATH_ENV, "avx2")
+        assert kernels.status().backend == "cpu-avx2"
+        got = kernels.attention_decode(q[0], k, v, sinks, 0.125)
+        assert got is not None and torch.equal(got, kernels.attention_decode(q[0], k, v, sinks, 0.125, path="avx2"))

@@ -34,7 +34,21 @@ def _greedy(model: Transformer, prompt: torch.Tensor, n: int) -> list[int]:
     return out
 
 
-def test_native_forward_matches_torch_path(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _force_path(monkeypatch: pytest.MonkeyPatch, path: str | None) -> None:
+    """LANTERN_CPU_KERNELS=path for the whole model (None: the CPU's best); skips if the CPU can't run it."""
+    if path is None:
+        monkeypatch.delenv(kernels.PATH_ENV, raising=False)
+        return
+    if not kernels.path_available(path):
+        pytest.skip(f"CPU cannot run the {path} kernels")
+    monkeypatch.setenv(kernels.PATH_ENV, path)
+    assert kernels.status().backend == f"cpu-{path}"
+
+
+@pytest.mark.parametrize("path", [None, "avx2"])
+def test_native_forward_matches_torch_path(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                           path: str | None) -> None:
+    _force_path(monkeypatch, path)
     model = Transformer.from_checkpoint(tiny_model_dir)
     tokens = torch.randint(0, model.config.vocab_size, (40,), generator=torch.Generator().manual_seed(0))
     ref = _logits(model, tokens, False, monkeypatch)
@@ -53,7 +67,10 @@ def test_native_forward_matches_torch_path(tiny_model_dir: Path, monkeypatch: py
     assert torch.equal(got.argmax(-1)[clear], ref.argmax(-1)[clear])
 
 
-def test_native_greedy_tokens_match_torch_path(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("path", [None, "avx2"])
+def test_native_greedy_tokens_match_torch_path(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                               path: str | None) -> None:
+    _force_path(monkeypatch, path)
     model = Transformer.from_checkpoint(tiny_model_dir)
     prompt = torch.randint(0, model.config.vocab_size, (12,), generator=torch.Generator().manual_seed(1))
     monkeypatch.setattr(kernels, "ENABLED", False)
@@ -77,3 +94,25 @@ def test_native_rms_norm_matches_torch(monkeypatch: pytest.MonkeyPatch, t: int) 
     assert ((got.float() - ref.float()).abs() <= ref.float().abs() * 2.0**-7).all()
     assert (got == ref).float().mean().item() >= 0.99
     assert not torch.equal(kernels.rms_norm(x, scale * 1.01, 1e-5), got)   # the scale is really applied
+
+
+@pytest.mark.parametrize("path", ["avx512", "avx2", "scalar"])
+@pytest.mark.parametrize(("T", "D", "N"), [(1, 2880, 200), (1, 72, 33), (7, 2880, 70), (20, 136, 9)])
+def test_native_linear_matches_torch(path: str, T: int, D: int, N: int) -> None:
+    """linear_bf16 per path: fp32 output against float64 sums of the exact products; bf16 output with a bias
+    against F.linear's fp32-sum-then-round (one bf16 step apart at most). D = 72, 136: a partial 16-block."""
+    if not kernels.path_available(path):
+        pytest.skip(f"CPU cannot run the {path} kernels")
+    gen = torch.Generator().manual_seed(T * 7 + D + N)
+    x = torch.randn(T, D, generator=gen).bfloat16()
+    w = (torch.randn(N, D, generator=gen) * 0.05).bfloat16()
+    b = torch.randn(N, generator=gen).bfloat16()
+    exact = x.double() @ w.double().T                                    # [T, N]
+    got = kernels.linear_bf16(x, w, None, out_dtype=torch.float32, path=path)
+    bound = (x.double().abs() @ w.double().abs().T) * D * 2.0**-24       # fp32 summation error bound
+    assert ((got.double() - exact).abs() <= bound).all()
+    assert not torch.equal(got, kernels.linear_bf16(x, w.roll(1, dims=1), None, out_dtype=torch.float32, path=path))
+    got16 = kernels.linear_bf16(x, w, b, path=path).float()
+    ref16 = torch.nn.functional.linear(x.float(), w.float(), b.float())
+    assert ((got16 - ref16).abs() <= ref16.abs() * 2.0**-7 + 1e-6).all()
+    assert (got16 == ref16.bfloat16().float()).float().mean().item() >= 0.95
