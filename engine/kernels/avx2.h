@@ -26,42 +26,64 @@ bool cpu_has_avx2_fma() {
 }
 
 // ---- MXFP4 rows -------------------------------------------------------------------------------------
-// Activation layout: pairs of blocks (64 elements). A 32-byte load of two packed blocks holds, in dword k
-// (k = 0..7), the 8 nibbles of elements 8k..8k+7 (byte c holds elements 2c, 2c+1); shifting every dword
-// right by 4m puts nibble m (element 8k+m) in the low bits. So position 8m + k of a pair holds element
-// 8k + m, and lanes 0-3 belong to the pair's first block, lanes 4-7 to its second.
+// A 32-byte load holds a pair of packed blocks (128-bit lane 0: the first block, lane 1: the second; byte c
+// of a block holds elements 2c (low nibble) and 2c+1 (high nibble)). vpshufb looks the low and the high
+// byte of each nibble's bf16 pattern up; interleaving them (vpunpck{l,h}bw) gives 16-bit bf16 words, and a
+// 16-bit left shift of each dword / masking its low half turns the two words of a dword into fp32. That
+// yields 8 vectors of 8 fp32 per pair: vector m, lane k = element base[m] + 4*(k%4) of block k/4 with
+// base = {0, 2, 16, 18, 1, 3, 17, 19}. Activations use the same layout: position 8m + k of each
+// 64-element pair (lanes 0-3 belong to the first block, 4-7 to the second: one scale per half).
 constexpr int kPair = 2 * kBlock;
 
 inline int64_t avx2_pos(int64_t i) {
-  const int64_t p = i / kPair, e = i % kPair;
-  return p * kPair + 8 * (e % 8) + e / 8;
+  const int64_t p = i / kPair, e = i % kPair, blk = e / kBlock, el = e % kBlock;
+  const int64_t q = el % 4, j = (el % 16) / 4, h = el / 16;
+  const int64_t m = (q & 1) * 4 + h * 2 + (q >> 1);
+  return p * kPair + 8 * m + blk * 4 + j;
 }
 
 inline int64_t avx2_xlen(int64_t G) { return (G + 1) / 2 * kPair; }  // an odd last block is zero padded
 
 struct E8m0Table {
-  float v[256];
+  alignas(16) float v[256][4];  // four copies: a pair's scale vector is two 16-byte loads
   E8m0Table() {
-    for (int s = 0; s < 256; ++s) v[s] = e8m0(static_cast<uint8_t>(s));  // the scalar path's values exactly
+    for (int s = 0; s < 256; ++s)
+      for (int i = 0; i < 4; ++i) v[s][i] = e8m0(static_cast<uint8_t>(s));  // the scalar path's values exactly
   }
 };
 
-inline const float* e8m0_table() {
+inline const float (*e8m0_table())[4] {
   static const E8m0Table t;
   return t.v;
 }
 
-// Nibble M of every dword of v -> its exact FP4 value as fp32 (magnitude by vpermps, which reads only the
-// low 3 bits of each index, then the nibble's top bit as the sign).
-template <int M>
-LK_AVX2 inline __m256 fp4_nibbles(__m256i v, __m256 lut) {
-  const __m256i sh = M == 0 ? v : _mm256_srli_epi32(v, 4 * M);
-  const __m256 mag = _mm256_permutevar8x32_ps(lut, sh);
-  const __m256i sg = _mm256_and_si256(M == 7 ? v : _mm256_slli_epi32(v, 28 - 4 * M), _mm256_set1_epi32(INT32_MIN));
-  return _mm256_xor_ps(mag, _mm256_castsi256_ps(sg));
+struct Fp4Luts {
+  __m256i lo, hi, nib, top;
+};
+
+// bf16 patterns of the 16 E2M1 codes (+0 .5 1 1.5 2 3 4 6, then the same negated): low and high bytes.
+LK_AVX2 inline Fp4Luts fp4_luts() {
+  const __m128i lo = _mm_setr_epi8(0x00, 0x00, (char)0x80, (char)0xc0, 0x00, 0x40, (char)0x80, (char)0xc0, 0x00,
+                                   0x00, (char)0x80, (char)0xc0, 0x00, 0x40, (char)0x80, (char)0xc0);
+  const __m128i hi = _mm_setr_epi8(0x00, 0x3f, 0x3f, 0x3f, 0x40, 0x40, 0x40, 0x40, (char)0x80, (char)0xbf,
+                                   (char)0xbf, (char)0xbf, (char)0xc0, (char)0xc0, (char)0xc0, (char)0xc0);
+  return {_mm256_broadcastsi128_si256(lo), _mm256_broadcastsi128_si256(hi), _mm256_set1_epi8(0x0f),
+          _mm256_set1_epi32(static_cast<int>(0xffff0000u))};
 }
 
-LK_AVX2 inline __m256 fp4_lut() { return _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f); }
+// The 64 exact FP4 values of a pair of blocks as fp32, in the layout above.
+LK_AVX2 inline void fp4_decode_pair(__m256i v, const Fp4Luts& L, __m256 f[8]) {
+  const __m256i nl = _mm256_and_si256(v, L.nib);
+  const __m256i nh = _mm256_and_si256(_mm256_srli_epi16(v, 4), L.nib);
+  const __m256i ll = _mm256_shuffle_epi8(L.lo, nl), lh = _mm256_shuffle_epi8(L.hi, nl);
+  const __m256i hl = _mm256_shuffle_epi8(L.lo, nh), hh = _mm256_shuffle_epi8(L.hi, nh);
+  const __m256i w[4] = {_mm256_unpacklo_epi8(ll, lh), _mm256_unpackhi_epi8(ll, lh), _mm256_unpacklo_epi8(hl, hh),
+                        _mm256_unpackhi_epi8(hl, hh)};
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = _mm256_castsi256_ps(_mm256_slli_epi32(w[i], 16));
+    f[2 * i + 1] = _mm256_castsi256_ps(_mm256_and_si256(w[i], L.top));
+  }
+}
 
 LK_AVX2 inline float hsum8(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -84,20 +106,24 @@ LK_AVX2 inline __m256i load_pair(const uint8_t* p, bool full) {
 }
 
 // Block scales of a pair: lanes 0-3 the first block's, 4-7 the second's (0 for a missing second block).
-LK_AVX2 inline __m256 pair_scale(const float* tbl, const uint8_t* s, bool full) {
-  return _mm256_set_m128(_mm_set1_ps(full ? tbl[s[1]] : 0.0f), _mm_set1_ps(tbl[s[0]]));
+LK_AVX2 inline __m256 pair_scale(const float (*tbl)[4], const uint8_t* s) {
+  return _mm256_loadu2_m128(tbl[s[1]], tbl[s[0]]);
+}
+
+LK_AVX2 inline __m256 lone_scale(const float (*tbl)[4], const uint8_t* s) {
+  return _mm256_insertf128_ps(_mm256_setzero_ps(), _mm_load_ps(tbl[s[0]]), 0);  // no second block: 0
 }
 
 // Dot of one pair of blocks with x (fp32, pair layout) -> 8 partial sums (fp32), before the block scale.
-LK_AVX2 inline __m256 pair_dot(__m256i v, __m256 lut, const float* x) {
-  __m256 pa = _mm256_mul_ps(fp4_nibbles<0>(v, lut), _mm256_loadu_ps(x));
-  __m256 pb = _mm256_mul_ps(fp4_nibbles<1>(v, lut), _mm256_loadu_ps(x + 8));
-  pa = _mm256_fmadd_ps(fp4_nibbles<2>(v, lut), _mm256_loadu_ps(x + 16), pa);
-  pb = _mm256_fmadd_ps(fp4_nibbles<3>(v, lut), _mm256_loadu_ps(x + 24), pb);
-  pa = _mm256_fmadd_ps(fp4_nibbles<4>(v, lut), _mm256_loadu_ps(x + 32), pa);
-  pb = _mm256_fmadd_ps(fp4_nibbles<5>(v, lut), _mm256_loadu_ps(x + 40), pb);
-  pa = _mm256_fmadd_ps(fp4_nibbles<6>(v, lut), _mm256_loadu_ps(x + 48), pa);
-  pb = _mm256_fmadd_ps(fp4_nibbles<7>(v, lut), _mm256_loadu_ps(x + 56), pb);
+LK_AVX2 inline __m256 pair_dot(__m256i v, const Fp4Luts& L, const float* x) {
+  __m256 f[8];
+  fp4_decode_pair(v, L, f);
+  __m256 pa = _mm256_mul_ps(f[0], _mm256_loadu_ps(x));  // two chains
+  __m256 pb = _mm256_mul_ps(f[1], _mm256_loadu_ps(x + 8));
+  for (int m = 2; m < 8; m += 2) {
+    pa = _mm256_fmadd_ps(f[m], _mm256_loadu_ps(x + 8 * m), pa);
+    pb = _mm256_fmadd_ps(f[m + 1], _mm256_loadu_ps(x + 8 * m + 8), pb);
+  }
   return _mm256_add_ps(pa, pb);
 }
 
@@ -106,19 +132,24 @@ LK_AVX2 inline __m256 pair_dot(__m256i v, __m256 lut, const float* x) {
 template <int NR>
 LK_AVX2 void mx_tile_avx2(const uint8_t* const* rb, const uint8_t* const* rs, int64_t G, const float* x, float* out,
                           int64_t out_stride, int64_t pf) {
-  const __m256 lut = fp4_lut();
-  const float* tbl = e8m0_table();
+  const Fp4Luts L = fp4_luts();
+  const float(*tbl)[4] = e8m0_table();
   __m256 acc[NR];
   for (int r = 0; r < NR; ++r) acc[r] = _mm256_setzero_ps();
-  const int64_t npairs = (G + 1) / 2;
-  for (int64_t p = 0; p < npairs; ++p) {
-    const bool full = 2 * p + 1 < G;
+  const int64_t nfull = G / 2;
+  for (int64_t p = 0; p < nfull; ++p) {
     const float* xp = x + p * kPair;
     for (int r = 0; r < NR; ++r) {
       _mm_prefetch(reinterpret_cast<const char*>(rb[r] + p * 32 + pf), _MM_HINT_T1);
-      const __m256i v = load_pair(rb[r] + p * 32, full);
-      acc[r] = _mm256_fmadd_ps(pair_dot(v, lut, xp), pair_scale(tbl, rs[r] + 2 * p, full), acc[r]);
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rb[r] + p * 32));
+      acc[r] = _mm256_fmadd_ps(pair_dot(v, L, xp), pair_scale(tbl, rs[r] + 2 * p), acc[r]);
     }
+  }
+  if (G & 1) {
+    const float* xp = x + nfull * kPair;
+    for (int r = 0; r < NR; ++r)
+      acc[r] = _mm256_fmadd_ps(pair_dot(load_pair(rb[r] + nfull * 32, false), L, xp),
+                               lone_scale(tbl, rs[r] + 2 * nfull), acc[r]);
   }
   for (int r = 0; r < NR; ++r) out[r * out_stride] = hsum8(acc[r]);
 }
@@ -133,8 +164,8 @@ LK_AVX2 bool decode_rows_avx2(const uint8_t* blocks, const uint8_t* scales, int6
     for (int64_t g = 0; g < G; ++g)
       if (sr[g] < 2 || sr[g] > 252) return false;
   }
-  const __m256 lut = fp4_lut();
-  const float* tbl = e8m0_table();
+  const Fp4Luts L = fp4_luts();
+  const float(*tbl)[4] = e8m0_table();
   const int64_t npairs = (G + 1) / 2;
   for (int r = 0; r < nr; ++r) {
     const uint8_t* br = blocks + r * row_stride_b;
@@ -142,17 +173,10 @@ LK_AVX2 bool decode_rows_avx2(const uint8_t* blocks, const uint8_t* scales, int6
     float* wr = wbuf + r * xlen;
     for (int64_t p = 0; p < npairs; ++p) {
       const bool full = 2 * p + 1 < G;
-      const __m256i v = load_pair(br + p * 32, full);
-      const __m256 sc = pair_scale(tbl, sr + 2 * p, full);
-      float* o = wr + p * kPair;
-      _mm256_storeu_ps(o, _mm256_mul_ps(fp4_nibbles<0>(v, lut), sc));
-      _mm256_storeu_ps(o + 8, _mm256_mul_ps(fp4_nibbles<1>(v, lut), sc));
-      _mm256_storeu_ps(o + 16, _mm256_mul_ps(fp4_nibbles<2>(v, lut), sc));
-      _mm256_storeu_ps(o + 24, _mm256_mul_ps(fp4_nibbles<3>(v, lut), sc));
-      _mm256_storeu_ps(o + 32, _mm256_mul_ps(fp4_nibbles<4>(v, lut), sc));
-      _mm256_storeu_ps(o + 40, _mm256_mul_ps(fp4_nibbles<5>(v, lut), sc));
-      _mm256_storeu_ps(o + 48, _mm256_mul_ps(fp4_nibbles<6>(v, lut), sc));
-      _mm256_storeu_ps(o + 56, _mm256_mul_ps(fp4_nibbles<7>(v, lut), sc));
+      const __m256 sc = full ? pair_scale(tbl, sr + 2 * p) : lone_scale(tbl, sr + 2 * p);
+      __m256 f[8];
+      fp4_decode_pair(load_pair(br + p * 32, full), L, f);
+      for (int m = 0; m < 8; ++m) _mm256_storeu_ps(wr + p * kPair + 8 * m, _mm256_mul_ps(f[m], sc));
     }
   }
   return true;
