@@ -182,13 +182,15 @@ LK_AVX2 bool decode_rows_avx2(const uint8_t* blocks, const uint8_t* scales, int6
   return true;
 }
 
-// NR decoded rows (fp32, wbuf + r*xlen) x NT tokens (fp32, pair layout): plain fp32 dot products.
+// NR decoded rows (fp32, wbuf + r*xlen) x NT tokens (fp32, pair layout), elements [i0, i1): adds the
+// products to acc_io + 8*(t*NR + r) (8 fp32 partial sums each).
 template <int NR, int NT>
-LK_AVX2 void f32_tile_avx2(const float* wbuf, int64_t xlen, const float* const* xs, float* out, int64_t out_stride) {
+LK_AVX2 void f32_tile_avx2(const float* wbuf, int64_t xlen, const float* const* xs, int64_t i0, int64_t i1,
+                           float* acc_io) {
   __m256 acc[NR][NT];
   for (int r = 0; r < NR; ++r)
-    for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
-  for (int64_t i = 0; i < xlen; i += 8) {
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_loadu_ps(acc_io + 8 * (t * NR + r));
+  for (int64_t i = i0; i < i1; i += 8) {
     __m256 xv[NT];
     for (int t = 0; t < NT; ++t) xv[t] = _mm256_loadu_ps(xs[t] + i);
     for (int r = 0; r < NR; ++r) {
@@ -197,7 +199,7 @@ LK_AVX2 void f32_tile_avx2(const float* wbuf, int64_t xlen, const float* const* 
     }
   }
   for (int r = 0; r < NR; ++r)
-    for (int t = 0; t < NT; ++t) out[r * out_stride + t] = hsum8(acc[r][t]);
+    for (int t = 0; t < NT; ++t) _mm256_storeu_ps(acc_io + 8 * (t * NR + r), acc[r][t]);
 }
 
 // bf16 -> fp32 of n values (n a multiple of 8).
@@ -231,15 +233,27 @@ LK_AVX2 void rows_avx2(const uint8_t* blocks, const uint8_t* scales, int64_t G, 
   };
   int64_t r = 0;
   if (nt >= 4) {
+    // Decoded rows (4 x xlen fp32) are reused by every token; the element range is split so that a slice
+    // of the rows and of every token's x stays in L1 while all tokens pass over it.
+    constexpr int64_t kSlice = 512;
     thread_local std::vector<float> wbuf;
+    thread_local std::vector<float> acc;
     wbuf.resize(static_cast<size_t>(4 * xlen));
+    acc.resize(static_cast<size_t>(8 * 4 * nt));
     for (; r + 4 <= nrows; r += 4) {
       if (!decode_rows_avx2(blocks + r * row_stride_b, scales + r * row_stride_s, G, row_stride_b, row_stride_s, 4,
                             wbuf.data(), xlen))
         break;  // unusual scales: the per-token tiles below handle the rest
-      int t = 0;
-      for (; t + 2 <= nt; t += 2) f32_tile_avx2<4, 2>(wbuf.data(), xlen, xp.data() + t, out + r * out_stride + t, out_stride);
-      for (; t < nt; ++t) f32_tile_avx2<4, 1>(wbuf.data(), xlen, xp.data() + t, out + r * out_stride + t, out_stride);
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t i0 = 0; i0 < xlen; i0 += kSlice) {
+        const int64_t i1 = std::min(xlen, i0 + kSlice);
+        int t = 0;
+        for (; t + 3 <= nt; t += 3) f32_tile_avx2<4, 3>(wbuf.data(), xlen, xp.data() + t, i0, i1, acc.data() + 32 * t);
+        for (; t < nt; ++t) f32_tile_avx2<4, 1>(wbuf.data(), xlen, xp.data() + t, i0, i1, acc.data() + 32 * t);
+      }
+      for (int t = 0; t < nt; ++t)
+        for (int rr = 0; rr < 4; ++rr)
+          out[(r + rr) * out_stride + t] = hsum8(_mm256_loadu_ps(acc.data() + 8 * (4 * t + rr)));
     }
   }
   for (; r + 4 <= nrows; r += 4) {
