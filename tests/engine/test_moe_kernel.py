@@ -236,3 +236,53 @@ def test_unusual_scales_match_contract(path: str, T: int) -> None:
     ex.mlp1_blocks[:, :, 0] = 0
     flushed = reference(h, idx, w, ex, 7.0).float()
     assert ((flushed - want.float()).abs() > want.float().abs() * 2.0**-7 + want.float().abs().max() * 2.0**-12).any()
+
+
+def test_path_override_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LANTERN_CPU_KERNELS decides what path="auto" runs, and status() says so (and why, when it can't)."""
+    gen = torch.Generator().manual_seed(4)
+    ex = make_experts(2, 2880, 2880, gen)          # D = 2880: a wrong layout would not go unnoticed
+    h, idx, w = inputs(1, 2, 2, 2880, gen)
+    for path in ("avx2", "scalar"):
+        if not kernels.path_available(path):
+            continue
+        monkeypatch.setenv(kernels.PATH_ENV, path)
+        st = kernels.status()
+        assert st.backend == f"cpu-{path}" and st.reason and kernels.PATH_ENV in st.reason
+        auto = kernels.moe_experts(h, idx, w, ex, 7.0)
+        assert torch.equal(auto.view(torch.int16), kernels.moe_experts(h, idx, w, ex, 7.0, path=path).view(torch.int16))
+    monkeypatch.delenv(kernels.PATH_ENV)
+    best = kernels.status().backend
+    monkeypatch.setenv(kernels.PATH_ENV, "bogus")
+    st = kernels.status()
+    assert st.backend == best and "bogus" in (st.reason or "")
+
+
+def test_path_override_the_cpu_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An AVX2-only CPU asked for avx512 (library answers faked): the best path runs, with the reason."""
+
+    class Cdll:
+        @staticmethod
+        def lk_best_path() -> int:
+            return 3
+
+        @staticmethod
+        def lk_path_available(p: int) -> int:
+            return int(p != 2)
+
+    class Lib:
+        cdll = Cdll()
+        path = "fake.so"
+
+    monkeypatch.setattr(kernels, "_load", lambda: (Lib(), None))
+    kernels._auto_path.cache_clear()
+    try:
+        monkeypatch.delenv(kernels.PATH_ENV, raising=False)
+        st = kernels.status()
+        assert st.backend == "cpu-avx2" and st.reason == "CPU lacks AVX-512 BF16; AVX2 kernels in use"
+        monkeypatch.setenv(kernels.PATH_ENV, "avx512")
+        st = kernels.status()
+        assert st.backend == "cpu-avx2" and "cannot run" in (st.reason or "")
+        assert kernels._path_code("auto") == 3 and not kernels.path_available("avx512")
+    finally:
+        kernels._auto_path.cache_clear()
