@@ -154,6 +154,50 @@ LK_AVX2 void mx_tile_avx2(const uint8_t* const* rb, const uint8_t* const* rs, in
   for (int r = 0; r < NR; ++r) out[r * out_stride] = hsum8(acc[r]);
 }
 
+// Dot of a decoded pair (f, from fp4_decode_pair) with x (fp32, pair layout) -> 8 partial sums (fp32),
+// before the block scale.
+LK_AVX2 inline __m256 decoded_dot(const __m256 f[8], const float* x) {
+  __m256 pa = _mm256_mul_ps(f[0], _mm256_loadu_ps(x));  // two chains
+  __m256 pb = _mm256_mul_ps(f[1], _mm256_loadu_ps(x + 8));
+  for (int m = 2; m < 8; m += 2) {
+    pa = _mm256_fmadd_ps(f[m], _mm256_loadu_ps(x + 8 * m), pa);
+    pb = _mm256_fmadd_ps(f[m + 1], _mm256_loadu_ps(x + 8 * m + 8), pb);
+  }
+  return _mm256_add_ps(pa, pb);
+}
+
+// A few tokens (2..3 per expert): NR rows x NT tokens, each pair decoded once for all NT tokens; otherwise
+// as mx_tile_avx2.
+template <int NR, int NT>
+LK_AVX2 void mx_tile_multi_avx2(const uint8_t* const* rb, const uint8_t* const* rs, int64_t G, const float* const* xs,
+                          float* out, int64_t out_stride, int64_t pf) {
+  const Fp4Luts L = fp4_luts();
+  const float(*tbl)[4] = e8m0_table();
+  __m256 acc[NR][NT];
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
+  const int64_t nfull = G / 2;
+  for (int64_t p = 0; p < nfull; ++p) {
+    for (int r = 0; r < NR; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(rb[r] + p * 32 + pf), _MM_HINT_T1);
+      __m256 f[8];
+      fp4_decode_pair(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rb[r] + p * 32)), L, f);
+      const __m256 sc = pair_scale(tbl, rs[r] + 2 * p);
+      for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_fmadd_ps(decoded_dot(f, xs[t] + p * kPair), sc, acc[r][t]);
+    }
+  }
+  if (G & 1) {
+    for (int r = 0; r < NR; ++r) {
+      __m256 f[8];
+      fp4_decode_pair(load_pair(rb[r] + nfull * 32, false), L, f);
+      const __m256 sc = lone_scale(tbl, rs[r] + 2 * nfull);
+      for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_fmadd_ps(decoded_dot(f, xs[t] + nfull * kPair), sc, acc[r][t]);
+    }
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) out[r * out_stride + t] = hsum8(acc[r][t]);
+}
+
 // Many tokens (prefill): decode nr rows once to fp32 with the block scale folded in (exact for scales
 // 2..252: every FP4 value times 2^(s-127) is then a normal fp32), in the pair layout. Returns false (the
 // caller uses mx_tile_avx2) when a row has a scale outside 2..252.
@@ -258,7 +302,10 @@ LK_AVX2 void rows_avx2(const uint8_t* blocks, const uint8_t* scales, int64_t G, 
   }
   for (; r + 4 <= nrows; r += 4) {
     ptrs(r, 4);
-    for (int t = 0; t < nt; ++t)
+    int t = 0;
+    for (; t + 2 <= nt; t += 2)
+      mx_tile_multi_avx2<4, 2>(pb, ps, G, xp.data() + t, out + r * out_stride + t, out_stride, 4 * row_stride_b);
+    for (; t < nt; ++t)
       mx_tile_avx2<4>(pb, ps, G, xp[t], out + r * out_stride + t, out_stride, 4 * row_stride_b);
   }
   for (; r < nrows; ++r) {
