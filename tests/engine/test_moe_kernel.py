@@ -98,6 +98,8 @@ CASES = [  # T, K, E, D, I
     (33, 4, 8, 128, 256),
     (64, 4, 4, 256, 160),
     (40, 4, 8, 2880, 2880),   # ~20 tokens per expert at full width (prefill tiles)
+    (2, 1, 1, 160, 96),       # exactly 2 / 3 tokens per expert (few-token tiles), odd block counts
+    (3, 2, 2, 160, 96),
 ]
 
 
