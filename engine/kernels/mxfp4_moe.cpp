@@ -8,8 +8,8 @@
 //   out = bf16( sum_k w[t,k] * y_k )   (fp32 sum over k in order k = 0..K-1)
 // Only the fp32 summation order differs from the pure-torch path.
 //
-// Paths: AVX-512 BF16 (vdpbf16ps on nibbles expanded to bf16 with vpermw lookups) and a portable
-// scalar path. Threads: a small work-sharing pool of std::threads (no OpenMP runtime needed).
+// Paths: AVX-512 BF16 (vdpbf16ps on nibbles expanded to bf16 with vpermw lookups), NEON on AArch64
+// (neon.h: table lookups to exact fp32 values, fp32 fused multiply-adds) and a portable scalar path. Threads: a small work-sharing pool of std::threads (no OpenMP runtime needed).
 
 #ifdef LK_PYTHON_MODULE
 #define PY_SSIZE_T_CLEAN
@@ -34,6 +34,12 @@
 #define LK_X86 1
 #else
 #define LK_X86 0
+#endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#define LK_NEON 1
+#else
+#define LK_NEON 0
 #endif
 
 
@@ -77,6 +83,13 @@ inline int64_t lane_pos(int64_t i) {
   const int64_t g = i / kBlock, e = i % kBlock;
   const int64_t q = g / kGroup, k = g % kGroup;
   return q * kGroupElems + (e % 4) * 32 + 8 * k + e / 4;
+}
+
+// Element i of a vector of length n (multiple of 32) -> position in the NEON path's layout: per block,
+// the 16 even elements (low nibbles), then the 16 odd ones (high nibbles).
+inline int64_t neon_pos(int64_t i) {
+  const int64_t e = i % kBlock;
+  return i - e + (e & 1) * 16 + e / 2;
 }
 
 inline float swiglu(float g, float l, float limit) {
@@ -556,16 +569,25 @@ bool cpu_has_avx512bf16() {
 }
 #endif  // LK_X86
 
-enum Path { kAuto = 0, kScalar = 1, kAvx512 = 2 };
+#if LK_NEON
+#include "neon.h"
+#endif
+
+enum Path { kAuto = 0, kScalar = 1, kAvx512 = 2, kNeon = 4 };
 
 int resolve_path(int requested) {
 #if LK_X86
   static const bool has512 = cpu_has_avx512bf16();
   if (requested == kAuto) return has512 ? kAvx512 : kScalar;
   if (requested == kAvx512 && !has512) return -1;
+  if (requested == kNeon) return -1;
   return requested;
+#elif LK_NEON
+  if (requested == kAuto) return kNeon;
+  if (requested == kScalar || requested == kNeon) return requested;
+  return -1;
 #else
-  if (requested == kAvx512) return -1;
+  if (requested == kAvx512 || requested == kNeon) return -1;
   return kScalar;
 #endif
 }
@@ -604,6 +626,11 @@ LK_API int lk_linear_bf16(const uint16_t* x, const uint16_t* w, const uint16_t* 
       dense_rows_avx512(w + r0 * D, n, x, T, D, tmp.data(), T);
     else
 #endif
+#if LK_NEON
+    if (path == kNeon)
+      dense_rows_neon(w + r0 * D, n, x, T, D, tmp.data(), T);
+    else
+#endif
       dense_rows_scalar(w + r0 * D, n, x, T, D, tmp.data(), T);
     for (int64_t r = 0; r < n; ++r) {
       const float b = bias ? bf16_to_f32(bias[r0 + r]) : 0.0f;
@@ -620,8 +647,8 @@ LK_API int lk_linear_bf16(const uint16_t* x, const uint16_t* w, const uint16_t* 
 }
 
 // Decode attention (one query, every key visible): q [Hkv, G, d] bf16, k/v [S, Hkv, d] bf16 (contiguous),
-// sinks [Hkv*G] f32 -> out [Hkv*G*d] bf16. Returns -2 without AVX-512 BF16 (caller uses torch), -1 on
-// unsupported shapes (d a multiple of 16 up to 64, G up to 16).
+// sinks [Hkv*G] f32 -> out [Hkv*G*d] bf16. Returns -2 without AVX-512 BF16 or NEON (caller uses torch),
+// -1 on unsupported shapes (d a multiple of 16 up to 64, G up to 16).
 LK_API int lk_attn_decode(const uint16_t* q, const uint16_t* k, const uint16_t* v, const float* sinks, uint16_t* out,
                           int64_t S, int64_t Hkv, int64_t G, int64_t d, float scale, int nthreads) {
 #if LK_X86
@@ -630,6 +657,13 @@ LK_API int lk_attn_decode(const uint16_t* q, const uint16_t* k, const uint16_t* 
   parallel_for(nthreads, Hkv, [&](int64_t h) {
     attn_head_avx512(q + h * G * d, k + h * d, v + h * d, Hkv * d, S, static_cast<int>(G), static_cast<int>(d),
                      sinks + h * G, scale, out + h * G * d);
+  });
+  return 0;
+#elif LK_NEON
+  if (d % 16 != 0 || d > 64 || G > 16 || G < 1 || S < 1) return -1;
+  parallel_for(nthreads, Hkv, [&](int64_t h) {
+    attn_head_neon(q + h * G * d, k + h * d, v + h * d, Hkv * d, S, static_cast<int>(G), static_cast<int>(d),
+                   sinks + h * G, scale, out + h * G * d);
   });
   return 0;
 #else
@@ -685,9 +719,9 @@ LK_API double lk_read_bytes(const uint8_t* p, int64_t n, int nthreads) {
   return total;
 }
 
-LK_API int lk_abi_version() { return 5; }
+LK_API int lk_abi_version() { return 6; }
 
-// 0 = scalar only, 2 = AVX-512 BF16 available.
+// 1 = scalar only, 2 = AVX-512 BF16 available, 4 = NEON (AArch64).
 LK_API int lk_best_path() { return resolve_path(kAuto); }
 
 
@@ -701,9 +735,13 @@ LK_API int lk_moe_experts(const uint16_t* h, const int64_t* expert_idx, const fl
   if (D % kBlock != 0 || I % kBlock != 0 || T < 0 || K <= 0) return -1;
   if (nthreads < 1) nthreads = 1;
   const bool lanes = path == kAvx512;
+  const bool pairs = path == kNeon;  // NEON layout: per block, even elements then odd ones (neon_pos)
   const RowsFn rows_fn =
 #if LK_X86
       lanes ? rows_avx512 :
+#endif
+#if LK_NEON
+      pairs ? rows_neon :
 #endif
             rows_scalar;
 
@@ -746,6 +784,8 @@ LK_API int lk_moe_experts(const uint16_t* h, const int64_t* expert_idx, const fl
       const uint16_t* src = h + t * D;
       if (lanes)
         for (int64_t i = 0; i < D; ++i) dst[lane_pos(i)] = src[i];
+      else if (pairs)
+        for (int64_t i = 0; i < D; ++i) dst[neon_pos(i)] = src[i];
       else
         std::memcpy(dst, src, D * sizeof(uint16_t));
     }
@@ -767,7 +807,7 @@ LK_API int lk_moe_experts(const uint16_t* h, const int64_t* expert_idx, const fl
     for (int64_t r = 0; r + 1 < un.n; r += 2) {
       const float bg = bf16_to_f32(bias[r]), bl = bf16_to_f32(bias[r + 1]);
       const int64_t i = (un.r0 + r) / 2;
-      const int64_t pos = lanes ? lane_pos(i) : i;
+      const int64_t pos = lanes ? lane_pos(i) : pairs ? neon_pos(i) : i;
       for (int k = 0; k < nt; ++k) {
         const float a = swiglu(u[r * nt + k] + bg, u[(r + 1) * nt + k] + bl, limit);
         xa[ps[k] * xlen2 + pos] = f32_to_bf16(a);
