@@ -18,9 +18,9 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 @dataclass(frozen=True, slots=True)
 class DeviceChoice:
     device: str                     # "cpu" | "cuda" | "mps"
-    backend: str                    # kernel set: "cuda-torch", "mps-torch", "cpu-avx512", "cpu-scalar", "cpu-reference"
+    backend: str                    # kernel set: "cuda-torch", "mps-torch", "cpu-avx512", "cpu-neon", "cpu-scalar", "cpu-reference"
     fallback_reason: str | None     # why the requested (or, for auto, the best) device was not used
-    backend_reason: str | None = None  # on CPU: why the native AVX-512 kernels are not in use, if they are not
+    backend_reason: str | None = None  # on CPU: why the native SIMD kernels (AVX-512 / NEON) are not in use, if not
 
 
 def _cuda_problem() -> str | None:
@@ -47,7 +47,8 @@ def _mps_problem() -> str | None:
 
 
 def _cpu_backend() -> str:
-    """cpu-avx512 (native kernels, AVX-512 BF16), cpu-scalar (native, portable) or cpu-reference (pure torch)."""
+    """cpu-avx512 (native kernels, AVX-512 BF16), cpu-neon (native, AArch64 NEON), cpu-scalar (native, portable)
+    or cpu-reference (pure torch)."""
     return kernels.status().backend if kernels.ENABLED else "cpu-reference"
 
 

@@ -22,9 +22,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-_ABI_VERSION = 5
-_PATHS = {"auto": 0, "scalar": 1, "avx512": 2}
-KernelPath = Literal["auto", "scalar", "avx512"]
+_ABI_VERSION = 6
+_PATHS = {"auto": 0, "scalar": 1, "avx512": 2, "neon": 4}
+KernelPath = Literal["auto", "scalar", "avx512", "neon"]
 DISABLE_ENV = "LANTERN_NO_NATIVE"  # set to 1 to force the pure-torch path
 
 # Process-wide switch consulted by the engine's dispatch points (engine.moe, engine.model); tests set it to
@@ -37,7 +37,7 @@ class KernelStatus:
     """Whether the native kernels are usable, which backend name they give, and why not if not."""
 
     available: bool
-    backend: str  # "cpu-avx512" | "cpu-scalar" | "cpu-reference"
+    backend: str  # "cpu-avx512" | "cpu-neon" | "cpu-scalar" | "cpu-reference"
     reason: str | None
     library: str | None
 
@@ -97,8 +97,11 @@ def status() -> KernelStatus:
     lib, reason = _load()
     if lib is None:
         return KernelStatus(False, "cpu-reference", reason, None)
-    if lib.cdll.lk_best_path() == _PATHS["avx512"]:
+    best = lib.cdll.lk_best_path()
+    if best == _PATHS["avx512"]:
         return KernelStatus(True, "cpu-avx512", None, lib.path)
+    if best == _PATHS["neon"]:  # AArch64: NEON is the best path there
+        return KernelStatus(True, "cpu-neon", None, lib.path)
     return KernelStatus(True, "cpu-scalar", "CPU lacks AVX-512 BF16; native scalar kernels in use", lib.path)
 
 
@@ -247,7 +250,7 @@ def attention_decode(
 
     q [Hkv, G, d] bf16, k/v [S, Hkv, d] bf16, sinks [Hkv*G] f32 -> [1, Hkv*G*d] bf16: scores are fp32 sums
     of the exact bf16 products, softmax over [scores, sink] in fp32, probs @ v in fp32, one bf16 rounding.
-    Returns None where the kernel does not apply (no AVX-512 BF16, unsupported head shape).
+    Returns None where the kernel does not apply (neither AVX-512 BF16 nor NEON, unsupported head shape).
     """
     import torch
 

@@ -62,8 +62,8 @@ def test_band_dropping_a_visible_key_is_caught(monkeypatch: pytest.MonkeyPatch) 
     assert not ((narrow - masked).abs() <= ulp).all()
 
 
-@pytest.mark.skipif(not kernels.available() or kernels.status().backend != "cpu-avx512",
-                    reason="native AVX-512 BF16 kernels not available")
+@pytest.mark.skipif(not kernels.available() or kernels.status().backend not in ("cpu-avx512", "cpu-neon"),
+                    reason="native AVX-512 BF16 / NEON kernels not available")
 @pytest.mark.parametrize("s", [1, 17, 300])
 def test_native_decode_attention_matches_torch(monkeypatch: pytest.MonkeyPatch, s: int) -> None:
     """The native one-query kernel (decode) against attention_one's torch ops: same math, fp32 order aside."""

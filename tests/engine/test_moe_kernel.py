@@ -101,11 +101,11 @@ CASES = [  # T, K, E, D, I
 ]
 
 
-@pytest.mark.parametrize("path", ["avx512", "scalar"])
+@pytest.mark.parametrize("path", ["avx512", "neon", "scalar"])
 @pytest.mark.parametrize(("T", "K", "E", "D", "I"), CASES)
 def test_kernel_matches_contract(path: str, T: int, K: int, E: int, D: int, I: int) -> None:
-    if path == "avx512" and kernels.status().backend != "cpu-avx512":
-        pytest.skip("CPU lacks AVX-512 BF16")
+    if path != "scalar" and kernels.status().backend != f"cpu-{path}":
+        pytest.skip(f"this CPU has no {path} path")
     gen = torch.Generator().manual_seed(T * 1000 + D + I + K)
     ex = make_experts(E, D, I, gen)
     h, idx, w = inputs(T, K, E, D, gen)
@@ -162,8 +162,8 @@ def test_backend_reports_native_kernels(monkeypatch: pytest.MonkeyPatch) -> None
     from engine.backends import select_device
 
     choice = select_device("cpu")
-    assert choice.backend in ("cpu-avx512", "cpu-scalar")
-    assert (choice.backend_reason is None) == (choice.backend == "cpu-avx512")
+    assert choice.backend in ("cpu-avx512", "cpu-neon", "cpu-scalar")
+    assert (choice.backend_reason is None) == (choice.backend in ("cpu-avx512", "cpu-neon"))
     monkeypatch.setattr(kernels, "ENABLED", False)
     off = select_device("cpu")
     assert off.backend == "cpu-reference" and off.backend_reason
@@ -182,8 +182,8 @@ def test_deinterleaved_reference_disagrees() -> None:
 
 def test_prefill_tiles_with_unusual_scales_match_contract() -> None:
     """Many tokens per expert with some block scales outside 2..252 (the folded-scale tiles must step aside)."""
-    if kernels.status().backend != "cpu-avx512":
-        pytest.skip("CPU lacks AVX-512 BF16")
+    if kernels.status().backend not in ("cpu-avx512", "cpu-neon"):
+        pytest.skip("CPU has neither AVX-512 BF16 nor NEON")
     gen = torch.Generator().manual_seed(7)
     ex = make_experts(2, 256, 160, gen)
     ex.mlp1_scales[0, 5, 2] = 1      # a row block with scale 2^-126
