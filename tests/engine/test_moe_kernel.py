@@ -193,3 +193,15 @@ def test_prefill_tiles_with_unusual_scales_match_contract() -> None:
     want = reference(h, idx, w, ex, 7.0)
     got = kernels.moe_experts(h, idx, w, ex, 7.0)
     assert_close_bf16(got, want, min_identical=0.97)
+
+
+def test_path_of_another_architecture_is_refused() -> None:
+    """path="neon" on x86-64 (or "avx512" on AArch64) is an error, never a silent scalar run."""
+    other = "avx512" if kernels.status().backend == "cpu-neon" else "neon"
+    gen = torch.Generator().manual_seed(4)
+    ex = make_experts(2, 64, 64, gen)
+    h, idx, w = inputs(2, 1, 2, 64, gen)
+    with pytest.raises(RuntimeError, match="code -2"):
+        kernels.moe_experts(h, idx, w, ex, 7.0, path=other)
+    with pytest.raises(RuntimeError, match="code -2"):
+        kernels.linear_bf16(h, h[:1].repeat(3, 1), path=other)

@@ -86,6 +86,7 @@ bool check_f32(const std::string& name, const std::vector<float>& ref, const std
     }
     const double err = std::fabs(static_cast<double>(ref[i]) - got[i]) / std::max(mag[i], 1e-30);
     max_err = std::max(max_err, err);
+    if (std::getenv("HARNESS_VERBOSE")) std::printf("  [%zu] ref=%g got=%g mag=%g\n", i, ref[i], got[i], mag[i]);
     if (!(err <= 1e-5)) ++bad;
   }
   const bool ok = bad == 0;
@@ -217,6 +218,45 @@ bool attn_case(Rng& rng, int64_t S) {
   return check_bf16("attn_decode S=" + std::to_string(S) + " Hkv=8 G=8 d=64", ref, got);
 }
 
+#if LK_NEON
+// rows_neon straight against rows_scalar (same translation unit): row counts that are not a multiple of
+// the 4-row tile and token counts on both sides of the 4-token tile, which lk_moe_experts never produces.
+bool rows_case(Rng& rng, int64_t nrows, int nt, int64_t G) {
+  const int64_t n = G * kBlock;
+  std::vector<uint8_t> b(nrows * G * 16);
+  for (auto& v : b) v = static_cast<uint8_t>(rng.uniform(0, 255));
+  const std::vector<uint8_t> sc = scales(rng, nrows * G);
+  std::vector<std::vector<uint16_t>> x(nt), xl(nt);
+  std::vector<const uint16_t*> xp(nt), xlp(nt);
+  for (int t = 0; t < nt; ++t) {
+    x[t] = rng.bf16(n, 1.0f / 64);
+    xl[t].resize(n);
+    for (int64_t i = 0; i < n; ++i) xl[t][neon_pos(i)] = x[t][i];
+    if (g_perturb && t == 0) xl[t][0] = to_bf16(from_bf16(xl[t][0]) + 1.0f);
+    xp[t] = x[t].data();
+    xlp[t] = xl[t].data();
+  }
+  const int64_t os = nt + 3;  // a row stride wider than nt
+  std::vector<float> ref(nrows * os, -1.0f), got(nrows * os, -1.0f);
+  rows_scalar(b.data(), sc.data(), G, G * 16, G, nrows, xp.data(), nt, ref.data(), os);
+  rows_neon(b.data(), sc.data(), G, G * 16, G, nrows, xlp.data(), nt, got.data(), os);
+  std::vector<double> mag(nrows * os, 0.0);
+  for (int64_t r = 0; r < nrows; ++r)
+    for (int t = 0; t < nt; ++t) {
+      double m = 0.0;
+      for (int64_t i = 0; i < n; ++i) {
+        const uint8_t byte = b[r * G * 16 + i / 2];
+        m += std::fabs(static_cast<double>(kFp4[i % 2 ? byte >> 4 : byte & 15]) * e8m0(sc[r * G + i / kBlock]) *
+                       from_bf16(x[t][i]));
+      }
+      mag[r * os + t] = m;
+    }
+  return check_f32("rows_neon rows=" + std::to_string(nrows) + " nt=" + std::to_string(nt) + " G=" +
+                       std::to_string(G),
+                   ref, got, mag);  // the untouched padding columns must match too (-1)
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -247,6 +287,9 @@ int main(int argc, char** argv) {
     for (bool out_bf16 : {false, true})
       for (bool bias_on : {false, true}) ok &= linear_case(rng, T, full ? 2880 : 720, 130, bias_on, out_bf16, best);
   ok &= linear_case(rng, 3, 70, 9, true, false, best);
+#if LK_NEON
+  for (int nt : {1, 3, 6}) ok &= rows_case(rng, 7, nt, 5);
+#endif
   // Decode attention with sinks.
   for (int64_t S : {1, 17, 300}) ok &= attn_case(rng, S);
   std::printf("RESULT %s best_path=%d\n", ok ? "PASS" : "FAIL", best);
