@@ -9,7 +9,8 @@
 // Only the fp32 summation order differs from the pure-torch path.
 //
 // Paths: AVX-512 BF16 (vdpbf16ps on nibbles expanded to bf16 with vpermw lookups), NEON on AArch64
-// (neon.h: table lookups to exact fp32 values, fp32 fused multiply-adds) and a portable scalar path. Threads: a small work-sharing pool of std::threads (no OpenMP runtime needed).
+// (neon.h: table lookups to exact fp32 values, fp32 fused multiply-adds) and a portable scalar path.
+// Threads: a small work-sharing pool of std::threads (no OpenMP runtime needed).
 
 #ifdef LK_PYTHON_MODULE
 #define PY_SSIZE_T_CLEAN
