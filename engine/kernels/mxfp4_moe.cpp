@@ -258,7 +258,12 @@ LK_TARGET void tile_avx512(const uint8_t* const* rb, const uint8_t* const* rs, i
       (short)0x8000, 0x40c0, 0x4080, 0x4040, 0x4000, 0x3fc0, 0x3f80, 0x3f00, 0x0000, (short)0xc0c0,
       (short)0xc080, (short)0xc040, (short)0xc000, (short)0xbfc0, (short)0xbf80, (short)0xbf00, (short)0x8000,
       0x40c0, 0x4080, 0x4040, 0x4000, 0x3fc0, 0x3f80, 0x3f00, 0x0000);
-  const __m512i sidx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  // Scale byte k of a group (block k = 128-bit lane k) into the low byte of every dword of lane k: one
+  // in-lane byte shuffle of the 4 bytes broadcast (cheaper than a zero-extend plus a cross-lane permute).
+  const __m512i sshuf = _mm512_set_epi8(-1, -1, -1, 3, -1, -1, -1, 3, -1, -1, -1, 3, -1, -1, -1, 3,  //
+                                        -1, -1, -1, 2, -1, -1, -1, 2, -1, -1, -1, 2, -1, -1, -1, 2,  //
+                                        -1, -1, -1, 1, -1, -1, -1, 1, -1, -1, -1, 1, -1, -1, -1, 1,  //
+                                        -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0);
   __m512 acc[NR][NT];
   for (int r = 0; r < NR; ++r)
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
@@ -266,8 +271,6 @@ LK_TARGET void tile_avx512(const uint8_t* const* rb, const uint8_t* const* rs, i
   const int64_t ngroups = (G + kGroup - 1) / kGroup;
   for (int64_t q = 0; q < ngroups; ++q) {
     const int64_t nb = std::min<int64_t>(kGroup, G - q * kGroup);  // blocks in this group
-    const __mmask64 bmask = nb == kGroup ? ~0ull : ((1ull << (nb * 16)) - 1);
-    const __mmask16 smask = static_cast<__mmask16>((1u << nb) - 1);
     __m512i w[NR][4];
     __m512 sc[NR];
     for (int r = 0; r < NR; ++r) {
@@ -275,15 +278,21 @@ LK_TARGET void tile_avx512(const uint8_t* const* rb, const uint8_t* const* rs, i
       // so fetch the same place in the next tile's rows (contiguous, pf_b bytes ahead) explicitly.
       _mm_prefetch(reinterpret_cast<const char*>(rb[r] + q * kGroup * 16 + pf_b), _MM_HINT_T1);
       if ((q & 15) == 0) _mm_prefetch(reinterpret_cast<const char*>(rs[r] + q * kGroup + pf_s), _MM_HINT_T0);
-      __m512i v = _mm512_maskz_loadu_epi8(bmask, rb[r] + q * kGroup * 16);
+      __m512i v, s4;
+      if (nb == kGroup) {
+        v = _mm512_loadu_si512(rb[r] + q * kGroup * 16);
+        int32_t s_bytes;
+        std::memcpy(&s_bytes, rs[r] + q * kGroup, 4);
+        s4 = _mm512_set1_epi32(s_bytes);
+      } else {  // last, partial group: never read past the row's end
+        v = _mm512_maskz_loadu_epi8(nb * 16 == 64 ? ~0ull : ((1ull << (nb * 16)) - 1), rb[r] + q * kGroup * 16);
+        s4 = _mm512_broadcast_i32x4(_mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << nb) - 1), rs[r] + q * kGroup));
+      }
       w[r][0] = _mm512_permutexvar_epi16(v, lut);
       w[r][1] = _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 4), lut);
       w[r][2] = _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 8), lut);
       w[r][3] = _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 12), lut);
-      __m128i s8 = _mm_maskz_loadu_epi8(smask, rs[r] + q * kGroup);
-      __m512i s32 = _mm512_cvtepu8_epi32(s8);
-      s32 = _mm512_permutexvar_epi32(sidx, s32);
-      sc[r] = _mm512_castsi512_ps(_mm512_slli_epi32(s32, 23));
+      sc[r] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_shuffle_epi8(s4, sshuf), 23));
     }
     for (int t = 0; t < NT; ++t) {
       const uint16_t* xq = xs[t] + q * kGroupElems;
