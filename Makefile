@@ -21,7 +21,7 @@ help:
 	@echo "make screenshots  write PNGs of the main window to screenshots/"
 	@echo "make package      build a desktop bundle with PyInstaller (packaging/lantern.spec)"
 
-$(STAMP): pyproject.toml setup.py $(wildcard engine/kernels/*.cpp) $(wildcard engine/kernels/*.h)
+$(STAMP): pyproject.toml setup.py $(wildcard engine/kernels/*.cpp engine/kernels/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e '.[dev]'

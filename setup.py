@@ -18,6 +18,8 @@ from setuptools.command.build_ext import build_ext
 
 log = logging.getLogger("lantern.setup")
 
+# Portable across GCC/Clang on x86-64 and AArch64 (Linux, macOS): SIMD paths select their ISA per function
+# (x86 target attributes) or need only baseline AArch64 NEON, so no -march flags here.
 _GCC_FLAGS = ["-O3", "-std=c++17", "-fvisibility=hidden", "-ffp-contract=off", "-fno-math-errno"]
 _THREADS = {"unix": ["-pthread"], "msvc": []}
 
@@ -60,7 +62,7 @@ setup(
         Extension(
             "engine.kernels._lantern_kernels",
             sources=["engine/kernels/mxfp4_moe.cpp"],
-            depends=sorted(glob.glob("engine/kernels/*.h")),  # rebuild when a path's header changes
+            depends=sorted(glob.glob("engine/kernels/*.h")),  # every header the .cpp includes (rebuild + sdist)
             define_macros=[("LK_PYTHON_MODULE", "1")],
             language="c++",
             optional=True,

@@ -18,11 +18,11 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 @dataclass(frozen=True, slots=True)
 class DeviceChoice:
     device: str                     # "cpu" | "cuda" | "mps"
-    backend: str                    # kernel set: "cuda-torch", "mps-torch", "cpu-avx512", "cpu-avx2", "cpu-scalar",
-                                    # "cpu-reference"
+    backend: str                    # kernel set: "cuda-torch", "mps-torch", "cpu-avx512", "cpu-avx2", "cpu-neon",
+                                    # "cpu-scalar", "cpu-reference"
     fallback_reason: str | None     # why the requested (or, for auto, the best) device was not used
-    backend_reason: str | None = None  # on CPU: why the native AVX-512 kernels are not in use, if they are not
-                                       # (CPU lacks them, LANTERN_CPU_KERNELS override, no library)
+    backend_reason: str | None = None  # on CPU: why the best native SIMD kernels (AVX-512 / NEON) are not in use,
+                                       # if not (CPU lacks them, LANTERN_CPU_KERNELS override, no library)
 
 
 def _cuda_problem() -> str | None:
@@ -49,8 +49,9 @@ def _mps_problem() -> str | None:
 
 
 def _cpu_backend() -> str:
-    """cpu-avx512 (native kernels, AVX-512 BF16), cpu-avx2 (native, AVX2 + FMA), cpu-scalar (native, portable)
-    or cpu-reference (pure torch). LANTERN_CPU_KERNELS=avx512|avx2|scalar picks a native path explicitly."""
+    """cpu-avx512 (native kernels, AVX-512 BF16), cpu-avx2 (native, AVX2 + FMA), cpu-neon (native, AArch64 NEON),
+    cpu-scalar (native, portable) or cpu-reference (pure torch). LANTERN_CPU_KERNELS=avx512|avx2|neon|scalar
+    picks a native path explicitly."""
     return kernels.status().backend if kernels.ENABLED else "cpu-reference"
 
 

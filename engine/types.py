@@ -96,7 +96,7 @@ class ModelInfo:
     memory_needed_bytes: int          # weights resident + KV cache at max_context
     max_context: int
     device: str = "cpu"               # "cpu" | "cuda" | "mps" (empty when only inspected)
-    backend: str = ""                 # kernel set in use, e.g. "cpu-reference", "cpu-avx512"
+    backend: str = ""                 # kernel set in use, e.g. "cpu-reference", "cpu-avx512", "cpu-neon"
     fallback_reason: str | None = None  # why the requested device/backend was not used
 
 

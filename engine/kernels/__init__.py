@@ -4,9 +4,10 @@ The shared library is built from `mxfp4_moe.cpp` (+ its per-ISA headers, e.g. `a
 install time (`pip install -e .`, or `python setup.py build_ext --inplace`). When it is missing the engine
 uses its pure-torch path; `status()` says which and why. Importing this module does not import torch.
 
-Paths: "avx512" (AVX-512 BF16), "avx2" (AVX2 + FMA) and "scalar" (portable C++). "auto" runs the best one the
-CPU supports, unless the environment variable LANTERN_CPU_KERNELS (avx512 | avx2 | scalar) names another;
-a name the CPU cannot run falls back to the best available, with the reason in `status()`.
+Paths: "avx512" (AVX-512 BF16), "avx2" (AVX2 + FMA), "neon" (AArch64) and "scalar" (portable C++). "auto" runs
+the best one the CPU supports, unless the environment variable LANTERN_CPU_KERNELS (avx512 | avx2 | neon |
+scalar) names another; a name the CPU cannot run falls back to the best available, with the reason in
+`status()`.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-_ABI_VERSION = 6
-_PATHS = {"auto": 0, "scalar": 1, "avx512": 2, "avx2": 3}
-_BACKENDS = {1: "cpu-scalar", 2: "cpu-avx512", 3: "cpu-avx2"}
-KernelPath = Literal["auto", "scalar", "avx512", "avx2"]
+_ABI_VERSION = 7
+_PATHS = {"auto": 0, "scalar": 1, "avx512": 2, "avx2": 3, "neon": 4}
+_BACKENDS = {1: "cpu-scalar", 2: "cpu-avx512", 3: "cpu-avx2", 4: "cpu-neon"}
+KernelPath = Literal["auto", "scalar", "avx512", "avx2", "neon"]
 DISABLE_ENV = "LANTERN_NO_NATIVE"  # set to 1 to force the pure-torch path
-PATH_ENV = "LANTERN_CPU_KERNELS"  # avx512 | avx2 | scalar: what path="auto" runs (read at each call)
+PATH_ENV = "LANTERN_CPU_KERNELS"  # avx512 | avx2 | neon | scalar: what path="auto" runs (read at each call)
 
 # Process-wide switch consulted by the engine's dispatch points (engine.moe, engine.model); tests set it to
 # False to run the pure-torch path on a machine where the native kernels are built.
@@ -43,7 +44,7 @@ class KernelStatus:
     """Whether the native kernels are usable, which backend name they give, and why not if not."""
 
     available: bool
-    backend: str  # "cpu-avx512" | "cpu-avx2" | "cpu-scalar" | "cpu-reference"
+    backend: str  # "cpu-avx512" | "cpu-avx2" | "cpu-neon" | "cpu-scalar" | "cpu-reference"
     reason: str | None
     library: str | None
 
@@ -110,7 +111,7 @@ def _auto_path(requested: str) -> tuple[int, str | None]:
     if requested in ("", "auto"):
         return best, None
     if requested not in _PATHS:
-        note = f"{PATH_ENV}={requested!r} is not one of avx512, avx2, scalar; ignored"
+        note = f"{PATH_ENV}={requested!r} is not one of avx512, avx2, neon, scalar; ignored"
         log.warning(note)
         return best, note
     if not lib.cdll.lk_path_available(_PATHS[requested]):
@@ -144,7 +145,7 @@ def status() -> KernelStatus:
     if note is None and code == _PATHS["avx2"]:
         note = "CPU lacks AVX-512 BF16; AVX2 kernels in use"
     elif note is None and code == _PATHS["scalar"]:
-        note = "CPU lacks AVX-512 BF16 and AVX2/FMA; native scalar kernels in use"
+        note = "CPU has none of AVX-512 BF16, AVX2/FMA, NEON; native scalar kernels in use"
     return KernelStatus(True, backend, note, lib.path)
 
 

@@ -8,9 +8,10 @@
 //   out = bf16( sum_k w[t,k] * y_k )   (fp32 sum over k in order k = 0..K-1)
 // Only the fp32 summation order differs from the pure-torch path.
 //
-// Paths: AVX-512 BF16 (vdpbf16ps on nibbles expanded to bf16 with vpermw lookups), AVX2 + FMA
-// (avx2.h: nibbles to fp32 with vpermps lookups) and a portable scalar path. Threads: a small
-// work-sharing pool of std::threads (no OpenMP runtime needed).
+// Paths: AVX-512 BF16 (vdpbf16ps on nibbles expanded to bf16 with vpermw lookups), AVX2 + FMA on other
+// x86-64 CPUs (avx2.h: nibbles to bf16 with vpshufb byte tables, fp32 FMAs), NEON on AArch64 (neon.h: table
+// lookups to exact fp32 values, fp32 fused multiply-adds) and a portable scalar path.
+// Threads: a small work-sharing pool of std::threads (no OpenMP runtime needed).
 
 #ifdef LK_PYTHON_MODULE
 #define PY_SSIZE_T_CLEAN
@@ -35,6 +36,12 @@
 #define LK_X86 1
 #else
 #define LK_X86 0
+#endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#define LK_NEON 1
+#else
+#define LK_NEON 0
 #endif
 
 
@@ -78,6 +85,13 @@ inline int64_t lane_pos(int64_t i) {
   const int64_t g = i / kBlock, e = i % kBlock;
   const int64_t q = g / kGroup, k = g % kGroup;
   return q * kGroupElems + (e % 4) * 32 + 8 * k + e / 4;
+}
+
+// Element i of a vector of length n (multiple of 32) -> position in the NEON path's layout: per block,
+// the 16 even elements (low nibbles), then the 16 odd ones (high nibbles).
+inline int64_t neon_pos(int64_t i) {
+  const int64_t e = i % kBlock;
+  return i - e + (e & 1) * 16 + e / 2;
 }
 
 inline float swiglu(float g, float l, float limit) {
@@ -245,7 +259,12 @@ LK_TARGET void tile_avx512(const uint8_t* const* rb, const uint8_t* const* rs, i
       (short)0x8000, 0x40c0, 0x4080, 0x4040, 0x4000, 0x3fc0, 0x3f80, 0x3f00, 0x0000, (short)0xc0c0,
       (short)0xc080, (short)0xc040, (short)0xc000, (short)0xbfc0, (short)0xbf80, (short)0xbf00, (short)0x8000,
       0x40c0, 0x4080, 0x4040, 0x4000, 0x3fc0, 0x3f80, 0x3f00, 0x0000);
-  const __m512i sidx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  // Scale byte k of a group (block k = 128-bit lane k) into the low byte of every dword of lane k: one
+  // in-lane byte shuffle of the 4 bytes broadcast (cheaper than a zero-extend plus a cross-lane permute).
+  const __m512i sshuf = _mm512_set_epi8(-1, -1, -1, 3, -1, -1, -1, 3, -1, -1, -1, 3, -1, -1, -1, 3,  //
+                                        -1, -1, -1, 2, -1, -1, -1, 2, -1, -1, -1, 2, -1, -1, -1, 2,  //
+                                        -1, -1, -1, 1, -1, -1, -1, 1, -1, -1, -1, 1, -1, -1, -1, 1,  //
+                                        -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0);
   __m512 acc[NR][NT];
   for (int r = 0; r < NR; ++r)
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
@@ -253,8 +272,6 @@ LK_TARGET void tile_avx512(const uint8_t* const* rb, const uint8_t* const* rs, i
   const int64_t ngroups = (G + kGroup - 1) / kGroup;
   for (int64_t q = 0; q < ngroups; ++q) {
     const int64_t nb = std::min<int64_t>(kGroup, G - q * kGroup);  // blocks in this group
-    const __mmask64 bmask = nb == kGroup ? ~0ull : ((1ull << (nb * 16)) - 1);
-    const __mmask16 smask = static_cast<__mmask16>((1u << nb) - 1);
     __m512i w[NR][4];
     __m512 sc[NR];
     for (int r = 0; r < NR; ++r) {
@@ -262,14 +279,21 @@ LK_TARGET void tile_avx512(const uint8_t* const* rb, const uint8_t* const* rs, i
       // so fetch the same place in the next tile's rows (contiguous, pf_b bytes ahead) explicitly.
       _mm_prefetch(reinterpret_cast<const char*>(rb[r] + q * kGroup * 16 + pf_b), _MM_HINT_T1);
       if ((q & 15) == 0) _mm_prefetch(reinterpret_cast<const char*>(rs[r] + q * kGroup + pf_s), _MM_HINT_T0);
-      __m512i v = _mm512_maskz_loadu_epi8(bmask, rb[r] + q * kGroup * 16);
+      __m512i v, s4;
+      if (nb == kGroup) {
+        v = _mm512_loadu_si512(rb[r] + q * kGroup * 16);
+        int32_t s_bytes;
+        std::memcpy(&s_bytes, rs[r] + q * kGroup, 4);
+        s4 = _mm512_set1_epi32(s_bytes);
+      } else {  // last, partial group: never read past the row's end
+        v = _mm512_maskz_loadu_epi8(nb * 16 == 64 ? ~0ull : ((1ull << (nb * 16)) - 1), rb[r] + q * kGroup * 16);
+        s4 = _mm512_broadcast_i32x4(_mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << nb) - 1), rs[r] + q * kGroup));
+      }
       w[r][0] = _mm512_permutexvar_epi16(v, lut);
       w[r][1] = _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 4), lut);
       w[r][2] = _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 8), lut);
       w[r][3] = _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 12), lut);
-      __m128i s8 = _mm_maskz_loadu_epi8(smask, rs[r] + q * kGroup);
-      __m512i s32 = _mm512_cvtepu8_epi32(s8);
-      s32 = _mm512_permutexvar_epi32(sidx, s32);
+      const __m512i s32 = _mm512_shuffle_epi8(s4, sshuf);
       sc[r] = _mm512_castsi512_ps(_mm512_slli_epi32(s32, 23));
       // s == 0 is 2^-127 (a denormal, like e8m0()), not the 0.0 the shift gives
       sc[r] = _mm512_mask_mov_ps(sc[r], _mm512_cmpeq_epi32_mask(s32, _mm512_setzero_si512()),
@@ -562,7 +586,11 @@ bool cpu_has_avx512bf16() {
 #include "avx2.h"
 #endif  // LK_X86
 
-enum Path { kAuto = 0, kScalar = 1, kAvx512 = 2, kAvx2 = 3 };
+#if LK_NEON
+#include "neon.h"
+#endif
+
+enum Path { kAuto = 0, kScalar = 1, kAvx512 = 2, kAvx2 = 3, kNeon = 4 };
 
 // The path to run for `requested` (kAuto: the best this CPU can run), or -1 if the CPU cannot run it.
 int resolve_path(int requested) {
@@ -572,8 +600,12 @@ int resolve_path(int requested) {
   if (requested == kAuto) return has512 ? kAvx512 : has2 ? kAvx2 : kScalar;
   if (requested == kAvx512 && !has512) return -1;
   if (requested == kAvx2 && !has2) return -1;
-  if (requested < kAuto || requested > kAvx2) return -1;
+  if (requested < kAuto || requested > kAvx2) return -1;  // kNeon and anything unknown
   return requested;
+#elif LK_NEON
+  if (requested == kAuto) return kNeon;
+  if (requested == kScalar || requested == kNeon) return requested;
+  return -1;
 #else
   if (requested != kAuto && requested != kScalar) return -1;
   return kScalar;
@@ -623,6 +655,11 @@ LK_API int lk_linear_bf16(const uint16_t* x, const uint16_t* w, const uint16_t* 
       dense_rows_avx2(w + r0 * D, n, xf.data(), T, D, tmp.data(), T);
     else
 #endif
+#if LK_NEON
+    if (path == kNeon)
+      dense_rows_neon(w + r0 * D, n, x, T, D, tmp.data(), T);
+    else
+#endif
       dense_rows_scalar(w + r0 * D, n, x, T, D, tmp.data(), T);
     for (int64_t r = 0; r < n; ++r) {
       const float b = bias ? bf16_to_f32(bias[r0 + r]) : 0.0f;
@@ -655,6 +692,14 @@ LK_API int lk_attn_decode(const uint16_t* q, const uint16_t* k, const uint16_t* 
     else
       attn_head_avx2(q + h * G * d, k + h * d, v + h * d, Hkv * d, S, static_cast<int>(G), static_cast<int>(d),
                      sinks + h * G, scale, out + h * G * d);
+  });
+  return 0;
+#elif LK_NEON
+  if (resolve_path(path) != kNeon) return -2;
+  if (d % 16 != 0 || d > 64 || G > 16 || G < 1 || S < 1) return -1;
+  parallel_for(nthreads, Hkv, [&](int64_t h) {
+    attn_head_neon(q + h * G * d, k + h * d, v + h * d, Hkv * d, S, static_cast<int>(G), static_cast<int>(d),
+                   sinks + h * G, scale, out + h * G * d);
   });
   return 0;
 #else
@@ -710,9 +755,9 @@ LK_API double lk_read_bytes(const uint8_t* p, int64_t n, int nthreads) {
   return total;
 }
 
-LK_API int lk_abi_version() { return 6; }
+LK_API int lk_abi_version() { return 7; }
 
-// The best path this CPU runs: 1 = scalar, 2 = AVX-512 BF16, 3 = AVX2 + FMA.
+// The best path this CPU runs: 1 = scalar, 2 = AVX-512 BF16, 3 = AVX2 + FMA, 4 = NEON (AArch64).
 LK_API int lk_best_path() { return resolve_path(kAuto); }
 
 // 1 if this CPU (and OS) can run `path` (a Path value), else 0.
@@ -730,22 +775,26 @@ LK_API int lk_moe_experts(const uint16_t* h, const int64_t* expert_idx, const fl
   if (nthreads < 1) nthreads = 1;
   const bool lanes = path == kAvx512;
   const bool pairs = path == kAvx2;  // avx2.h's pair layout
+  const bool neon = path == kNeon;   // NEON layout: per block, even elements then odd ones (neon_pos)
   const RowsFn rows_fn =
 #if LK_X86
       lanes ? rows_avx512 : pairs ? rows_avx2 :
 #endif
+#if LK_NEON
+      neon ? rows_neon :
+#endif
             rows_scalar;
   // Element i of an activation vector -> its position in the path's input layout.
-  auto pos_of = [lanes, pairs](int64_t i) -> int64_t {
+  auto pos_of = [&](int64_t i) -> int64_t {
 #if LK_X86
     if (pairs) return avx2_pos(i);
 #endif
-    return lanes ? lane_pos(i) : i;
+    return lanes ? lane_pos(i) : neon ? neon_pos(i) : i;
   };
 
   const int64_t G1 = D / kBlock, G2 = I / kBlock;
   const int64_t N1 = 2 * I;  // mlp1 rows
-  auto xlen_of = [lanes, pairs](int64_t G) -> int64_t {
+  auto xlen_of = [&](int64_t G) -> int64_t {
 #if LK_X86
     if (pairs) return avx2_xlen(G);
 #endif
@@ -785,7 +834,7 @@ LK_API int lk_moe_experts(const uint16_t* h, const int64_t* expert_idx, const fl
     for (int64_t t = tb * 16; t < std::min(T, tb * 16 + 16); ++t) {
       uint16_t* dst = xh.data() + t * xlen1;
       const uint16_t* src = h + t * D;
-      if (lanes || pairs)
+      if (lanes || pairs || neon)
         for (int64_t i = 0; i < D; ++i) dst[pos_of(i)] = src[i];
       else
         std::memcpy(dst, src, D * sizeof(uint16_t));

@@ -63,7 +63,7 @@ def test_band_dropping_a_visible_key_is_caught(monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.mark.skipif(not kernels.available(), reason="native kernels not built")
-@pytest.mark.parametrize("path", ["avx512", "avx2"])
+@pytest.mark.parametrize("path", ["avx512", "avx2", "neon"])
 @pytest.mark.parametrize(("s", "g", "d"), [(1, 8, 64), (17, 8, 64), (300, 8, 64), (45, 3, 32), (9, 16, 16)])
 def test_native_decode_attention_matches_torch(monkeypatch: pytest.MonkeyPatch, path: str, s: int, g: int,
                                                d: int) -> None:

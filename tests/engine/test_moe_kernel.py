@@ -108,7 +108,7 @@ def skip_unless_cpu_runs(path: str) -> None:
         pytest.skip(f"CPU cannot run the {path} kernels")
 
 
-@pytest.mark.parametrize("path", ["avx512", "avx2", "scalar"])
+@pytest.mark.parametrize("path", ["avx512", "avx2", "neon", "scalar"])
 @pytest.mark.parametrize(("T", "K", "E", "D", "I"), CASES)
 def test_kernel_matches_contract(path: str, T: int, K: int, E: int, D: int, I: int) -> None:
     skip_unless_cpu_runs(path)
@@ -169,8 +169,8 @@ def test_backend_reports_native_kernels(monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.delenv(kernels.PATH_ENV, raising=False)
     choice = select_device("cpu")
-    assert choice.backend in ("cpu-avx512", "cpu-avx2", "cpu-scalar")
-    assert (choice.backend_reason is None) == (choice.backend == "cpu-avx512")
+    assert choice.backend in ("cpu-avx512", "cpu-avx2", "cpu-neon", "cpu-scalar")
+    assert (choice.backend_reason is None) == (choice.backend in ("cpu-avx512", "cpu-neon"))
     assert (choice.backend == "cpu-avx512") == kernels.path_available("avx512")
     monkeypatch.setattr(kernels, "ENABLED", False)
     off = select_device("cpu")
@@ -188,7 +188,7 @@ def test_deinterleaved_reference_disagrees() -> None:
     assert (got.float() - wrong.float()).abs().max() > 0.1 * got.float().abs().max()
 
 
-@pytest.mark.parametrize("path", ["avx512", "avx2"])
+@pytest.mark.parametrize("path", ["avx512", "avx2", "neon"])
 def test_prefill_tiles_with_unusual_scales_match_contract(path: str) -> None:
     """Many tokens per expert with some block scales outside 2..252 (the folded-scale tiles must step aside)."""
     skip_unless_cpu_runs(path)
@@ -203,7 +203,7 @@ def test_prefill_tiles_with_unusual_scales_match_contract(path: str) -> None:
     assert_close_bf16(got, want, min_identical=0.97)
 
 
-@pytest.mark.parametrize("path", ["avx2", "avx512", "scalar"])
+@pytest.mark.parametrize("path", ["avx2", "avx512", "neon", "scalar"])
 @pytest.mark.parametrize("T", [1, 24])   # decode tiles, and the folded prefill tiles stepping aside
 def test_unusual_scales_match_contract(path: str, T: int) -> None:
     """E8M0 scales 0 (2^-127, a denormal), 1, 253 and 254 give the contract's values on every path.
@@ -288,3 +288,16 @@ def test_path_override_the_cpu_cannot_run(monkeypatch: pytest.MonkeyPatch) -> No
         assert kernels._path_code("auto") == 3 and not kernels.path_available("avx512")
     finally:
         kernels._auto_path.cache_clear()
+
+
+def test_path_of_another_architecture_is_refused() -> None:
+    """path="neon" on x86-64 (or "avx512"/"avx2" on AArch64) is an error, never a silent scalar run."""
+    others = ["avx512", "avx2"] if kernels.path_available("neon") else ["neon"]
+    gen = torch.Generator().manual_seed(4)
+    ex = make_experts(2, 64, 64, gen)
+    h, idx, w = inputs(2, 1, 2, 64, gen)
+    for other in others:
+        with pytest.raises(RuntimeError, match="code -2"):
+            kernels.moe_experts(h, idx, w, ex, 7.0, path=other)
+        with pytest.raises(RuntimeError, match="code -2"):
+            kernels.linear_bf16(h, h[:1].repeat(3, 1), path=other)

@@ -96,7 +96,7 @@ def test_native_rms_norm_matches_torch(monkeypatch: pytest.MonkeyPatch, t: int) 
     assert not torch.equal(kernels.rms_norm(x, scale * 1.01, 1e-5), got)   # the scale is really applied
 
 
-@pytest.mark.parametrize("path", ["avx512", "avx2", "scalar"])
+@pytest.mark.parametrize("path", ["avx512", "avx2", "neon", "scalar"])
 @pytest.mark.parametrize(("T", "D", "N"), [(1, 2880, 200), (1, 72, 33), (7, 2880, 70), (20, 136, 9)])
 def test_native_linear_matches_torch(path: str, T: int, D: int, N: int) -> None:
     """linear_bf16 per path: fp32 output against float64 sums of the exact products; bf16 output with a bias
