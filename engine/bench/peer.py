@@ -10,6 +10,13 @@ its own, with the same thread count, context, prompt lengths and greedy decode. 
 medians over the runs of each engine and the ratio Lantern / llama.cpp; the JSON under `.bench/` keeps
 every run. The machine may be shared: alternating keeps slow phases from favouring one engine, and the
 CPU share each engine obtained is printed next to its speeds.
+
+Page cache: the two engines' files (13.8 GB each at full size) do not both fit in a 24 GiB machine's page
+cache, and the kernel's LRU tends to keep the files read earlier and evict the ones faulted in now, so the
+engine that runs second would read its weights from disk in the middle of its timed phases. Before each run
+the other engine's files are dropped from the page cache (posix_fadvise DONTNEED: clean pages, nothing maps
+them between runs) and the running engine's files are read once, so both start from a warm cache of their own
+weights and nothing else (`--no-cache-isolation` turns this off).
 """
 
 from __future__ import annotations
@@ -42,6 +49,50 @@ ISSUE_REFERENCE = {"decode_tok_s_median": 8.5, "decode_tok_s_best": 9.75, "prefi
 
 class PeerError(RuntimeError):
     """The llama.cpp side could not be set up or run."""
+
+
+# ---- page cache -----------------------------------------------------------------------------------------
+def drop_from_page_cache(paths: list[Path]) -> int:
+    """Ask the kernel to drop `paths` from the page cache; returns their total size (0 where unsupported)."""
+    if not hasattr(os, "posix_fadvise"):
+        return 0
+    total = 0
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            total += os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+    return total
+
+
+def warm_page_cache(paths: list[Path], chunk: int = 16 << 20) -> tuple[int, float]:
+    """Read `paths` once, sequentially (fills the page cache); returns (bytes read, seconds)."""
+    t0 = time.perf_counter()
+    buf = bytearray(chunk)
+    view = memoryview(buf)
+    total = 0
+    for path in paths:
+        with open(path, "rb", buffering=0) as f:
+            while n := f.readinto(view):
+                total += n
+    return total, time.perf_counter() - t0
+
+
+def engine_files(model_dir: Path, gguf: Path) -> dict[str, list[Path]]:
+    """The weight files each engine reads."""
+    return {"lantern": sorted(model_dir.rglob("*.safetensors")), "llama": [gguf]}
+
+
+def isolate_page_cache(engine: str, files: dict[str, list[Path]]) -> dict[str, float]:
+    """Before `engine` runs: drop the other engine's files from the page cache, warm this engine's."""
+    other = "llama" if engine == "lantern" else "lantern"
+    dropped = drop_from_page_cache(files[other])
+    warmed, seconds = warm_page_cache(files[engine])
+    log.info("page cache: dropped %.1f GB of %s files, read %.1f GB of %s files in %.1f s", dropped / 1e9, other,
+             warmed / 1e9, engine, seconds)
+    return {"dropped_bytes": float(dropped), "warmed_bytes": float(warmed), "warm_s": seconds}
 
 
 # ---- GGUF conversion -----------------------------------------------------------------------------------
@@ -215,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ttft-len", type=int, default=1024)
     p.add_argument("--context", type=int, default=2048, help="KV cache size for both engines")
     p.add_argument("--no-bandwidth", action="store_true")
+    p.add_argument("--no-cache-isolation", action="store_true",
+                   help="do not drop the other engine's files from the page cache / warm this engine's before a run")
     p.add_argument("--min-available-gib", type=float, default=None,
                    help="refuse to start the llama.cpp runs below this much MemAvailable "
                         "(default: 1.5x the GGUF size; 0 disables)")
@@ -256,14 +309,16 @@ def main(argv: list[str] | None = None) -> int:
               "ttft_len": args.ttft_len, "max_context": args.context, "seed": 0}
     before = loadavg()
     runs: list[dict[str, Any]] = []
+    files = engine_files(model_dir, gguf)
     for k, engine in enumerate(run_order(args.pairs, args.first)):
         log.info("run %d/%d: %s", k + 1, 2 * args.pairs, engine)
+        cache_prep = None if args.no_cache_isolation else isolate_page_cache(engine, files)
         t0 = time.strftime("%H:%M:%S", time.gmtime())
         if engine == "lantern":
             r = run_lantern(model_dir, common)
         else:
             r = run_llama(args.llama_python, gguf, common, args.flash_attn == "on")
-        runs.append({"engine": engine, "started_utc": t0, "loadavg": loadavg(), "result": r})
+        runs.append({"engine": engine, "started_utc": t0, "loadavg": loadavg(), "page_cache": cache_prep, "result": r})
         log.info("%s: load %.1f s, prefill %.1f tok/s, decode %.2f tok/s (median), peak RSS %.2f GiB", engine,
                  r["load_s"], r["prefill_tok_s"], r["decode_tok_s_median"], r["peak_rss"] / GiB)
         args.out.mkdir(parents=True, exist_ok=True)   # a long run keeps what it measured so far
@@ -281,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarize(lantern, llama, bandwidth["best_GBps"] * 1e9 if bandwidth else None, traffic)
     result = {
         "kind": "bench-peer", "config": dict(common, pairs=args.pairs, first=args.first,
-                                             flash_attn=args.flash_attn, small=args.small, layers=args.layers),
+                                             flash_attn=args.flash_attn, small=args.small, layers=args.layers,
+                                             cache_isolation=not args.no_cache_isolation),
         "model_dir": str(model_dir), "gguf": str(gguf), "gguf_bytes": gguf.stat().st_size,
         "checkpoint_write_s": wrote, "gguf_convert_s": converted, "runs": runs, "summary": rows,
         "bandwidth": bandwidth, "traffic_bytes_per_token": traffic,

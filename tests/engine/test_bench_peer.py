@@ -18,8 +18,10 @@ from engine.bench.peer import (
     SMALL,
     PeerError,
     default_llama_src,
+    engine_files,
     ensure_gguf,
     gguf_path_for,
+    isolate_page_cache,
     run_order,
     summarize,
     table,
@@ -72,6 +74,38 @@ def test_summary_survives_a_missing_measure() -> None:
 def test_runs_alternate() -> None:
     assert run_order(2, "lantern") == ["lantern", "llama", "lantern", "llama"]
     assert run_order(1, "llama") == ["llama", "lantern"]
+
+
+def test_page_cache_isolation_drops_the_other_engine_and_reads_this_one(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before a Lantern run the GGUF leaves the page cache and every shard is read; before llama.cpp, the reverse."""
+    import os
+
+    model = tmp_path / "ckpt"
+    (model / "original").mkdir(parents=True)
+    shards = [model / "model-00000-of-00002.safetensors", model / "original" / "model.safetensors"]
+    for i, f in enumerate(shards):
+        f.write_bytes(bytes([i]) * (3 << 20))
+    (model / "config.json").write_text("{}")
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"G" * (5 << 20))
+    dropped: list[str] = []
+    real_fadvise = os.posix_fadvise
+
+    def spy(fd: int, offset: int, length: int, advice: int) -> None:
+        dropped.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fadvise(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", spy)
+    files = engine_files(model, gguf)
+    assert sorted(files["lantern"]) == sorted(shards) and files["llama"] == [gguf]
+    info = isolate_page_cache("lantern", files)
+    assert dropped == [str(gguf)]
+    assert info["dropped_bytes"] == 5 << 20 and info["warmed_bytes"] == 2 * (3 << 20)
+    dropped.clear()
+    info = isolate_page_cache("llama", files)
+    assert sorted(dropped) == sorted(str(f) for f in shards)
+    assert info["dropped_bytes"] == 2 * (3 << 20) and info["warmed_bytes"] == 5 << 20
 
 
 def test_gguf_is_reused_and_a_missing_converter_is_a_clear_error(tmp_path: Path) -> None:
