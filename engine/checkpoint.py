@@ -258,15 +258,20 @@ class Checkpoint:
 
         Exception: the HF layout's fused `attn.qkv.*` is a concatenated copy of q/k/v_proj.
         """
-        spec = self._specs.get(name)
-        if spec is None:
-            raise KeyError(f"{name} is not a gpt-oss tensor name")
-        parts = [self._file_for(p.name).tensor(p.name) for p in self._stored(spec)]
+        parts = self.get_parts(name)
         if len(parts) == 1:
             return parts[0]
         import torch
 
         return torch.cat(parts, dim=0)
+
+    def get_parts(self, name: str) -> list[torch.Tensor]:
+        """Tensor `name` (original naming) as the stored pieces whose row concatenation it is, all views of
+        the file mapping: one piece, except the HF layout's `attn.qkv.*` (q_proj, k_proj, v_proj)."""
+        spec = self._specs.get(name)
+        if spec is None:
+            raise KeyError(f"{name} is not a gpt-oss tensor name")
+        return [self._file_for(p.name).tensor(p.name) for p in self._stored(spec)]
 
     def names(self) -> list[str]:
         return list(self._specs)

@@ -22,6 +22,7 @@ from engine.config import ModelConfig
 from engine.kv_cache import KVCache
 from engine.moe import PackedExperts, moe_experts
 from engine.rope import Rope, apply_rope
+from engine.stacked import StackedRows
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def attention_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sinks: torc
     return o.reshape(1, hkv * g * d).to(torch.bfloat16)
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def linear(x: torch.Tensor, weight: torch.Tensor | StackedRows, bias: torch.Tensor | StackedRows | None) -> torch.Tensor:
     """x [T, D] bf16 @ weight [N, D].T + bias -> [T, N] bf16: fp32 sums, bias added in fp32, one rounding.
 
     The native kernel (CPU) and F.linear agree up to fp32 summation order; the native one streams the
@@ -131,6 +132,10 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
     """
     if kernels.use_native(x.device):
         return kernels.linear_bf16(x, weight, bias)
+    if isinstance(weight, StackedRows):                                # [N_i, D] parts: one product each
+        biases = bias.parts if isinstance(bias, StackedRows) else (
+            bias.split(list(weight.rows)) if bias is not None else (None,) * len(weight.parts))
+        return torch.cat([F.linear(x, w, b) for w, b in zip(weight.parts, biases)], dim=-1)
     return F.linear(x, weight, bias)
 
 
@@ -161,8 +166,8 @@ def logits_fp32(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 @dataclass(slots=True)
 class Layer:
     attn_norm: torch.Tensor     # [D] f32
-    qkv_w: torch.Tensor         # [Q+2K, D] bf16
-    qkv_b: torch.Tensor         # [Q+2K] bf16
+    qkv_w: torch.Tensor | StackedRows   # [Q+2K, D] bf16 (CPU, HF layout: q/k/v_proj kept apart, uncopied)
+    qkv_b: torch.Tensor | StackedRows   # [Q+2K] bf16
     sinks: torch.Tensor         # [H] f32
     out_w: torch.Tensor         # [D, Q] bf16
     out_b: torch.Tensor         # [D] bf16
@@ -203,6 +208,13 @@ class Transformer(torch.nn.Module):
                 t = t.to(dtype)
             return t.to(dev) if dev.type != "cpu" else t
 
+        def get_stacked(name: str) -> torch.Tensor | StackedRows:
+            """On CPU a tensor stored in pieces (HF q/k/v_proj) stays in pieces: no 0.7 GB copy at 20b."""
+            parts = ckpt.get_parts(name)
+            if dev.type != "cpu" or len(parts) == 1:
+                return get(name)
+            return StackedRows(tuple(parts))
+
         layers = []
         for n in range(cfg.num_hidden_layers):
             p = f"block.{n}."
@@ -212,7 +224,7 @@ class Transformer(torch.nn.Module):
             )
             layers.append(Layer(
                 attn_norm=get(p + "attn.norm.scale", torch.float32),
-                qkv_w=get(p + "attn.qkv.weight"), qkv_b=get(p + "attn.qkv.bias"),
+                qkv_w=get_stacked(p + "attn.qkv.weight"), qkv_b=get_stacked(p + "attn.qkv.bias"),
                 sinks=get(p + "attn.sinks", torch.float32),
                 out_w=get(p + "attn.out.weight"), out_b=get(p + "attn.out.bias"),
                 mlp_norm=get(p + "mlp.norm.scale", torch.float32),

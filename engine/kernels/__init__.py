@@ -22,12 +22,14 @@ from functools import lru_cache
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
+from engine.stacked import StackedRows
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 log = logging.getLogger(__name__)
 
-_ABI_VERSION = 7
+_ABI_VERSION = 8
 _PATHS = {"auto": 0, "scalar": 1, "avx512": 2, "avx2": 3, "neon": 4}
 _BACKENDS = {1: "cpu-scalar", 2: "cpu-avx512", 3: "cpu-avx2", 4: "cpu-neon"}
 KernelPath = Literal["auto", "scalar", "avx512", "avx2", "neon"]
@@ -65,6 +67,10 @@ class _Lib:
         g.restype = ctypes.c_int
         g.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_int] * 3
         self.linear = g
+        gm = self.cdll.lk_linear_bf16_multi
+        gm.restype = ctypes.c_int
+        gm.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int, ctypes.c_void_p] + [ctypes.c_int64] * 2 + [ctypes.c_int] * 3
+        self.linear_multi = gm
         a = self.cdll.lk_attn_decode
         a.restype = ctypes.c_int
         a.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 4 + [ctypes.c_float, ctypes.c_int, ctypes.c_int]
@@ -247,10 +253,30 @@ def moe_experts(
     return out
 
 
+def _stacked_args(weight: StackedRows, bias: StackedRows | None, *, keep: bool) -> tuple[Any, ...]:
+    """ctypes arrays (weight pointers, bias pointers, row counts) for a stacked weight; with `keep`, built once
+    per (weight, bias) pair and kept on the weight (the model's own q/k/v: pointers fixed for its lifetime)."""
+    for bias_ref, args in weight.native_args:
+        if bias_ref is bias:
+            return args
+    n = len(weight.parts)
+    for p in weight.parts:
+        assert p.is_contiguous() and p.device.type == "cpu", "stacked weight parts must be contiguous CPU tensors"
+    if bias is not None:
+        assert bias.rows == weight.rows and all(b.is_contiguous() for b in bias.parts), (bias.rows, weight.rows)
+    ws = (ctypes.c_void_p * n)(*[_ptr(p) for p in weight.parts])
+    bs = (ctypes.c_void_p * n)(*([_ptr(b) for b in bias.parts] if bias is not None else [None] * n))
+    ns = (ctypes.c_int64 * n)(*weight.rows)
+    args = (ws, bs, ns, n, weight.parts, bias)  # the tensors ride along: the pointers stay valid
+    if keep:
+        weight.native_args.append((bias, args))
+    return args
+
+
 def linear_bf16(
     x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None = None,
+    weight: torch.Tensor | StackedRows,
+    bias: torch.Tensor | StackedRows | None = None,
     *,
     out_dtype: torch.dtype | None = None,
     path: KernelPath = "auto",
@@ -260,6 +286,7 @@ def linear_bf16(
 
     Returns [T, N] float32 when out_dtype is torch.float32 (exact products, fp32 sums, like
     engine.model.logits_fp32), else bf16 rounded once after the fp32 bias add (like F.linear in bf16).
+    `weight` (and then `bias`) may be a StackedRows: the product with their row concatenation, uncopied.
     """
     import torch
 
@@ -272,15 +299,26 @@ def linear_bf16(
     assert out_dtype in (torch.bfloat16, torch.float32)
     T, D = x.shape
     N = weight.shape[0]
-    assert weight.shape == (N, D), (weight.shape, x.shape)
-    x_c, w_c = x.contiguous(), weight.contiguous()
-    b_c = bias.to(torch.bfloat16).contiguous() if bias is not None else None
+    assert tuple(weight.shape) == (N, D), (weight.shape, x.shape)
+    x_c = x.contiguous()
     out = torch.empty((T, N), dtype=out_dtype)
     threads = num_threads if num_threads is not None else kernel_threads()
-    rc = lib.linear(
-        _ptr(x_c), _ptr(w_c), _ptr(b_c) if b_c is not None else None, _ptr(out), T, D, N,
-        int(out_dtype == torch.bfloat16), _path_code(path), int(threads),
-    )
+    if isinstance(weight, StackedRows):
+        keep = bias is None or isinstance(bias, StackedRows)
+        if bias is not None and not isinstance(bias, StackedRows):
+            bias = StackedRows(tuple(bias.to(torch.bfloat16).contiguous().split(list(weight.rows))))
+        assert bias is None or bias.dtype == torch.bfloat16, bias.dtype
+        ws, bs, ns, n, _, _ = _stacked_args(weight, bias, keep=keep)
+        rc = lib.linear_multi(_ptr(x_c), ws, bs, ns, n, _ptr(out), T, D, int(out_dtype == torch.bfloat16),
+                              _path_code(path), int(threads))
+    else:
+        assert not isinstance(bias, StackedRows), "a stacked bias needs a stacked weight"
+        w_c = weight.contiguous()
+        b_c = bias.to(torch.bfloat16).contiguous() if bias is not None else None
+        rc = lib.linear(
+            _ptr(x_c), _ptr(w_c), _ptr(b_c) if b_c is not None else None, _ptr(out), T, D, N,
+            int(out_dtype == torch.bfloat16), _path_code(path), int(threads),
+        )
     if rc != 0:
         raise RuntimeError(f"lk_linear_bf16 failed (code {rc}, path {path})")
     return out

@@ -629,14 +629,26 @@ void dense_rows_scalar(const uint16_t* w, int64_t nrows, const uint16_t* x, int6
 
 // y[T, N] = x[T, D] @ w[N, D]^T (+ bias[N]); products of bf16 values summed in fp32, bias added in fp32,
 // then stored as fp32 (out_bf16 == 0) or rounded once to bf16 (out_bf16 != 0).
-LK_API int lk_linear_bf16(const uint16_t* x, const uint16_t* w, const uint16_t* bias, void* out, int64_t T,
-                          int64_t D, int64_t N, int out_bf16, int path, int nthreads) {
+// Several weight matrices stacked by rows without copying them (the HF layout's q/k/v_proj): segment i has
+// ns[i] rows at ws[i] (bias bs[i] or null); out [T, sum ns] as if the matrices were one. One parallel region.
+LK_API int lk_linear_bf16_multi(const uint16_t* x, const uint16_t* const* ws, const uint16_t* const* bs,
+                                const int64_t* ns, int nseg, void* out, int64_t T, int64_t D, int out_bf16, int path,
+                                int nthreads) {
   path = resolve_path(path);
   if (path < 0) return -2;
+  if (nseg < 1) return -1;
+  int64_t N = 0;
+  for (int i = 0; i < nseg; ++i) {
+    if (ns[i] < 0) return -1;
+    N += ns[i];
+  }
   if (T <= 0 || N <= 0) return 0;
   if (nthreads < 1) nthreads = 1;
   constexpr int64_t kRows = 64;
-  const int64_t nchunks = (N + kRows - 1) / kRows;
+  struct Chunk { int seg; int64_t r0, n, col; };  // rows r0..r0+n of segment seg -> output column col
+  std::vector<Chunk> chunks;
+  for (int i = 0, col = 0; i < nseg; col += static_cast<int>(ns[i]), ++i)
+    for (int64_t r0 = 0; r0 < ns[i]; r0 += kRows) chunks.push_back({i, r0, std::min(kRows, ns[i] - r0), col + r0});
 #if LK_X86
   std::vector<float> xf;  // AVX2: x as fp32 in its even/odd layout, once for every chunk
   if (path == kAvx2) {
@@ -644,35 +656,43 @@ LK_API int lk_linear_bf16(const uint16_t* x, const uint16_t* w, const uint16_t* 
     dense_x_avx2(x, T, D, xf.data());
   }
 #endif
-  parallel_for(nthreads, nchunks, [&](int64_t c) {
+  parallel_for(nthreads, static_cast<int64_t>(chunks.size()), [&](int64_t c) {
     thread_local std::vector<float> tmp;
     tmp.resize(static_cast<size_t>(kRows * T));
-    const int64_t r0 = c * kRows, n = std::min(kRows, N - r0);
+    const Chunk ch = chunks[c];
+    const uint16_t* w = ws[ch.seg] + ch.r0 * D;
+    const uint16_t* bias = bs[ch.seg] ? bs[ch.seg] + ch.r0 : nullptr;
+    const int64_t n = ch.n;
 #if LK_X86
     if (path == kAvx512)
-      dense_rows_avx512(w + r0 * D, n, x, T, D, tmp.data(), T);
+      dense_rows_avx512(w, n, x, T, D, tmp.data(), T);
     else if (path == kAvx2)
-      dense_rows_avx2(w + r0 * D, n, xf.data(), T, D, tmp.data(), T);
+      dense_rows_avx2(w, n, xf.data(), T, D, tmp.data(), T);
     else
 #endif
 #if LK_NEON
     if (path == kNeon)
-      dense_rows_neon(w + r0 * D, n, x, T, D, tmp.data(), T);
+      dense_rows_neon(w, n, x, T, D, tmp.data(), T);
     else
 #endif
-      dense_rows_scalar(w + r0 * D, n, x, T, D, tmp.data(), T);
+      dense_rows_scalar(w, n, x, T, D, tmp.data(), T);
     for (int64_t r = 0; r < n; ++r) {
-      const float b = bias ? bf16_to_f32(bias[r0 + r]) : 0.0f;
+      const float b = bias ? bf16_to_f32(bias[r]) : 0.0f;
       for (int64_t t = 0; t < T; ++t) {
         const float v = tmp[r * T + t] + b;
         if (out_bf16)
-          static_cast<uint16_t*>(out)[t * N + r0 + r] = f32_to_bf16(v);
+          static_cast<uint16_t*>(out)[t * N + ch.col + r] = f32_to_bf16(v);
         else
-          static_cast<float*>(out)[t * N + r0 + r] = v;
+          static_cast<float*>(out)[t * N + ch.col + r] = v;
       }
     }
   });
   return 0;
+}
+
+LK_API int lk_linear_bf16(const uint16_t* x, const uint16_t* w, const uint16_t* bias, void* out, int64_t T,
+                          int64_t D, int64_t N, int out_bf16, int path, int nthreads) {
+  return lk_linear_bf16_multi(x, &w, &bias, &N, 1, out, T, D, out_bf16, path, nthreads);
 }
 
 // Decode attention (one query, every key visible): q [Hkv, G, d] bf16, k/v [S, Hkv, d] bf16 (contiguous),
@@ -755,7 +775,7 @@ LK_API double lk_read_bytes(const uint8_t* p, int64_t n, int nthreads) {
   return total;
 }
 
-LK_API int lk_abi_version() { return 7; }
+LK_API int lk_abi_version() { return 8; }
 
 // The best path this CPU runs: 1 = scalar, 2 = AVX-512 BF16, 3 = AVX2 + FMA, 4 = NEON (AArch64).
 LK_API int lk_best_path() { return resolve_path(kAuto); }
