@@ -276,6 +276,18 @@ class Checkpoint:
     def names(self) -> list[str]:
         return list(self._specs)
 
+    def byte_range(self, name: str) -> tuple[Path, int, int] | None:
+        """(file, offset, length) of tensor `name` (original naming) where it is stored in one piece."""
+        spec = self._specs.get(name)
+        if spec is None:
+            raise KeyError(f"{name} is not a gpt-oss tensor name")
+        parts = self._stored(spec)
+        if len(parts) != 1:
+            return None
+        f = self._file_for(parts[0].name)
+        _, _, begin, end = f.entries[parts[0].name]
+        return f.path, f.data_start + begin, end - begin
+
 
 def open_checkpoint(model_dir: Path | str) -> Checkpoint:
     """Open a gpt-oss checkpoint folder (HF repo root or its `original/`), memory-mapped and validated."""

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from engine import kernels
 from engine.checkpoint import Checkpoint, open_checkpoint
 from engine.config import ModelConfig
+from engine.file_rows import FileRows
 from engine.kv_cache import KVCache
 from engine.moe import PackedExperts, moe_experts
 from engine.rope import Rope, apply_rope
@@ -194,6 +195,7 @@ class Transformer(torch.nn.Module):
         self.sm_scale = 1.0 / math.sqrt(config.head_dim)
         self.moe = moe_experts              # swappable expert kernel with moe_experts' signature
         self.checkpoint: Checkpoint | None = None
+        self.embedding_rows: FileRows | None = None  # CPU: embedding rows read from the file (not mapped)
 
     # ---- loading -----------------------------------------------------------------------------
     @classmethod
@@ -235,6 +237,10 @@ class Transformer(torch.nn.Module):
         model = cls(cfg, get("embedding.weight"), layers, get("norm.scale", torch.float32),
                     get("unembedding.weight"), dev)
         model.checkpoint = ckpt
+        where = ckpt.byte_range("embedding.weight")
+        if dev.type == "cpu" and where is not None and FileRows.supported():
+            path, offset, _ = where
+            model.embedding_rows = FileRows(path, offset, cfg.vocab_size, cfg.hidden_size, model.embedding.dtype)
         return model
 
     # ---- forward -----------------------------------------------------------------------------
@@ -270,7 +276,8 @@ class Transformer(torch.nn.Module):
         start = cache.length if cache is not None else 0
         positions = torch.arange(start, start + t, device=self.device)          # [T]
         cos, sin = self.rope.cos_sin(positions, torch.bfloat16)                 # [T, d/2]
-        x = F.embedding(tokens, self.embedding)                                 # [T, D] bf16
+        x = (self.embedding_rows.lookup(tokens) if self.embedding_rows is not None   # [T, D] bf16
+             else F.embedding(tokens, self.embedding))
         hkv, g, d = cfg.num_key_value_heads, cfg.num_attention_heads // cfg.num_key_value_heads, cfg.head_dim
         qw, kw = cfg.q_width, cfg.kv_width
         for n, layer in enumerate(self.layers):
