@@ -114,10 +114,9 @@ LK_AVX2 inline __m256 lone_scale(const float (*tbl)[4], const uint8_t* s) {
   return _mm256_insertf128_ps(_mm256_setzero_ps(), _mm_load_ps(tbl[s[0]]), 0);  // no second block: 0
 }
 
-// Dot of one pair of blocks with x (fp32, pair layout) -> 8 partial sums (fp32), before the block scale.
-LK_AVX2 inline __m256 pair_dot(__m256i v, const Fp4Luts& L, const float* x) {
-  __m256 f[8];
-  fp4_decode_pair(v, L, f);
+// Dot of a decoded pair (f, from fp4_decode_pair) with x (fp32, pair layout) -> 8 partial sums (fp32),
+// before the block scale.
+LK_AVX2 inline __m256 decoded_dot(const __m256 f[8], const float* x) {
   __m256 pa = _mm256_mul_ps(f[0], _mm256_loadu_ps(x));  // two chains
   __m256 pb = _mm256_mul_ps(f[1], _mm256_loadu_ps(x + 8));
   for (int m = 2; m < 8; m += 2) {
@@ -125,6 +124,13 @@ LK_AVX2 inline __m256 pair_dot(__m256i v, const Fp4Luts& L, const float* x) {
     pb = _mm256_fmadd_ps(f[m + 1], _mm256_loadu_ps(x + 8 * m + 8), pb);
   }
   return _mm256_add_ps(pa, pb);
+}
+
+// Dot of one packed pair of blocks with x (fp32, pair layout) -> 8 partial sums (fp32), before the block scale.
+LK_AVX2 inline __m256 pair_dot(__m256i v, const Fp4Luts& L, const float* x) {
+  __m256 f[8];
+  fp4_decode_pair(v, L, f);
+  return decoded_dot(f, x);
 }
 
 // NR rows x one token: out[r*out_stride] = sum over blocks of (block dot) * e8m0(scale). pf: bytes from a
@@ -154,17 +160,6 @@ LK_AVX2 void mx_tile_avx2(const uint8_t* const* rb, const uint8_t* const* rs, in
   for (int r = 0; r < NR; ++r) out[r * out_stride] = hsum8(acc[r]);
 }
 
-// Dot of a decoded pair (f, from fp4_decode_pair) with x (fp32, pair layout) -> 8 partial sums (fp32),
-// before the block scale.
-LK_AVX2 inline __m256 decoded_dot(const __m256 f[8], const float* x) {
-  __m256 pa = _mm256_mul_ps(f[0], _mm256_loadu_ps(x));  // two chains
-  __m256 pb = _mm256_mul_ps(f[1], _mm256_loadu_ps(x + 8));
-  for (int m = 2; m < 8; m += 2) {
-    pa = _mm256_fmadd_ps(f[m], _mm256_loadu_ps(x + 8 * m), pa);
-    pb = _mm256_fmadd_ps(f[m + 1], _mm256_loadu_ps(x + 8 * m + 8), pb);
-  }
-  return _mm256_add_ps(pa, pb);
-}
 
 // A few tokens (2..3 per expert): NR rows x NT tokens, each pair decoded once for all NT tokens; otherwise
 // as mx_tile_avx2.
