@@ -649,11 +649,17 @@ LK_API int lk_linear_bf16_multi(const uint16_t* x, const uint16_t* const* ws, co
   std::vector<Chunk> chunks;
   for (int i = 0, col = 0; i < nseg; col += static_cast<int>(ns[i]), ++i)
     for (int64_t r0 = 0; r0 < ns[i]; r0 += kRows) chunks.push_back({i, r0, std::min(kRows, ns[i] - r0), col + r0});
+  std::vector<float> xf;  // AVX2 / NEON: x widened to fp32 once for every chunk (AVX2: its even/odd layout)
 #if LK_X86
-  std::vector<float> xf;  // AVX2: x as fp32 in its even/odd layout, once for every chunk
   if (path == kAvx2) {
     xf.resize(static_cast<size_t>(T * dense_pad(D)));
     dense_x_avx2(x, T, D, xf.data());
+  }
+#endif
+#if LK_NEON
+  if (path == kNeon) {
+    xf.resize(static_cast<size_t>(T * D));
+    neon_widen(x, T * D, xf.data());
   }
 #endif
   parallel_for(nthreads, static_cast<int64_t>(chunks.size()), [&](int64_t c) {
@@ -672,7 +678,7 @@ LK_API int lk_linear_bf16_multi(const uint16_t* x, const uint16_t* const* ws, co
 #endif
 #if LK_NEON
     if (path == kNeon)
-      dense_rows_neon(w, n, x, T, D, tmp.data(), T);
+      dense_rows_neon(w, n, xf, T, D, tmp.data(), T);
     else
 #endif
       dense_rows_scalar(w, n, x, T, D, tmp.data(), T);

@@ -245,12 +245,10 @@ void neon_dense_tile(const uint16_t* w, int64_t ldw, const float* x, int64_t ldx
     }
 }
 
-// Same contract as dense_rows_scalar: nrows weight rows against T x rows; out[r*os + t].
-void dense_rows_neon(const uint16_t* w, int64_t nrows, const uint16_t* x, int64_t T, int64_t D, float* out,
-                     int64_t os) {
-  thread_local std::vector<float> xf;  // activations in fp32, once per call (a call covers 64 rows)
-  xf.resize(static_cast<size_t>(T * D));
-  neon_widen(x, T * D, xf.data());
+// Same contract as dense_rows_scalar, but with the T x rows already widened to fp32 (xf [T, D], widened once
+// per lk_linear_bf16 call by the caller, not once per 64-row chunk): nrows weight rows; out[r*os + t].
+void dense_rows_neon(const uint16_t* w, int64_t nrows, const std::vector<float>& xf, int64_t T, int64_t D,
+                     float* out, int64_t os) {
   int64_t r = 0;
   if (T == 1) {
     for (; r + 4 <= nrows; r += 4) neon_dense_tile<4, 1>(w + r * D, D, xf.data(), D, D, out + r * os, os);
