@@ -9,29 +9,19 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
 
 import torch
 
 from engine import kernels
+from engine.moe import PackedExperts
 
 D = I = 2880
 E, K = 32, 4
 VOCAB = 201088
 
 
-@dataclass
-class Experts:
-    mlp1_blocks: torch.Tensor
-    mlp1_scales: torch.Tensor
-    mlp1_bias: torch.Tensor
-    mlp2_blocks: torch.Tensor
-    mlp2_scales: torch.Tensor
-    mlp2_bias: torch.Tensor
-
-
-def _experts(gen: torch.Generator) -> Experts:
-    return Experts(
+def _experts(gen: torch.Generator) -> PackedExperts:
+    return PackedExperts(
         torch.randint(0, 256, (E, 2 * I, D // 32, 16), dtype=torch.uint8, generator=gen),
         torch.randint(118, 126, (E, 2 * I, D // 32), dtype=torch.uint8, generator=gen),
         torch.randn(E, 2 * I, generator=gen).bfloat16(),
