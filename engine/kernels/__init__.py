@@ -267,7 +267,7 @@ def _stacked_args(weight: StackedRows, bias: StackedRows | None, *, keep: bool) 
     ws = (ctypes.c_void_p * n)(*[_ptr(p) for p in weight.parts])
     bs = (ctypes.c_void_p * n)(*([_ptr(b) for b in bias.parts] if bias is not None else [None] * n))
     ns = (ctypes.c_int64 * n)(*weight.rows)
-    args = (ws, bs, ns, n, weight.parts, bias)  # the tensors ride along: the pointers stay valid
+    args = (ws, bs, ns, n)  # the pointers stay valid: `weight` holds its parts, the entry holds `bias`
     if keep:
         weight.native_args.append((bias, args))
     return args
@@ -308,7 +308,7 @@ def linear_bf16(
         if bias is not None and not isinstance(bias, StackedRows):
             bias = StackedRows(tuple(bias.to(torch.bfloat16).contiguous().split(list(weight.rows))))
         assert bias is None or bias.dtype == torch.bfloat16, bias.dtype
-        ws, bs, ns, n, _, _ = _stacked_args(weight, bias, keep=keep)
+        ws, bs, ns, n = _stacked_args(weight, bias, keep=keep)
         rc = lib.linear_multi(_ptr(x_c), ws, bs, ns, n, _ptr(out), T, D, int(out_dtype == torch.bfloat16),
                               _path_code(path), int(threads))
     else:
