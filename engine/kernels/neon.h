@@ -290,6 +290,15 @@ inline float32x4_t neon_exp_neg(float32x4_t x) {
   return vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(y), tiny));
 }
 
+// One bf16 row of 4*nd values (nd even) -> nd vectors of 4 fp32 (exact).
+inline void neon_row_f32(const uint16_t* src, int nd, float32x4_t* dst) {
+  for (int j = 0; j < nd; j += 2) {
+    const uint16x8_t u = vld1q_u16(src + 4 * j);
+    dst[j] = neon_bf16_lo(u);
+    dst[j + 1] = neon_bf16_hi(u);
+  }
+}
+
 // One query against S keys for one kv head: q [G, d] bf16, k/v rows k + s*ld (d bf16), sinks [G] f32.
 // scores (fp32 sums of exact bf16 products) * scale, softmax over [scores, sink], o = probs @ v (fp32),
 // rounded to bf16 into out [G, d]. d a multiple of 16 up to 64, G up to 16 (checked by the caller).
@@ -300,19 +309,10 @@ void attn_head_neon(const uint16_t* q, const uint16_t* k, const uint16_t* v, int
   sc.resize(static_cast<size_t>(G * Sp));
   const int nd = d / 4;  // <= 16
   float32x4_t qf[16][16];
-  for (int g = 0; g < G; ++g)
-    for (int j = 0; j < nd; j += 2) {
-      const uint16x8_t u = vld1q_u16(q + g * d + 4 * j);
-      qf[g][j] = neon_bf16_lo(u);
-      qf[g][j + 1] = neon_bf16_hi(u);
-    }
+  for (int g = 0; g < G; ++g) neon_row_f32(q + g * d, nd, qf[g]);
   for (int64_t s = 0; s < S; ++s) {
     float32x4_t kf[16];
-    for (int j = 0; j < nd; j += 2) {
-      const uint16x8_t u = vld1q_u16(k + s * ld + 4 * j);
-      kf[j] = neon_bf16_lo(u);
-      kf[j + 1] = neon_bf16_hi(u);
-    }
+    neon_row_f32(k + s * ld, nd, kf);
     for (int g = 0; g < G; ++g) {
       float32x4_t a0 = vmulq_f32(qf[g][0], kf[0]), a1 = vmulq_f32(qf[g][1], kf[1]);
       for (int j = 2; j < nd; j += 2) {
@@ -344,11 +344,7 @@ void attn_head_neon(const uint16_t* q, const uint16_t* k, const uint16_t* v, int
     for (int j = 0; j < nd; ++j) acc[g][j] = vdupq_n_f32(0.0f);
   for (int64_t s = 0; s < S; ++s) {
     float32x4_t vf[16];
-    for (int j = 0; j < nd; j += 2) {
-      const uint16x8_t u = vld1q_u16(v + s * ld + 4 * j);
-      vf[j] = neon_bf16_lo(u);
-      vf[j + 1] = neon_bf16_hi(u);
-    }
+    neon_row_f32(v + s * ld, nd, vf);
     for (int g = 0; g < G; ++g) {
       const float32x4_t p = vdupq_n_f32(sc[g * Sp + s]);
       for (int j = 0; j < nd; ++j) acc[g][j] = vfmaq_f32(acc[g][j], p, vf[j]);
