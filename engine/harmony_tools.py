@@ -396,3 +396,46 @@ def functions_namespace(tools: Sequence[FunctionTool]) -> ToolNamespace:
         seen.add(t.name)
         fns.append(FunctionTool(names[t.name], t.description, t.parameters))
     return ToolNamespace(FUNCTIONS_NAMESPACE, None, tuple(fns))
+
+
+# --- routing a call ---------------------------------------------------------------------------------
+
+BROWSER_FUNCTION_NAMES = tuple(fn.name for fn in BROWSER_FUNCTIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallTarget:
+    """Which tool a parsed recipient addresses.
+
+    kind "function": `name` is the caller's function name (sanitising undone); "browser": `name` is
+    "search" | "open" | "find"; "python": `name` is "python"; "unknown": `name` is the raw recipient.
+    """
+
+    kind: str
+    name: str
+
+
+def route_recipient(recipient: str, functions: Sequence[FunctionTool] = (),
+                    builtin_tools: Sequence[BuiltinTool] = ()) -> ToolCallTarget:
+    """Map what the model wrote after `to=` onto a declared tool, leniently.
+
+    Accepted besides the exact forms (`functions.NAME`, `browser.search`, `python`): the caller's own
+    (unsanitised) name after `functions.`, a declared function's name without the `functions.`
+    prefix, and `functions.python` / `functions.browser.X` for enabled built-ins when no function
+    has that name. Anything else (including leaked control-token text) is "unknown".
+    """
+    names = function_names(functions)
+    back = {prompt: caller for caller, prompt in names.items()}
+    r = recipient.strip()
+    bare = r[len(FUNCTIONS_NAMESPACE) + 1:] if r.startswith(FUNCTIONS_NAMESPACE + ".") else None
+    for candidate in ([bare] if bare is not None else []) + [r]:
+        if candidate in back:
+            return ToolCallTarget("function", back[candidate])
+        if candidate in names:
+            return ToolCallTarget("function", candidate)
+    name = bare if bare is not None else r
+    if name == "python" and "python" in builtin_tools:
+        return ToolCallTarget("python", "python")
+    if name.startswith("browser.") and "browser" in builtin_tools and name[8:] in BROWSER_FUNCTION_NAMES:
+        return ToolCallTarget("browser", name[8:])
+    return ToolCallTarget("unknown", r)

@@ -262,3 +262,23 @@ def test_many_function_tools_in_order(tok: Tokenizer, enc: oh.HarmonyEncoding) -
         assert render_conversation([Message("user", "x")], params, tok) == _oracle(enc, [Message("user", "x")],
                                                                                    params)
     assert schema_to_typescript({"type": "array", "items": {"type": "integer"}}) == "number[]"
+
+
+def test_route_recipient() -> None:
+    from engine.harmony_tools import ToolCallTarget, route_recipient
+
+    tools = (FunctionTool("get-weather"), FunctionTool("lookup"))
+    both = ("browser", "python")
+    assert route_recipient("functions.get_weather", tools) == ToolCallTarget("function", "get-weather")
+    assert route_recipient("functions.get-weather", tools) == ToolCallTarget("function", "get-weather")
+    assert route_recipient("lookup", tools) == ToolCallTarget("function", "lookup")
+    assert route_recipient("browser.search", tools, both) == ToolCallTarget("browser", "search")
+    assert route_recipient("functions.browser.open", tools, both) == ToolCallTarget("browser", "open")
+    assert route_recipient("python", (), both) == ToolCallTarget("python", "python")
+    assert route_recipient("functions.python", (), both) == ToolCallTarget("python", "python")
+    assert route_recipient("python", (), ()) == ToolCallTarget("unknown", "python")
+    assert route_recipient("browser.fly", tools, both).kind == "unknown"
+    assert route_recipient("functions.nope", tools, both).kind == "unknown"
+    assert route_recipient("assistant<|channel|>analysis", tools, both).kind == "unknown"
+    # a user function called python wins over the built-in
+    assert route_recipient("functions.python", (FunctionTool("python"),), both) == ToolCallTarget("function", "python")
