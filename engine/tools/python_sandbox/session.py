@@ -108,6 +108,7 @@ class PythonSession:
         self.require_isolation = require_isolation
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        self._stdin_lock = threading.Lock()
         self._cond = threading.Condition()
         self._buffer = ""                    # decoded stdout not yet consumed
         self._eof = False
@@ -280,16 +281,21 @@ class PythonSession:
         with self._lock:
             return self._run(code)
 
+    def interrupt(self) -> None:
+        """Interrupt the run in progress (from another thread), as a timeout would; state is kept."""
+        self._send({"op": "interrupt"})
+
     def _send(self, request: dict) -> bool:
         proc = self._proc
         if proc is None or proc.stdin is None:
             return False
-        try:
-            proc.stdin.write((json.dumps(request) + "\n").encode())
-            proc.stdin.flush()
-            return True
-        except (OSError, ValueError):
-            return False
+        with self._stdin_lock:
+            try:
+                proc.stdin.write((json.dumps(request) + "\n").encode())
+                proc.stdin.flush()
+                return True
+            except (OSError, ValueError):
+                return False
 
     def _run(self, code: str) -> str:
         if not self.running:
