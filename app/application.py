@@ -42,7 +42,13 @@ class Application:
         self.controller = ChatController(self.store, self.settings, self.worker)
         self.worker.event.connect(self.controller.on_event)
         self.models = self._make_model_manager()
+        from app.tools_controller import ToolsController   # attachments, python switch (app/tools_ui.py)
+        from app.tools_ui import ToolsUi
+
+        self.tools = ToolsController(self.store)
+        self.controller.tools = self.tools
         self.window = MainWindow(self.controller, self.settings, self.models)
+        self.tools_ui = ToolsUi(self.window, self.controller, self.tools)
         qapp.aboutToQuit.connect(self.shutdown)
         self._shut = False
         self.worker_joined = True

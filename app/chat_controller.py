@@ -35,6 +35,8 @@ from app.messages import (
     WorkerFailed,
 )
 from app.history.errors import HistoryError
+from app.history.models import BROWSER_PAGES_KEY
+from app.tool_messages import ToolApprovalNeeded, ToolCallEvent, ToolResultEvent
 from app.history.streaming import StreamingSaver
 from app.settings import SettingsStore
 from engine.types import Message, ModelInfo, Usage
@@ -62,6 +64,9 @@ class Turn:
     analysis: str = ""
     final: str = ""
     tool_calls: list[tuple[str, str]] = field(default_factory=list)   # (recipient, arguments)
+    tool_rounds: list[dict[str, Any]] = field(default_factory=list)   # calls with results (tools Lantern ran)
+    pending_approval: tuple[int, str] | None = None                    # (call id, code) waiting for the user
+    browser_pages: tuple[dict[str, Any], ...] = ()                     # the reply's browser cursors (citations)
     started_at: float = field(default_factory=time.monotonic)
     first_analysis_at: float | None = None
     first_final_at: float | None = None
@@ -100,6 +105,7 @@ class ChatController(QObject):
     model_changed = Signal()                  # loaded/unloaded/loading state changed
     load_progress = Signal(float, str)
     error = Signal(str, str)                  # message, kind ("user" | "bug")
+    tool_approval_needed = Signal(object)     # Turn (turn.pending_approval is set)
 
     def __init__(self, store: Any, settings: SettingsStore, worker: WorkerLike) -> None:
         super().__init__()
@@ -115,6 +121,7 @@ class ChatController(QObject):
         self._load_request_id: int | None = None
         self._chat_request_ids: set[int] = set()   # every StartChat sent (to drop failures of abandoned turns)
         self.last_usage: Usage | None = None
+        self.tools: Any = None                    # app.tools_controller.ToolsController (Application sets it)
         # Deltas trigger the streaming saver's writes; this timer makes a pause in them save too.
         self._save_timer = QTimer(self)
         self._save_timer.timeout.connect(self._poll_saver)
@@ -158,6 +165,13 @@ class ChatController(QObject):
         self.thread = []
         self.thread_changed.emit()
 
+    def ensure_conversation(self) -> int:
+        """The shown chat's id, creating the (empty) chat first if needed (e.g. to attach files to it)."""
+        if self.conversation_id is None:
+            self.conversation_id = self.store.create_conversation().id
+            self.conversations_changed.emit()
+        return int(self.conversation_id)
+
     def open_conversation(self, conversation_id: int) -> None:
         self.conversation_id = conversation_id
         self.reload_thread()
@@ -181,6 +195,8 @@ class ChatController(QObject):
             self.stop()
             self.turn = None
         self.store.delete_conversation(conversation_id)
+        if self.tools is not None:
+            self.tools.delete_chat(conversation_id)
         if self.conversation_id == conversation_id:
             self.new_chat()
         self.conversations_changed.emit()
@@ -219,6 +235,8 @@ class ChatController(QObject):
                 self.conversation_id = self.store.create_conversation().id
             parent = self.thread[-1].id if self.thread else None
             user = self.store.add_message(self.conversation_id, parent, "user", text)  # the first one titles the chat
+            if self.tools is not None:
+                self.tools.on_user_message(self.conversation_id, user.id)   # attachments go with it
             self._start_reply(user.id)
             self.conversations_changed.emit()
             return True
@@ -277,21 +295,31 @@ class ChatController(QObject):
         self.turn = Turn(rid, self.conversation_id, saver.message_id, saver, max_tokens=s.max_tokens)
         self._chat_request_ids.add(rid)
         self._save_timer.start(max(20, int(SAVE_INTERVAL_S * 500)))  # half the bound: writes lag <= 1.5x
-        history = self._engine_messages(self.thread[:-1], s.instructions)
-        self.worker.submit(StartChat(rid, str(self.conversation_id), tuple(history), s.generation_params()))
+        params, tools = s.generation_params(), None
+        inline = None
+        if self.tools is not None:   # attachments and tool switches (app/tools_controller.py)
+            params, tools = self.tools.prepare(self.conversation_id, params)
+            cid = self.conversation_id
+            inline = lambda message_id: self.tools.inline_texts(cid, message_id)  # noqa: E731
+        history = self._engine_messages(self.thread[:-1], s.instructions, inline)
+        self.worker.submit(StartChat(rid, str(self.conversation_id), tuple(history), params, tools))
         self.thread_changed.emit()
 
     @staticmethod
-    def _engine_messages(thread: list[Any], instructions: str) -> list[Message]:
+    def _engine_messages(thread: list[Any], instructions: str, inline: Any = None) -> list[Message]:
         """What the model sees: instructions, then each message's answer text (earlier reasoning is
-        dropped, as the harmony format asks); failed empty replies are left out."""
+        dropped, as the harmony format asks); failed empty replies are left out. `inline(message_id)`
+        gives the (name, text) of files attached to a user message, added after its text."""
+        from app.tools_controller import inline_block
+
         out: list[Message] = [Message("developer", instructions)] if instructions.strip() else []
         for m in thread:
             if m.role == "assistant":
                 if m.content:
                     out.append(Message("assistant", m.content, channel="final"))
             elif m.role in ("user", "developer", "system"):
-                out.append(Message(m.role, m.content))
+                files = inline(m.id) if inline is not None and m.role == "user" else []
+                out.append(Message(m.role, "\n\n".join([m.content, *(inline_block(n, t) for n, t in files)])))
         return out
 
     # ------------------------------------------------------------------ worker events
@@ -322,6 +350,10 @@ class ChatController(QObject):
             else:
                 self.model, self.loading = None, None
                 self.model_changed.emit()
+        elif isinstance(event, (ToolCallEvent, ToolApprovalNeeded, ToolResultEvent)):
+            if self.turn is None or event.request_id != self.turn.request_id:
+                return
+            self._on_tool_event(self.turn, event)
         elif isinstance(event, WorkerFailed):
             if event.request_id is not None and event.request_id == self._load_request_id:
                 self.loading = None
@@ -352,6 +384,44 @@ class ChatController(QObject):
                 turn.first_final_at = now
         self.turn_updated.emit(turn)
 
+    def _on_tool_event(self, turn: Turn, event: Any) -> None:
+        """A tool call, a question before python runs, or a tool's result (app/tool_worker.py)."""
+        saver = turn.saver
+        try:
+            if isinstance(event, ToolCallEvent):
+                saver.record_tool_call(event.call_id, event.recipient, event.arguments)
+            elif isinstance(event, ToolResultEvent):
+                saver.set_tool_result(event.call_id, event.author, event.output, event.status)
+                if event.browser_pages:
+                    turn.browser_pages = event.browser_pages
+        except Exception as error:  # noqa: BLE001 - the next write retries
+            log.warning("could not save the tool call: %s", error)
+        if isinstance(event, ToolApprovalNeeded):
+            turn.pending_approval = (event.call_id, event.code)
+        elif isinstance(event, ToolResultEvent) and turn.pending_approval and turn.pending_approval[0] == event.call_id:
+            turn.pending_approval = None
+        turn.tool_calls = saver.tool_calls
+        turn.tool_rounds = saver.tool_rounds
+        if turn.first_final_at is None and isinstance(event, ToolCallEvent):
+            turn.first_final_at = time.monotonic()
+        self.turn_updated.emit(turn)
+        if isinstance(event, ToolApprovalNeeded):
+            self.tool_approval_needed.emit(turn)
+
+    def answer_tool_approval(self, allow: bool, always: bool = False) -> None:
+        """The user's answer to the live turn's python approval; `always`: allow for this chat from now on."""
+        turn = self.turn
+        if turn is None or turn.pending_approval is None:
+            return
+        call_id = turn.pending_approval[0]
+        turn.pending_approval = None
+        if always and allow and self.tools is not None:
+            self.tools.set_python(turn.conversation_id, True, always=True)
+        answer = getattr(self.worker, "answer_approval", None)
+        if answer is not None:
+            answer(turn.request_id, call_id, allow)
+        self.turn_updated.emit(turn)
+
     def _poll_saver(self) -> None:
         if self.turn is None:
             self._save_timer.stop()
@@ -370,9 +440,10 @@ class ChatController(QObject):
         self.turn = None
         self.last_usage = event.usage
         try:
-            turn.saver.finish(status, usage=usage_dict(event.usage, turn.thought_seconds, event.reason,
-                                                       turn.max_tokens),
-                              error=event.error if event.reason == "error" else None)
+            usage = usage_dict(event.usage, turn.thought_seconds, event.reason, turn.max_tokens)
+            if turn.browser_pages:
+                usage[BROWSER_PAGES_KEY] = list(turn.browser_pages)   # resolves the answer's citations later
+            turn.saver.finish(status, usage=usage, error=event.error if event.reason == "error" else None)
             if self.conversation_id == turn.conversation_id:
                 self.thread = self.store.thread(self.conversation_id)
         except Exception as error:  # noqa: BLE001 - sqlite (disk full, locked, I/O): tell the user, go on

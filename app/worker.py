@@ -106,6 +106,7 @@ class _Server:
         self.engine: EngineLike | None = None
         self.session: Any = None
         self.session_conversation: str | None = None
+        self.tools: Any = None            # app.tool_worker.WorkerTools, made by the first reply with tools
 
     def close_engine(self) -> None:
         engine, self.engine, self.session, self.session_conversation = self.engine, None, None, None
@@ -141,8 +142,14 @@ class _Server:
             self.session_conversation = request.conversation_id
         coalescer = _Coalescer(request.request_id, self.emit, self.coalesce_seconds)
         finished: Finished | None = None
-        for event in self.engine.chat(self.session, request.messages, request.params,
-                                      should_stop=self.cancel_event.is_set):
+        if request.tools is not None:   # tool calls are run and the reply continues (app/tool_worker.py)
+            from app.tool_worker import tool_events
+
+            events = tool_events(self, request, coalescer)
+        else:
+            events = self.engine.chat(self.session, request.messages, request.params,
+                                      should_stop=self.cancel_event.is_set)
+        for event in events:
             if isinstance(event, Delta):
                 coalescer.add(event)
             elif isinstance(event, Finished):
@@ -159,7 +166,7 @@ class _Server:
 
 def serve(requests: "queue.SimpleQueue[Request] | queue.Queue[Request]", emit: Callable[[Event], None],
           cancel_event: threading.Event, engine_factory: EngineFactory = default_engine_factory,
-          *, coalesce_seconds: float = COALESCE_SECONDS) -> None:
+          *, coalesce_seconds: float = COALESCE_SECONDS, approvals: Any = None) -> None:
     """Answer requests until Shutdown. Never raises: every failure becomes a WorkerFailed event.
 
     EngineError (the user can act on it) -> WorkerFailed(kind="user"); any other exception is
@@ -167,6 +174,7 @@ def serve(requests: "queue.SimpleQueue[Request] | queue.Queue[Request]", emit: C
     with ChatFinished(reason="error"), so the GUI never waits forever.
     """
     server = _Server(emit, cancel_event, engine_factory, coalesce_seconds)
+    server.approvals = approvals
     while True:
         request = requests.get()
         if isinstance(request, Shutdown):
@@ -184,6 +192,8 @@ def serve(requests: "queue.SimpleQueue[Request] | queue.Queue[Request]", emit: C
             _report(emit, request, error)
     try:
         server.close_engine()
+        if server.tools is not None:
+            server.tools.close()
     except Exception as error:  # noqa: BLE001
         _report(emit, None, error)
     log.info("worker stopped")
@@ -211,6 +221,9 @@ class EngineWorker(QObject):
         super().__init__()
         self._requests: queue.SimpleQueue[Request] = queue.SimpleQueue()
         self._cancel = threading.Event()
+        from app.tool_worker import Approvals
+
+        self.approvals = Approvals()        # python runs waiting for the user (app/tool_worker.py)
         self._factory = engine_factory
         self._thread = QThread()
         self._thread.setObjectName("engine-worker")
@@ -223,14 +236,20 @@ class EngineWorker(QObject):
 
     @Slot()
     def _run(self) -> None:
-        serve(self._requests, self.event.emit, self._cancel, self._factory)
+        serve(self._requests, self.event.emit, self._cancel, self._factory, approvals=self.approvals)
+
+    def answer_approval(self, request_id: int, call_id: int, allow: bool) -> None:
+        """The user's answer to a ToolApprovalNeeded (any thread)."""
+        self.approvals.answer(request_id, call_id, allow)
 
     def submit(self, request: Request) -> None:
         self._requests.put(request)
 
     def cancel(self) -> None:
-        """Ask the current turn to stop at the next token (or prefill chunk)."""
+        """Ask the current turn to stop at the next token (or prefill chunk); a tool waiting for
+        approval is refused and running Python is interrupted."""
         self._cancel.set()
+        self.approvals.cancel_all()
 
     def shutdown(self, timeout_ms: int = 5000) -> bool:
         """Stop generation, end serve() (which closes the engine) and join the thread."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.history.errors import ImportFormatError
-from app.history.models import ROLES, STATUSES, Conversation, StoredMessage, tool_calls_of
+from app.history.models import ROLES, STATUSES, Conversation, StoredMessage, tool_rounds_of
 
 FORMAT = "lantern.conversation"
 FORMAT_VERSION = 1
@@ -177,9 +177,14 @@ def to_markdown(conversation: Conversation, thread: Sequence[StoredMessage], tot
         if m.reasoning:
             lines += ["<details><summary>Reasoning (unfiltered chain of thought)</summary>", "",
                       m.reasoning.rstrip("\n"), "", "</details>", ""]
-        for recipient, arguments in tool_calls_of(m.usage):
-            lines += [f"<details><summary>Tool call: {recipient}</summary>", "", "```json", arguments, "```", "",
-                      "</details>", ""]
+        for call in tool_rounds_of(m.usage):
+            recipient, arguments = call.get("recipient", ""), call.get("arguments", "")
+            fence = "python" if recipient == "python" else "json"
+            lines += [f"<details><summary>Tool call: {recipient}</summary>", "", f"```{fence}", arguments, "```", ""]
+            if "result" in call:
+                lines += [f"Result ({call.get('status', 'ok')}):", "", "```text", call["result"].rstrip("\n"), "```",
+                          ""]
+            lines += ["</details>", ""]
         if m.content:
             lines += [m.content.rstrip("\n"), ""]
         if m.status in ("stopped", "streaming"):

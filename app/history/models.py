@@ -16,8 +16,21 @@ INTERRUPTED_NOTE = "Interrupted: Lantern closed before this reply finished."
 
 TOOL_CALLS_KEY = "tool_calls"
 """A reply's tool calls are kept in its usage JSON under this key, as a list of
-{"recipient": "functions.x", "arguments": "<the JSON text the model wrote>"}: they are neither
-the answer (`content`) nor reasoning, and Lantern runs no tools, so they never go back to the model."""
+{"recipient": "functions.x", "arguments": "<the JSON text the model wrote>"}, plus, for the tools
+Lantern runs (browser, python), "author", "result" and "status": they are neither the answer
+(`content`) nor reasoning. A reply's browser pages (for its citations) are under BROWSER_PAGES_KEY."""
+
+BROWSER_PAGES_KEY = "browser_pages"
+
+
+def tool_rounds_of(usage: Any) -> list[dict[str, str]]:
+    """Each stored tool call as a dict: recipient, arguments and, once the tool ran (Lantern's own
+    tools, app/tools_controller.py), author, result and status ("ok" | "denied" | "error")."""
+    calls = usage.get(TOOL_CALLS_KEY) if isinstance(usage, dict) else None
+    if not isinstance(calls, list):
+        return []
+    keys = ("recipient", "arguments", "author", "result", "status")
+    return [{k: str(c[k]) for k in keys if k in c} for c in calls if isinstance(c, dict)]
 
 
 def tool_calls_of(usage: Any) -> list[tuple[str, str]]:

@@ -57,6 +57,10 @@ class StreamingSaver:
         self._reasoning = [message.reasoning]
         self._tool_calls: list[list[str]] = [[r, a] for r, a in tool_calls_of(message.usage)]
         self._tool_recipient: str | None = None   # the recipient of the last piece added, if a tool call
+        self._call_index: dict[int, int] = {}      # tool call id -> its index in _tool_calls
+        self._tool_results: dict[int, dict[str, str]] = {
+            i: {k: str(c[k]) for k in ("author", "result", "status") if k in c}
+            for i, c in enumerate((message.usage or {}).get(TOOL_CALLS_KEY) or []) if isinstance(c, dict) and "result" in c}
         self._dirty = False
         self._last_write = clock()
         self.writes = 0  # how many times the reply was written (for tests and logs)
@@ -104,6 +108,30 @@ class StreamingSaver:
         self._dirty = True
         self.poll()
 
+    def record_tool_call(self, call_id: int, recipient: str, arguments: str) -> None:
+        """A tool call is complete (app/tools_controller.py runs tools): tie it to its entry, or add one
+        (a call whose arguments never streamed, e.g. empty)."""
+        last = self._tool_calls[-1] if self._tool_calls else None
+        if last is None or last[0] != recipient or self._tool_recipient != recipient or call_id in self._call_index:
+            self._tool_calls.append([recipient, arguments])
+        self._call_index[call_id] = len(self._tool_calls) - 1
+        self._tool_recipient = None     # the next call starts a new entry, even to the same tool
+        self._dirty = True
+
+    def set_tool_result(self, call_id: int, author: str, output: str, status: str) -> None:
+        index = self._call_index.get(call_id)
+        if index is None:
+            return
+        self._tool_results[index] = {"author": author, "result": output, "status": status}
+        self._dirty = True
+        self.poll()
+
+    @property
+    def tool_rounds(self) -> list[dict[str, Any]]:
+        """Each tool call with its result when there is one: {recipient, arguments[, author, result, status]}."""
+        return [{"recipient": r, "arguments": a, **self._tool_results.get(i, {})}
+                for i, (r, a) in enumerate(self._tool_calls)]
+
     def add_delta(self, delta: _DeltaLike) -> None:
         self.add(delta.channel, delta.text, getattr(delta, "recipient", None))
 
@@ -114,7 +142,7 @@ class StreamingSaver:
         if dataclasses.is_dataclass(usage) and not isinstance(usage, type):
             usage = dataclasses.asdict(usage)
         data = dict(usage or {})
-        data[TOOL_CALLS_KEY] = [{"recipient": r, "arguments": a} for r, a in self._tool_calls]
+        data[TOOL_CALLS_KEY] = self.tool_rounds
         return data
 
     def poll(self) -> bool:

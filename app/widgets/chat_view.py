@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QPushButton, QScrollArea, QVBoxLay
 
 from app.chat_controller import Turn
 from app.finish_notes import finish_note
-from app.history.models import tool_calls_of
+from app.history.models import tool_calls_of, tool_rounds_of
 from app.render import LIGHT, Palette
 from app.widgets.composer import Composer
 from app.widgets.message_widget import MessageWidget
@@ -30,6 +30,8 @@ class ChatView(QWidget):
     edit_submitted = Signal(int, str)
     regenerate_requested = Signal(int)
     sibling_requested = Signal(int, int)
+    citation_clicked = Signal(int, int, int, int)   # message id, cursor, first line, last line
+    tool_approval_answered = Signal(bool, bool)     # allow, always
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -151,6 +153,8 @@ class ChatView(QWidget):
         w.edit_submitted.connect(self.edit_submitted)
         w.regenerate_requested.connect(self.regenerate_requested)
         w.sibling_requested.connect(self.sibling_requested)
+        w.citation_clicked.connect(self.citation_clicked)
+        w.approval_answered.connect(self.tool_approval_answered)
         turn = self._turn
         if turn is not None and m.id == turn.message_id:
             self.live = w
@@ -161,6 +165,7 @@ class ChatView(QWidget):
             w.set_reasoning(getattr(m, "reasoning", "") or "", thinking=False,
                             thought_seconds=usage.get("thought_seconds"))
             w.set_tool_calls(tool_calls_of(usage))
+            w.set_tool_rounds(tool_rounds_of(usage))
             w.set_status(m.status, getattr(m, "error", None))
             if m.role == "assistant":
                 w.set_note(finish_note(usage.get("finish_reason"), usage.get("max_tokens"),
@@ -199,6 +204,7 @@ class ChatView(QWidget):
             return
         self.live.set_reasoning(turn.analysis, thinking=False, thought_seconds=turn.thought_seconds)
         self.live.set_tool_calls(turn.tool_calls)
+        self.live.set_tool_rounds(turn.tool_rounds)
         self.live.set_text(turn.final)
         self.live.set_status(status, error)
         self.live.set_note(note)
@@ -222,6 +228,7 @@ class ChatView(QWidget):
         w.set_reasoning(turn.analysis, thinking=thinking, thought_seconds=turn.thought_seconds,
                         thinking_since=turn.first_analysis_at)
         w.set_tool_calls(turn.tool_calls)
+        w.set_tool_rounds(turn.tool_rounds, turn.pending_approval)
         w.set_text(turn.final)
         w.set_status("streaming")
         self.render_count += 1

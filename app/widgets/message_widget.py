@@ -67,6 +67,8 @@ class MessageWidget(QFrame):
     edit_submitted = Signal(int, str)       # message id, new text
     regenerate_requested = Signal(int)      # message id
     sibling_requested = Signal(int, int)    # message id, step (-1 / +1)
+    citation_clicked = Signal(int, int, int, int)   # message id, cursor, first line, last line
+    approval_answered = Signal(bool, bool)          # allow, always: the python approval in a tool block
 
     def __init__(self, message_id: int, role: str, palette: Palette = LIGHT,
                  show_reasoning: bool = True, parent: QWidget | None = None) -> None:
@@ -146,6 +148,12 @@ class MessageWidget(QFrame):
         self._tool_calls: list[tuple[str, str]] = []
         layout.addWidget(self.tool_calls_frame)
         self.tool_calls_frame.setVisible(False)
+        # Tools Lantern ran (browser, python): the call and its result, collapsible (app/widgets/tool_block.py).
+        from app.widgets.tool_block import ToolBlocks
+
+        self.tool_blocks = ToolBlocks()
+        self.tool_blocks.approval_answered.connect(self.approval_answered)
+        layout.addWidget(self.tool_blocks)
 
         self.body = AutoHeightBrowser()
         self.body.setAccessibleName("Message text")
@@ -224,6 +232,14 @@ class MessageWidget(QFrame):
             self._update_tool_call_title(i)
         self.tool_calls_frame.setVisible(bool(calls))
 
+    def set_tool_rounds(self, rounds: list[dict], pending: tuple[int, str] | None = None) -> None:
+        """Tool calls that Lantern ran (they carry results) or that wait for approval: shown as tool blocks
+        in place of the plain tool-call blocks."""
+        ran = any("result" in r for r in rounds) or pending is not None
+        if ran:
+            self.tool_calls_frame.setVisible(False)
+        self.tool_blocks.set_rounds(rounds if ran else [], pending)
+
     def _update_tool_call_title(self, i: int) -> None:
         toggle = self.tool_call_toggles[i]
         recipient = self._tool_calls[i][0] if i < len(self._tool_calls) else ""
@@ -241,7 +257,9 @@ class MessageWidget(QFrame):
         if self.role == "user":
             self._rendered = Rendered(render_plain(text, self._palette, muted=False), ())
         else:
-            self._rendered = render_markdown(text, self._palette)
+            from app.widgets.citations import link_citations
+
+            self._rendered = render_markdown(link_citations(text), self._palette)
         self.body.setHtml(self._rendered.html)
         self.body.setVisible(bool(text) or self.role == "user")
 
@@ -326,6 +344,12 @@ class MessageWidget(QFrame):
             index = int(url.path() or url.toString().split(":", 1)[1])
             if 0 <= index < len(self._rendered.code_blocks):
                 QGuiApplication.clipboard().setText(self._rendered.code_blocks[index])
+        elif url.scheme() == "cite":
+            from app.widgets.citations import parse_citation_url
+
+            cited = parse_citation_url(url)
+            if cited is not None:
+                self.citation_clicked.emit(self.message_id, *cited)
         elif url.scheme() in ("http", "https", "mailto"):
             QDesktopServices.openUrl(url)
 

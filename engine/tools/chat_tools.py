@@ -36,6 +36,7 @@ class ChatToolsRequest:
     browser: bool = False                          # documents are attached: answer browser calls
     python: bool = False                           # the user let the model run Python in this chat
     python_files: tuple[tuple[str, Path], ...] = ()   # attachments the kernel sees (read-only)
+    python_always: bool = False                    # "Allow for this chat": run without asking
 
 
 class ChatTools:
