@@ -29,14 +29,14 @@ PYTHON_SWITCH_TEXT = "Let the model run Python on this computer"
 
 
 def chip_text(attachment: Any) -> str:
-    icon = "📁" if attachment.kind == "folder" else "📄"
+    name = f"{attachment.name}/" if attachment.kind == "folder" else attachment.name
     if attachment.inline:
         use = "sent with your next message" if attachment.message_id is None else "in the chat"
     else:
         n = len(attachment.doc_ids)
         use = f"searchable ({n} file{'s' if n != 1 else ''})" if attachment.kind == "folder" else "searchable"
     stored = "copy kept" if attachment.mode == "stored" else "linked"
-    return f"{icon} {attachment.name} · {use} · {stored}"
+    return f"{name} · {use} · {stored}"
 
 
 class AttachmentsBar(QWidget):
@@ -86,9 +86,13 @@ class AttachmentsBar(QWidget):
         self.always_box.setToolTip("Allow for this chat: Python runs without asking each time")
         self.always_box.clicked.connect(lambda checked: self.always_toggled.emit(bool(checked)))
         row.addWidget(self.always_box)
-        self.isolation_label = QLabel("ⓘ")
-        self.isolation_label.setAccessibleName("What the Python sandbox isolates")
-        row.addWidget(self.isolation_label)
+        self.isolation_button = QToolButton()
+        self.isolation_button.setText("What is isolated?")
+        self.isolation_button.setAutoRaise(True)
+        self.isolation_button.setAccessibleName("What the Python sandbox isolates")
+        self.isolation_button.clicked.connect(
+            lambda: QMessageBox.information(self, "The Python sandbox", self._isolation_text))
+        row.addWidget(self.isolation_button)
         outer.addLayout(row)
         self._isolation_text = ""
         self.confirm_python: Callable[[str], bool] = self._ask_python
@@ -99,7 +103,7 @@ class AttachmentsBar(QWidget):
 
     def set_isolation(self, text: str) -> None:
         self._isolation_text = text
-        self.isolation_label.setToolTip(text)
+        self.isolation_button.setToolTip(text)
         self.python_switch.setToolTip(text)
 
     def set_attachments(self, attachments: list[Any]) -> None:

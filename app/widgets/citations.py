@@ -1,7 +1,8 @@
 """Citations the model writes (`【3†L9-L11】`, the browser tool's format) as links in the rendered answer.
 
-`link_citations(text)` turns each into a Markdown link `[【3†L9-L11】](cite:3/9/11)`; the message
-widget sends a click on one as `citation_clicked(message id, cursor, first line, last line)`.
+`link_citations(text)` turns each into a Markdown link shown as `[L9–L11]` (`cite:3/9/11`; the
+stored answer keeps the model's text); the message widget sends a click on one as
+`citation_clicked(message id, cursor, first line, last line)`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def link_citations(text: str) -> str:
 def _link(text: str) -> str:
     def repl(m: re.Match[str]) -> str:
         end = m.group(3) or m.group(2)
-        return f"[{m.group(0)}]({CITE_SCHEME}:{m.group(1)}/{m.group(2)}/{end})"
+        label = f"L{m.group(2)}" + (f"–L{end}" if end != m.group(2) else "")
+        return f"[\\[{label}\\]]({CITE_SCHEME}:{m.group(1)}/{m.group(2)}/{end})"
     return _CITATION.sub(repl, text)
 
 

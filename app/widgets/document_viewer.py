@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtGui import QColor, QFont, QTextCursor, QTextFormat
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPlainTextEdit, QTextEdit, QVBoxLayout, QWidget
 
@@ -16,6 +18,9 @@ class DocumentViewer(QDialog):
         self.setWindowTitle(f"{title} — lines {first_line + 1}–{last_line + 1}")
         self.resize(760, 560)
         layout = QVBoxLayout(self)
+        lines = f"line {first_line + 1}" if first_line == last_line else f"lines {first_line + 1}–{last_line + 1}"
+        self.title_label = QLabel(f"<b>{html.escape(title)}</b> — {lines} (highlighted)")
+        layout.addWidget(self.title_label)
         self.source_label = QLabel(source)
         self.source_label.setProperty("muted", True)
         self.source_label.setWordWrap(True)

@@ -32,10 +32,16 @@ def block_title(call: dict[str, Any], waiting: bool) -> str:
         return f"Python · {state}"
     if recipient.startswith("browser."):
         fn = recipient.split(".", 1)[1]
-        what = {"search": args.get("query"), "find": args.get("pattern"),
-                "open": args.get("id") if args.get("id") not in (None, -1) else
-                (f"line {args['loc']}" if args.get("loc") not in (None, -1) else "")}.get(fn)
-        detail = f" “{what}”" if isinstance(what, str) and what else (f" {what}" if what not in (None, "") else "")
+        if fn == "open":
+            link, loc = args.get("id", -1), args.get("loc", -1)
+            parts = [f"result {link}" if isinstance(link, int) and link >= 0 else
+                     str(link) if isinstance(link, str) and link else "the page"]
+            if isinstance(loc, int) and loc >= 0:
+                parts.append(f"at line {loc}")
+            detail = " " + " ".join(parts)
+        else:
+            what = args.get("query") if fn == "search" else args.get("pattern") if fn == "find" else None
+            detail = f" “{what}”" if isinstance(what, str) and what else ""
         return f"Browser · {fn}{detail}" + (" · error" if status == "error" else "")
     return f"Tool call: {recipient}" + (" · not available" if status == "error" else "")
 
@@ -117,6 +123,8 @@ class ToolBlock(QFrame):
         self.approval_row.setVisible(waiting)
         if waiting and not was_waiting:
             self.toggle.setChecked(True)          # the code the user is asked about is shown
+        elif was_waiting and not waiting:
+            self.toggle.setChecked(False)         # answered: folded away like finished reasoning
         self._title()
         self.body.setVisible(self.toggle.isChecked())
 

@@ -104,11 +104,11 @@ def test_json_wrapped_code_is_unwrapped() -> None:
 def test_no_isolation_says_what_is_not_isolated() -> None:
     text = no_isolation("bubblewrap is not installed").describe()
     assert "No sandbox is available here (bubblewrap is not installed)" in text
-    assert "Not blocked: the network" in text and "your files" in text
+    assert "Not blocked:\n• the network" in text and "your files" in text
     assert detect_isolation("win32").kind == "none"
     if shutil.which("bwrap"):
         described = detect_isolation("linux").describe()
-        assert "Blocked: any network connection" in described and "home folder" in described
+        assert "Blocked:\n• any network connection" in described and "home folder" in described
 
 
 def test_the_macos_profile_denies_network_and_allows_only_the_chat_folder(tmp_path: Path) -> None:

@@ -55,13 +55,13 @@ class Isolation:
         return self.kind != "none"
 
     def describe(self) -> str:
-        """A paragraph for the switch's explanation."""
+        """The switch's explanation: the summary, then what is blocked and what is not, one per line."""
         parts = [self.summary]
         if self.isolated:
-            parts.append("Blocked: " + "; ".join(self.isolated) + ".")
+            parts.append("Blocked:\n" + "\n".join(f"• {x}" for x in self.isolated))
         if self.not_isolated:
-            parts.append("Not blocked: " + "; ".join(self.not_isolated) + ".")
-        return " ".join(parts)
+            parts.append("Not blocked:\n" + "\n".join(f"• {x}" for x in self.not_isolated))
+        return "\n\n".join(parts)
 
 
 LIMITS_TEXT = ("memory, number of processes, file size, CPU time per run and 120 seconds of wall time per run "
