@@ -16,9 +16,10 @@ per-chat switch to show before the user turns Python on (docs/tools.md "Python s
   resource limits below, but sees the network and every file the user can read.
 
 On every POSIX system the kernel itself lowers its limits before running any code
-(kernel.py): address space, number of processes (counted per user namespace under bubblewrap),
-file size, open files, CPU seconds per cell, a lower scheduling priority; Lantern kills it after
-the wall-time limit of a call.
+(kernel.py): address space, file size, open files, CPU seconds per cell, a lower scheduling
+priority, and under bubblewrap the number of processes (counted per user namespace there; outside
+one the limit would count every process of the user); Lantern kills it after the wall-time limit
+of a call.
 """
 
 from __future__ import annotations
@@ -90,8 +91,9 @@ def macos_isolation() -> Isolation:
         "Python runs under macOS's sandbox (sandbox-exec) on this computer; this profile has not been "
         "tested on a Mac yet.",
         isolated=("network connections", "files outside Python, this chat's folder and its attachments",
-                  LIMITS_TEXT),
+                  "memory, file size, CPU time per run and 120 seconds of wall time per run are limited"),
         not_isolated=("other programs' processes (no separate process namespace on macOS)",
+                      "the number of processes it starts (macOS counts every process of yours in that limit)",
                       "it uses this computer's CPU and memory up to those limits",
                       "sandbox-exec is deprecated by Apple and may stop working"),
         verified=False,
@@ -102,13 +104,11 @@ def no_isolation(reason: str) -> Isolation:
     return Isolation(
         "none",
         f"No sandbox is available here ({reason}). Python would run as you, with your rights.",
-        isolated=(("memory, number of processes, file size and CPU time per run are limited, and each run is "
-                   "stopped after 120 seconds") if os.name == "posix" else "each run is stopped after 120 seconds",),
+        isolated=(("memory, file size and CPU time per run are limited, and each run is stopped after 120 "
+                   "seconds") if os.name == "posix" else "each run is stopped after 120 seconds",),
         not_isolated=("the network: code could connect to the internet and to servers on this computer",
                       "your files: code could read, change or delete anything you can",
-                      "other programs you run")
-        + (("running as root, the process limit does not apply",) if os.name == "posix" and os.geteuid() == 0
-           else ()),
+                      "other programs you run", "the number of processes it starts"),
     )
 
 

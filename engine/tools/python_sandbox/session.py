@@ -121,9 +121,11 @@ class PythonSession:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def _config(self, workdir_inside: str, drop_to_uid: int | None = None) -> dict:
+    def _config(self, workdir_inside: str, drop_to_uid: int | None = None, *, count_processes: bool = False) -> dict:
+        """The kernel's limits. The process limit only inside bubblewrap: elsewhere RLIMIT_NPROC counts
+        every process of the user (a desktop has hundreds), so it would stop the kernel itself."""
         lim = self.limits
-        return {"memory_bytes": lim.memory_bytes, "max_processes": lim.max_processes,
+        return {"memory_bytes": lim.memory_bytes, "max_processes": lim.max_processes if count_processes else None,
                 "max_file_bytes": lim.max_file_bytes, "max_open_files": lim.max_open_files,
                 "cpu_seconds_per_cell": lim.cpu_seconds_per_run, "cpu_seconds_total": lim.cpu_seconds_total,
                 "nice": lim.nice, "drop_to_uid": drop_to_uid, "workdir": workdir_inside}
@@ -143,7 +145,8 @@ class PythonSession:
         if kind == "bubblewrap":
             if root:
                 os.chown(self.workdir, UNPRIVILEGED_UID, UNPRIVILEGED_UID)   # the kernel runs as nobody
-            config = json.dumps(self._config(SANDBOX_WORKDIR, UNPRIVILEGED_UID if root else None))
+            config = json.dumps(self._config(SANDBOX_WORKDIR, UNPRIVILEGED_UID if root else None,
+                                             count_processes=True))
             cmd = bwrap_command(self.workdir, self.attachments, self.python, [config], running_as_root=root)
             return cmd, self._environment("/tmp")
         if self.require_isolation:
