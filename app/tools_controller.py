@@ -1,7 +1,8 @@
 """The window's tools: a chat's attachments, its Python switch, and what a reply may use.
 
-* Attach (drop or pick, files or folders): the text is extracted on a background thread. A single
-  small file (up to INLINE_CHARS characters) goes into the next message as text, with its name;
+* Attach (drop or pick, files or folders): the text is extracted on a background thread. A small
+  file picked alone goes into the next message as text, with its name, while the files waiting for
+  that message stay within INLINE_CHARS characters together;
   anything larger, and folders, is indexed for the browser tool. "Keep a copy" stores the files in
   the chat's folder; otherwise only their path is kept (the extracted text is in the index either way).
 * Python is off until the user turns on "Let the model run Python on this computer" for the chat;
@@ -164,7 +165,7 @@ class ToolsController(QObject):
                                 note=note)
             return
         doc = extract_document(read_from)
-        if single and len(doc.text) <= INLINE_CHARS and not self._pending_inline(conversation_id):
+        if single and self._pending_inline_chars(conversation_id) + len(doc.text) <= INLINE_CHARS:
             rows.add_attachment(self.store, conversation_id, name=source.name, kind="file",
                                 mode="stored" if stored else "referenced", source_path=str(source),
                                 stored_path=str(stored) if stored else None, inline_text=doc.text,
@@ -177,10 +178,11 @@ class ToolsController(QObject):
                             stored_path=str(stored) if stored else None, doc_ids=(doc_id,), size=len(doc.text),
                             note=doc.note)
 
-    def _pending_inline(self, conversation_id: int) -> bool:
-        """Already one small file waiting to go with the next message (more go to the index)."""
+    def _pending_inline_chars(self, conversation_id: int) -> int:
+        """Text of the small files already waiting to go with the next message (together at most
+        INLINE_CHARS; what does not fit goes to the index)."""
         return sum(len(a.inline_text or "") for a in self.attachments(conversation_id)
-                   if a.inline and a.message_id is None) > INLINE_CHARS
+                   if a.inline and a.message_id is None)
 
     def remove(self, attachment_id: int) -> None:
         attachment = rows.get_attachment(self.store, attachment_id)
