@@ -54,7 +54,9 @@ EngineFactory = Callable[[LoadModel, ProgressCallback], EngineLike]
 
 def default_engine_factory(request: LoadModel, progress: ProgressCallback) -> EngineLike:
     """Load the real engine. Runs on the worker thread: this is where torch gets imported."""
-    from engine import Engine  # lazy: pulls in torch
+    from app.engine_import import import_engine
+
+    Engine = import_engine().Engine  # noqa: N806 - lazy: pulls in torch (without freezing the window)
 
     if request.cpu_threads > 0:
         torch = importlib.import_module("torch")  # already imported by engine.api at this point
