@@ -196,8 +196,10 @@ class Engine:
         report(f"Loading weights onto {choice.device}", 0.1)
         needed = config.memory_needed_bytes(max_context)
         if choice.device.startswith("cuda"):
+            from engine.fit import enough_free   # the one place that decides "will it fit"
+
             free = _available_bytes(choice.device)
-            if free is not None and needed > free:
+            if free is not None and not enough_free(needed, free):
                 raise _out_of_memory(f"load the model with a {max_context:,}-token context", choice.device, needed,
                                      MemoryError("checked before loading"))
         try:

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from app.chat_controller import ChatController, Turn
 from app.finish_notes import finish_note
-from app.memory_fit import MemoryShortfall, check_ram
+from engine.fit import MemoryShortfall, check_before_load as check_ram
 from app.messages import ChatFinished
 from app.paths import default_models_dir, log_path
 from app.settings import SettingsStore

@@ -118,7 +118,7 @@ def shoot(qapp: QApplication, out: Path, theme: str, root: Path) -> list[Path]:
 def shoot_extras(qapp: QApplication, out: Path, theme: str, application: Application,
                  engine: FakeEngine) -> list[Path]:
     """A reply cut off by the length limit (its note), a download in the status bar, the memory warning."""
-    from app.memory_fit import MemoryShortfall
+    from engine.fit import MemoryShortfall
     from app.models.catalog import entry_for
     from app.models.downloader import ProgressSnapshot
     from app.models.events import DownloadProgress

@@ -224,7 +224,7 @@ def big_model(tmp_path: Path) -> Path:
 
 
 def fake_ram(monkeypatch: pytest.MonkeyPatch, available: int, total: int) -> None:
-    import app.memory_fit as mf
+    import engine.fit as mf
 
     monkeypatch.setattr(mf, "ram_bytes", lambda: (available, total))
 
