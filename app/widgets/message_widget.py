@@ -1,4 +1,9 @@
-"""One message: Markdown body, collapsible reasoning and tool calls, copy/edit/regenerate buttons, ‹ n/m › versions."""
+"""One message: Markdown body, collapsible reasoning and tool calls, copy/edit/regenerate buttons, ‹ n/m › versions.
+
+A long message the user pasted shows its first lines with "Show all"; lines too long for the width
+wrap anywhere rather than being clipped. Other parts of the app add blocks of their own (a tool's
+output, an attachment) with `add_block(widget)`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import time
 from typing import Callable
 
 from PySide6.QtCore import QSize, Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextOption
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -28,6 +33,19 @@ log = logging.getLogger(__name__)
 
 REASONING_LABEL = "Reasoning — the model's unfiltered chain of thought"
 TOOL_CALL_LABEL = "Tool call"
+COLLAPSE_LINES = 12
+"""A user's message longer than this many lines (or COLLAPSE_CHARS) shows its first lines and "Show all"."""
+COLLAPSE_CHARS = 1500
+CUT_OFF_TEXT = "· cut off: Lantern closed before this reply finished"
+
+
+def collapsed_preview(text: str) -> str | None:
+    """The first lines of a long message (None when it is short enough to show whole)."""
+    lines = text.split("\n")
+    if len(lines) <= COLLAPSE_LINES and len(text) <= COLLAPSE_CHARS:
+        return None
+    head = "\n".join(lines[:8])
+    return head[:COLLAPSE_CHARS // 2].rstrip() + " …"
 
 
 class AutoHeightBrowser(QTextBrowser):
@@ -45,6 +63,9 @@ class AutoHeightBrowser(QTextBrowser):
                                      | Qt.TextInteractionFlag.LinksAccessibleByMouse
                                      | Qt.TextInteractionFlag.TextSelectableByKeyboard)
         self.document().setDocumentMargin(2)
+        option = self.document().defaultTextOption()   # a long unbroken line wraps instead of being clipped
+        option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.document().setDefaultTextOption(option)
         self.document().documentLayout().documentSizeChanged.connect(self._fit)
 
     def _fit(self, *_: object) -> None:
@@ -94,6 +115,7 @@ class MessageWidget(QFrame):
         header.addWidget(self.role_label)
         self.status_label = QLabel("")
         self.status_label.setProperty("muted", True)
+        self.status_label.setAccessibleName("Message status")
         header.addWidget(self.status_label)
         header.addStretch(1)
         self.prev_button = self._tool("‹", "Previous version", lambda: self.sibling_requested.emit(self.message_id, -1))
@@ -147,10 +169,28 @@ class MessageWidget(QFrame):
         layout.addWidget(self.tool_calls_frame)
         self.tool_calls_frame.setVisible(False)
 
+        self.progress_label = QLabel("")   # "Reading your message… 43 %" while the prompt is read
+        self.progress_label.setObjectName("progress")
+        self.progress_label.setProperty("muted", True)
+        self.progress_label.setAccessibleName("Progress")
+        self.progress_label.setVisible(False)
+        layout.addWidget(self.progress_label)
+
         self.body = AutoHeightBrowser()
         self.body.setAccessibleName("Message text")
         self.body.anchorClicked.connect(self._on_anchor)
         layout.addWidget(self.body)
+        self.show_all_button = QPushButton("")
+        self.show_all_button.setObjectName("showAll")
+        self.show_all_button.setFlat(True)
+        self.show_all_button.setAccessibleName("Show the whole message")
+        self.show_all_button.clicked.connect(self.toggle_collapsed)
+        self.show_all_button.setVisible(False)
+        layout.addWidget(self.show_all_button, 0, Qt.AlignmentFlag.AlignLeft)
+        self._collapsed = True
+        self.blocks = QVBoxLayout()          # blocks other parts of the app add (tool output, attachments)
+        self.blocks.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(self.blocks)
         self.note_label = QLabel("")  # why a reply ended early (length limit, tool call)
         self.note_label.setObjectName("note")
         self.note_label.setProperty("muted", True)
@@ -233,17 +273,44 @@ class MessageWidget(QFrame):
         self.tool_call_views[i].setVisible(self.tool_call_toggles[i].isChecked() and i < len(self._tool_calls))
         self._update_tool_call_title(i)
 
-    def set_text(self, text: str) -> None:
-        """Re-render the body (Markdown). Cheap enough for the streaming message every ~30 ms."""
-        if text == self._text and self._rendered.html:
+    def add_block(self, widget: QWidget) -> None:
+        """A block of another part of the app, under the text (e.g. a tool's output)."""
+        self.blocks.addWidget(widget)
+
+    def set_text(self, text: str, *, streaming: bool = False) -> None:
+        """Re-render the body: Markdown for the model's replies (incrementally while `streaming`),
+        the text as typed for the user's, collapsed to its first lines when it is long."""
+        if text == self._text and (self._rendered.html or self.role == "user"):
             return
         self._text = text
         if self.role == "user":
-            self._rendered = Rendered(render_plain(text, self._palette, muted=False), ())
+            self._show_user_text()
         else:
             self._rendered = render_markdown(text, self._palette)
-        self.body.setHtml(self._rendered.html)
+            self.body.setHtml(self._rendered.html)
         self.body.setVisible(bool(text) or self.role == "user")
+
+    def _show_user_text(self) -> None:
+        preview = collapsed_preview(self._text) if self._collapsed else None
+        self.body.setPlainText(preview if preview is not None else self._text)
+        long = collapsed_preview(self._text) is not None
+        lines = self._text.count("\n") + 1
+        self.show_all_button.setText(f"Show all ({lines:,} lines, {len(self._text):,} characters)"
+                                     if self._collapsed else "Show less")
+        self.show_all_button.setVisible(long)
+
+    @property
+    def collapsed(self) -> bool:
+        return self.role == "user" and self._collapsed and collapsed_preview(self._text) is not None
+
+    def toggle_collapsed(self) -> None:
+        self._collapsed = not self._collapsed
+        self._show_user_text()
+
+    def set_progress(self, text: str | None) -> None:
+        """What the reply is doing before it has text ("Reading your message… 43 % …"); None hides it."""
+        self.progress_label.setText(text or "")
+        self.progress_label.setVisible(bool(text))
 
     def set_reasoning(self, text: str, *, thinking: bool, thought_seconds: float | None,
                       thinking_since: float | None = None) -> None:
@@ -294,14 +361,29 @@ class MessageWidget(QFrame):
         self.reasoning_frame.setVisible(checked and self._show_reasoning and bool(self._reasoning))
         self._update_reasoning_title()
 
-    def set_status(self, status: str, error: str | None = None) -> None:
-        self.status_shown = status
+    def set_status(self, status: str, error: str | None = None, *, interrupted: bool = False,
+                   bug: bool = False) -> None:
+        """`interrupted`: cut off because Lantern closed (a crash), not stopped by the user; `bug`:
+        an error that is Lantern's fault, not the user's."""
+        self.status_shown = "interrupted" if interrupted and status == "stopped" else status
         text = {"stopped": "· stopped", "error": "· error", "streaming": "· writing…"}.get(status, "")
-        self.status_label.setText(text)
-        if status == "error":
-            self.status_label.setText(f"· error: {error}" if error else "· error")
+        self.status_label.setObjectName("")
+        self.status_label.setToolTip("")
+        if self.status_shown == "interrupted":
+            text = CUT_OFF_TEXT
+            self.status_label.setObjectName("interrupted")
+            self.status_label.setToolTip("Lantern closed (a crash, a kill or a power cut) while writing this reply; "
+                                         "it is kept as far as it got. Regenerate writes a new one.")
+        elif status == "stopped":
+            self.status_label.setToolTip("You stopped this reply.")
+        elif status == "error":
+            what = "a bug in Lantern" if bug else "error"
+            text = f"· {what}: {error}" if error else f"· {what}"
             self.status_label.setObjectName("error")
             self.status_label.setToolTip(error or "")
+        self.status_label.setText(text)
+        self.status_label.style().unpolish(self.status_label)
+        self.status_label.style().polish(self.status_label)
         self.regenerate_button.setEnabled(status != "streaming")
 
     def set_siblings(self, index: int, count: int) -> None:
