@@ -35,6 +35,12 @@ ENGINE_MODULES = ("engine.api", "engine.model", "engine.generate", "engine.kv_ca
 
 _lock = threading.Lock()
 _imported = False
+_importing = threading.Event()
+
+
+def importing() -> bool:
+    """The engine is being imported now (the GUI's garbage collector holds back its full collections)."""
+    return _importing.is_set()
 
 
 def torch_library_dir() -> Path | None:
@@ -92,11 +98,15 @@ def import_engine() -> ModuleType:
     global _imported
     with _lock:
         if not _imported:
-            loaded = preload_torch_libraries()
-            log.debug("preloaded %s", ", ".join(p.name for p in loaded) or "nothing")
-            for name in ENGINE_MODULES:
-                importlib.import_module(name)
-            gc.freeze()   # the import's objects live as long as the process; collections skip them
+            _importing.set()
+            try:
+                loaded = preload_torch_libraries()
+                log.debug("preloaded %s", ", ".join(p.name for p in loaded) or "nothing")
+                for name in ENGINE_MODULES:
+                    importlib.import_module(name)
+                gc.freeze()   # the import's objects live as long as the process; collections skip them
+            finally:
+                _importing.clear()
             log.info("engine imported; %d objects moved out of the garbage collector's sight", gc.get_freeze_count())
             _imported = True
     return sys.modules["engine.api"]

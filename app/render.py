@@ -1,20 +1,27 @@
 """Markdown -> HTML for Qt's rich-text engine, with highlighted code blocks that carry a copy link.
 
 Qt-free. Uses the `markdown` package (fenced_code + codehilite/pygments, inline styles because
-QTextDocument understands `style=` better than class selectors). Raw HTML in model output is
-shown as text, never interpreted. Each code block becomes a one-cell table (Qt draws table
-backgrounds reliably) headed by the language and a `copy-code:N` link; `Rendered.code_blocks[N]`
-is the raw code that link copies.
+QTextDocument understands `style=` better than class selectors; tables, given borders here). Raw HTML
+in model output is shown as text, never interpreted. Each code block becomes a one-cell table (Qt
+draws table backgrounds reliably) headed by the language and a `copy-code:N` link;
+`Rendered.code_blocks[N - first_code]` is the raw code that link copies.
+
+A reply being streamed is rendered block by block (`split_blocks`): the finished blocks once each,
+appended to the message, and only the open last block again on every update, so the cost of an
+update does not grow with the length of the reply.
 """
 
 from __future__ import annotations
 
 import html
 import re
+import xml.etree.ElementTree as etree
 from dataclasses import dataclass
 from functools import lru_cache
 
 import markdown
+from markdown.extensions import Extension
+from markdown.treeprocessors import Treeprocessor
 
 COPY_SCHEME = "copy-code"
 
@@ -41,16 +48,45 @@ class Rendered:
 
 
 _CODEHILITE = re.compile(r'<div class="codehilite"[^>]*><pre[^>]*>(.*?)</pre></div>', re.S)
+_PLAIN_CODE = re.compile(r'<pre><code[^>]*>(.*?)</code></pre>', re.S)
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)", re.M)
 _TAGS = re.compile(r"<[^>]+>")
 
 
-@lru_cache(maxsize=2)
-def _converter(palette: Palette) -> markdown.Markdown:
+class _TableStyle(Treeprocessor):
+    """Tables get borders and padding (QTextDocument draws none for a bare <table>)."""
+
+    def __init__(self, md: markdown.Markdown, palette: Palette) -> None:
+        super().__init__(md)
+        self.palette = palette
+
+    def run(self, root: etree.Element) -> None:
+        for table in root.iter("table"):
+            table.set("border", "1")
+            table.set("cellspacing", "0")
+            table.set("cellpadding", "4")
+            table.set("style", f"border-collapse: collapse; border-color: {self.palette.code_border}; "
+                               "margin: 4px 0px;")
+        for cell in root.iter("th"):
+            cell.set("style", f"background-color: {self.palette.code_bg};")
+
+
+class _TableStyleExtension(Extension):
+    def __init__(self, palette: Palette) -> None:
+        super().__init__()
+        self.palette = palette
+
+    def extendMarkdown(self, md: markdown.Markdown) -> None:  # noqa: N802 - markdown's API
+        md.treeprocessors.register(_TableStyle(md, self.palette), "lantern_tables", 5)
+
+
+@lru_cache(maxsize=4)
+def _converter(palette: Palette, highlight: bool = True) -> markdown.Markdown:
     md = markdown.Markdown(
-        extensions=["fenced_code", "codehilite", "tables", "sane_lists", "nl2br"],
+        extensions=["fenced_code", "codehilite", "tables", "sane_lists", "nl2br", _TableStyleExtension(palette)],
         extension_configs={"codehilite": {"noclasses": True, "pygments_style": palette.pygments_style,
-                                          "guess_lang": False, "use_pygments": True, "lang_prefix": "language-"}},
+                                          "guess_lang": False, "use_pygments": highlight,
+                                          "lang_prefix": "language-"}},
         output_format="html",
     )
     # Model output is text: never let it inject markup.
@@ -72,11 +108,13 @@ def _code_table(inner: str, index: int, palette: Palette, language: str) -> str:
 
 
 @lru_cache(maxsize=256)
-def render_markdown(text: str, palette: Palette = LIGHT) -> Rendered:
-    """Convert one message's Markdown; an unterminated ``` fence (mid-stream) renders as code."""
+def render_markdown(text: str, palette: Palette = LIGHT, *, highlight: bool = True, first_code: int = 0) -> Rendered:
+    """Convert one message's (or one block's) Markdown; an unterminated ``` fence (mid-stream) renders
+    as code. `highlight` False skips pygments (a code block still being written); `first_code` numbers
+    this text's code blocks after those of the blocks before it."""
     if text.count("```") % 2 == 1:
         text = text + "\n```"
-    md = _converter(palette)
+    md = _converter(palette, highlight)
     md.reset()
     body = md.convert(text)
     languages = [m.group(1) for m in _FENCE.finditer(text)][::2]  # opening fences only
@@ -87,10 +125,10 @@ def render_markdown(text: str, palette: Palette = LIGHT) -> Rendered:
         inner = match.group(1).replace("<span></span>", "").replace("\n</code>", "</code>")
         blocks.append(html.unescape(_TAGS.sub("", inner)).rstrip("\n"))
         n = len(blocks) - 1
-        tables.append(_code_table(inner, n, palette, languages[n] if n < len(languages) else ""))
+        tables.append(_code_table(inner, first_code + n, palette, languages[n] if n < len(languages) else ""))
         return f"\x00{n}\x00"
 
-    body = _CODEHILITE.sub(replace, body)
+    body = _CODEHILITE.sub(replace, body) if highlight else _PLAIN_CODE.sub(replace, body)
     body = body.replace("<code>", f'<code style="background-color:{palette.inline_code_bg};">')
     body = re.sub("\x00(\\d+)\x00", lambda m: tables[int(m.group(1))], body)
     style = f'<style>a {{ color: {palette.link}; }} p {{ margin-top: 4px; margin-bottom: 4px; }}</style>'
@@ -102,3 +140,30 @@ def render_plain(text: str, palette: Palette = LIGHT, *, muted: bool = True) -> 
     muted colour. Cheap enough to redo every 30 ms."""
     escaped = html.escape(text).replace("\n", "<br>")
     return f'<div style="color:{palette.muted};">{escaped}</div>' if muted else f"<div>{escaped}</div>"
+
+
+_FENCE_LINE = re.compile(r"^[ \t]{0,3}(```|~~~)")
+_CONTINUES = re.compile(r"^([ \t]|[-*+][ \t]|\d+[.)][ \t])")
+"""A line that continues the block before a blank line: indented, or a list item (a loose list)."""
+
+
+def split_blocks(text: str) -> tuple[list[str], str]:
+    """(finished blocks, the open last one): a block ends at a blank line outside a code fence that
+    is followed by a line starting a new block (not an indented line or a list item)."""
+    lines = text.split("\n")
+    blocks: list[str] = []
+    start = 0
+    fence: str | None = None
+    for i, line in enumerate(lines):
+        m = _FENCE_LINE.match(line)
+        if m:
+            fence = None if fence == m.group(1) else (fence or m.group(1))
+            continue
+        if fence is None and line.strip() == "" and i + 1 < len(lines):
+            nxt = lines[i + 1]
+            if nxt.strip() and not _CONTINUES.match(nxt) and i + 1 < len(lines) - 1:
+                chunk = "\n".join(lines[start:i]).strip("\n")
+                if chunk.strip():
+                    blocks.append(chunk)
+                start = i + 1
+    return blocks, "\n".join(lines[start:])

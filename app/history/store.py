@@ -473,13 +473,18 @@ class HistoryStore:
             return []
         snip = f"'{SNIPPET_START}', '{SNIPPET_END}', '…', 16"
         with self._lock:
+            # The newest `limit` matches first (ids only), then snippets for those alone: a common word
+            # matches thousands of messages, and a snippet costs far more than an id.
             message_rows = self._conn.execute(
                 f"""SELECT m.id, m.conversation_id, m.role, m.created_at, c.title,
                         snippet(messages_fts, 0, {snip}) AS s0, snippet(messages_fts, 1, {snip}) AS s1
                     FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid
                     JOIN conversations c ON c.id = m.conversation_id
-                    WHERE messages_fts MATCH ? ORDER BY m.created_at DESC, m.id DESC LIMIT ?""",
-                (match, limit),
+                    WHERE messages_fts MATCH ? AND messages_fts.rowid IN (
+                        SELECT m2.id FROM messages_fts AS f2 JOIN messages m2 ON m2.id = f2.rowid
+                        WHERE f2.messages_fts MATCH ? ORDER BY m2.created_at DESC, m2.id DESC LIMIT ?)
+                    ORDER BY m.created_at DESC, m.id DESC""",
+                (match, match, limit),
             ).fetchall()
             title_rows = self._conn.execute(
                 f"""SELECT c.id, c.title, c.updated_at, snippet(titles_fts, 0, {snip}) AS s

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from app.background import Background
 from app.chat_controller import ChatController, Turn
 from app.finish_notes import finish_note
 from app.messages import ChatFinished
@@ -62,6 +63,8 @@ class MainWindow(QMainWindow):
         self._models_dialog: QDialog | None = None
         self._models_panel: Any = None
         self._shut = False
+        self.background = Background(self)      # the sidebar's list and searches are read off the GUI thread
+        self._sidebar_generation = 0
 
         self.sidebar = Sidebar()
         self.chat = ChatView()
@@ -144,20 +147,41 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """The store is about to close: stop timers and ignore late refreshes."""
         self._shut = True
+        self.background.close()
         self.sidebar._debounce.stop()
         self.chat.stop_timers()
 
+    @property
+    def sidebar_pending(self) -> bool:
+        """A list or search for the sidebar is being read (tests wait for it)."""
+        return self.background.pending > 0
+
     def refresh_sidebar(self) -> None:
+        """Read the chats (or the search's hits) on a pool thread, then show the newest answer only."""
         if self._shut:
             return
-        query = self.sidebar.query
-        if query:
-            try:
-                self.sidebar.show_hits(self.controller.search(query))
+        self._sidebar_generation += 1
+        generation, query, c = self._sidebar_generation, self.sidebar.query, self.controller
+
+        def fetch() -> tuple[str, list[Any]]:
+            if query:
+                try:
+                    return "hits", c.search(query)
+                except Exception as error:  # noqa: BLE001 - a bad FTS query must not break the list
+                    log.warning("search %r failed: %s", query, error)
+            return "list", c.list_conversations()
+
+        def show(result: tuple[str, list[Any]]) -> None:
+            if generation != self._sidebar_generation or self._shut:
                 return
-            except Exception as error:  # noqa: BLE001 - a bad FTS query must not break the list
-                log.warning("search %r failed: %s", query, error)
-        self.sidebar.show_conversations(self.controller.list_conversations(), self.controller.conversation_id)
+            kind, items = result
+            if kind == "hits":
+                self.sidebar.show_hits(items)
+            else:
+                self.sidebar.show_conversations(items, c.conversation_id)
+            self._update_title()
+
+        self.background.run(fetch, show, lambda error: log.warning("could not list the chats: %s", error))
         self._update_title()
 
     def empty_text(self) -> str:

@@ -13,7 +13,7 @@ import time
 from typing import Callable
 
 from PySide6.QtCore import QSize, Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextOption
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor, QTextOption
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.render import COPY_SCHEME, LIGHT, Palette, Rendered, render_markdown, render_plain
+from app.render import COPY_SCHEME, LIGHT, Palette, Rendered, render_markdown, render_plain, split_blocks
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,16 @@ class MessageWidget(QFrame):
         self.body.setAccessibleName("Message text")
         self.body.anchorClicked.connect(self._on_anchor)
         layout.addWidget(self.body)
+        # While a reply streams, its finished Markdown blocks are appended to `body` once each and only
+        # the open last block is rendered again, into `tail` (see app.render.split_blocks).
+        self.tail = AutoHeightBrowser()
+        self.tail.setAccessibleName("Message text being written")
+        self.tail.anchorClicked.connect(self._on_anchor)
+        self.tail.setVisible(False)
+        layout.addWidget(self.tail)
+        self._blocks: list[str] = []          # source of the blocks appended to `body`
+        self._code: list[str] = []            # raw code of every code block in `body`, in order
+        self._tail_text: str | None = None
         self.show_all_button = QPushButton("")
         self.show_all_button.setObjectName("showAll")
         self.show_all_button.setFlat(True)
@@ -226,7 +236,7 @@ class MessageWidget(QFrame):
 
     @property
     def code_blocks(self) -> tuple[str, ...]:
-        return self._rendered.code_blocks
+        return tuple(self._code) + (self._rendered.code_blocks if self.tail.isVisible() else ())
 
     @property
     def tool_calls(self) -> list[tuple[str, str]]:
@@ -285,10 +295,37 @@ class MessageWidget(QFrame):
         self._text = text
         if self.role == "user":
             self._show_user_text()
+            self.body.setVisible(True)
+            return
+        blocks, tail = split_blocks(text)
+        if not streaming:
+            blocks, tail = blocks + ([tail] if tail.strip() else []), ""
+        if blocks[:len(self._blocks)] != self._blocks:   # not a continuation of what is shown: start over
+            self.body.clear()
+            self._blocks, self._code = [], []
+        cursor: QTextCursor | None = None
+        for block in blocks[len(self._blocks):]:
+            rendered = render_markdown(block, self._palette, first_code=len(self._code))
+            if cursor is None:
+                cursor = QTextCursor(self.body.document())
+                cursor.movePosition(QTextCursor.MoveOperation.End)
+            if self._blocks:
+                cursor.insertBlock()
+            cursor.insertHtml(rendered.html)
+            self._blocks.append(block)
+            self._code.extend(rendered.code_blocks)
+        if tail.strip():
+            if tail != self._tail_text:
+                open_fence = tail.count("```") % 2 == 1   # a code block being written: highlighted when closed
+                self._rendered = render_markdown(tail, self._palette, highlight=not open_fence,
+                                                 first_code=len(self._code))
+                self.tail.setHtml(self._rendered.html)
+                self._tail_text = tail
+            self.tail.setVisible(True)
         else:
-            self._rendered = render_markdown(text, self._palette)
-            self.body.setHtml(self._rendered.html)
-        self.body.setVisible(bool(text) or self.role == "user")
+            self._rendered, self._tail_text = Rendered("", ()), None
+            self.tail.setVisible(False)
+        self.body.setVisible(bool(self._blocks))
 
     def _show_user_text(self) -> None:
         preview = collapsed_preview(self._text) if self._collapsed else None
@@ -325,7 +362,15 @@ class MessageWidget(QFrame):
             return
         was_thinking, self._thinking = self._thinking, thinking
         self._thought_seconds = thought_seconds
-        self.reasoning_view.setHtml(render_plain(text, self._palette))
+        shown = getattr(self, "_reasoning_shown", "")
+        if text.startswith(shown) and shown:   # streaming: add the new text only (its layout grows, not redone)
+            if len(text) > len(shown):
+                cursor = QTextCursor(self.reasoning_view.document())
+                cursor.movePosition(QTextCursor.MoveOperation.End)
+                cursor.insertText(text[len(shown):])
+        else:
+            self.reasoning_view.setHtml(render_plain(text, self._palette))
+        self._reasoning_shown = text
         if thinking and not was_thinking:
             self.reasoning_toggle.setChecked(self._show_reasoning)
         elif was_thinking and not thinking:
@@ -406,8 +451,9 @@ class MessageWidget(QFrame):
     def _on_anchor(self, url: QUrl) -> None:
         if url.scheme() == COPY_SCHEME:
             index = int(url.path() or url.toString().split(":", 1)[1])
-            if 0 <= index < len(self._rendered.code_blocks):
-                QGuiApplication.clipboard().setText(self._rendered.code_blocks[index])
+            code = self.code_blocks
+            if 0 <= index < len(code):
+                QGuiApplication.clipboard().setText(code[index])
         elif url.scheme() in ("http", "https", "mailto"):
             QDesktopServices.openUrl(url)
 

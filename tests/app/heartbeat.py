@@ -28,14 +28,19 @@ class Gaps:
     over_16ms: int
     over_50ms: int
     worst_at_s: float = 0.0          # when the worst gap ended, seconds after the start
+    worst_gui_cpu_ms: float = 0.0    # CPU time the GUI thread itself used during the worst gap
+    worst_process_cpu_ms: float = 0.0  # CPU time of the whole process (all threads) during it
 
     def row(self) -> str:
         return (f"| {self.label:<34} | {self.worst_ms:8.1f} | {self.over_16ms:6d} | {self.over_50ms:6d} | "
-                f"{self.seconds:6.2f} |")
+                f"{self.worst_gui_cpu_ms:7.1f} | {self.worst_process_cpu_ms:7.1f} | {self.seconds:6.2f} |")
 
 
-TABLE_HEADER = ("| case                               | worst ms |  >16ms |  >50ms |      s |\n"
-                "|------------------------------------|----------|--------|--------|--------|")
+TABLE_HEADER = ("| case                               | worst ms |  >16ms |  >50ms | GUI cpu | all cpu |      s |\n"
+                "|------------------------------------|----------|--------|--------|---------|---------|--------|")
+"""GUI cpu / all cpu: CPU milliseconds the GUI thread / the whole process used during the worst gap.
+A worst gap much longer than both was time the process was not running at all (other programs on
+a busy machine); a GUI cpu close to the gap is work done on the GUI thread."""
 
 
 class Heartbeat(QObject):
@@ -48,23 +53,34 @@ class Heartbeat(QObject):
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self._tick)
         self._ticks: list[float] = []
+        self._cpu: list[tuple[float, float]] = []
 
     def _tick(self) -> None:
         self._ticks.append(time.perf_counter())
+        self._cpu.append((time.thread_time(), time.process_time()))
 
     def start(self) -> None:
         self._ticks = [time.perf_counter()]
+        self._cpu = [(time.thread_time(), time.process_time())]
         self._timer.start()
 
     def stop(self, label: str) -> Gaps:
         self._timer.stop()
-        self._ticks.append(time.perf_counter())
-        gaps = [(b - a) * 1000.0 for a, b in zip(self._ticks, self._ticks[1:])]
-        worst = max(gaps, default=0.0)
-        at = gaps.index(worst) + 1 if gaps else 0
-        return Gaps(label, self._ticks[-1] - self._ticks[0], len(self._ticks) - 2, worst,
-                    sum(g > FRAME_MS for g in gaps), sum(g > STALL_MS for g in gaps),
-                    self._ticks[at] - self._ticks[0] if gaps else 0.0)
+        self._tick()
+        return self.gaps(label)
+
+    def gaps(self, label: str, since: float = 0.0, until: float = float("inf")) -> Gaps:
+        """The gaps that ended in [since, until) (perf_counter seconds)."""
+        rows = [((b - a) * 1000.0, (cb[0] - ca[0]) * 1000.0, (cb[1] - ca[1]) * 1000.0, b)
+                for a, b, ca, cb in zip(self._ticks, self._ticks[1:], self._cpu, self._cpu[1:])
+                if since <= b < until]
+        if not rows:
+            return Gaps(label, 0.0, 0, 0.0, 0, 0)
+        worst = max(rows, key=lambda r: r[0])
+        first = max(since, self._ticks[0])
+        last = min(until, self._ticks[-1])
+        return Gaps(label, last - first, len(rows), worst[0], sum(r[0] > FRAME_MS for r in rows),
+                    sum(r[0] > STALL_MS for r in rows), worst[3] - first, worst[1], worst[2])
 
 
 def spin_until(condition: Callable[[], bool], timeout_s: float, *, what: str = "condition") -> None:

@@ -28,3 +28,25 @@ def test_themes_differ_and_plain_text_is_escaped() -> None:
     text = "```python\nx = 1\n```"
     assert render_markdown(text, LIGHT).html != render_markdown(text, DARK).html
     assert render_plain("a < b\nc", DARK).count("<br>") == 1 and "&lt;" in render_plain("a < b")
+
+
+def test_tables_get_borders() -> None:
+    r = render_markdown("| a | b |\n|---|---|\n| 1 | 2 |")
+    assert '<table border="1"' in r.html and "<th " in r.html and ">1</td>" in r.html
+
+
+def test_blocks_split_at_blank_lines_outside_fences_and_lists() -> None:
+    from app.render import split_blocks
+
+    text = "Intro\n\n- a\n\n- b\n\nNext\n\n```py\nx = 1\n\ny = 2\n```\n\n| a |\n|---|\n\nlast li"
+    blocks, tail = split_blocks(text)
+    assert blocks == ["Intro\n\n- a\n\n- b", "Next", "```py\nx = 1\n\ny = 2\n```"]   # a loose list stays one
+    assert tail == "| a |\n|---|\n\nlast li"                                           # the last line may grow
+    assert "\n\n".join(blocks + [tail]) == text
+
+
+def test_code_links_are_numbered_after_earlier_blocks() -> None:
+    r = render_markdown("```\nx\n```", first_code=3)
+    assert f'href="{COPY_SCHEME}:3"' in r.html and r.code_blocks == ("x",)
+    plain = render_markdown("```python\nx = 1", highlight=False)
+    assert plain.code_blocks == ("x = 1",) and '<span style="color: #' not in plain.html

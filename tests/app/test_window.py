@@ -184,6 +184,7 @@ def test_fork_copies_the_branch_to_a_new_chat(env: Env) -> None:
     source = env.controller.conversation_id
     texts = [m.content for m in env.controller.thread]
     env.window.fork_action.trigger()
+    env.wait_sidebar()
     assert env.controller.conversation_id != source
     assert [m.content for m in env.controller.thread] == texts
     assert env.window.sidebar.list.count() == 2
@@ -356,6 +357,7 @@ def test_sidebar_search_rename_delete(env: Env, qtbot, monkeypatch) -> None:  # 
     sidebar.search.clear()
     qtbot.waitUntil(lambda: sidebar.list.count() == 2 and "Hello" not in sidebar.list.item(0).text(), timeout=3000)
     env.controller.rename(first, "Lights")
+    env.wait_sidebar()
     assert sorted(sidebar.list.item(i).text() for i in range(2)) == ["Lights", "bread recipes"]
     import app.widgets.sidebar as sb
 
@@ -366,10 +368,12 @@ def test_sidebar_search_rename_delete(env: Env, qtbot, monkeypatch) -> None:  # 
     monkeypatch.setattr(sb.QInputDialog, "getText", lambda *a, **k: ("Lighthouses", True))
     select(first)
     sidebar._rename_selected()  # F2
+    env.wait_sidebar()
     assert env.store.get_conversation(first).title == "Lighthouses"
     monkeypatch.setattr(sb.QMessageBox, "question", lambda *a, **k: sb.QMessageBox.StandardButton.Yes)
     select(first)
     sidebar._delete_selected()  # Delete
+    env.wait_sidebar()
     assert sidebar.list.count() == 1 and first not in [c.id for c in env.store.list_conversations()]
 
 
@@ -467,7 +471,7 @@ def test_long_chats_open_with_the_last_page_and_load_earlier_on_demand(env: Env)
         parent = env.store.add_message(conv.id, parent, "assistant", f"a{i}", channel="final").id
     env.controller.open_conversation(conv.id)
     chat = env.window.chat
-    assert len(chat.widgets) == 2 and chat.building          # the newest at once, the rest in slices
+    assert 2 <= len(chat.widgets) < PAGE and chat.building   # the newest at once, the rest in slices
     env.qtbot.waitUntil(lambda: not chat.building, timeout=5000)
     assert len(chat.widgets) == PAGE and chat.widgets[-1].text == "a34" and chat.more_button.isVisible()
     assert [w.message_id for w in chat.widgets] == [m.id for m in env.controller.thread[-PAGE:]]

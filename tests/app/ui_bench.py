@@ -252,17 +252,7 @@ class _Factory:
 
 def split_at_finish(heart: Heartbeat, whole: Gaps, finished_at: float, label: str) -> list[Gaps]:
     """The stream's gaps before the reply finished, and those ending after it (the finish)."""
-    ticks = heart._ticks
-    gaps = [(b, (b - a) * 1000.0) for a, b in zip(ticks, ticks[1:])]
-    before = [g for end, g in gaps if end < finished_at]
-    after = [g for end, g in gaps if end >= finished_at]
-
-    def make(name: str, values: list[float], seconds: float) -> Gaps:
-        return Gaps(name, seconds, len(values), max(values, default=0.0), sum(v > 16 for v in values),
-                    sum(v > 50 for v in values))
-
-    return [make(label, before, finished_at - ticks[0]),
-            make(label.replace("stream", "reply finish"), after, ticks[-1] - finished_at)]
+    return [heart.gaps(label, until=finished_at), heart.gaps(label.replace("stream", "reply finish"), finished_at)]
 
 
 CASES: dict[str, Callable[[Bench, list[Gaps]], None]] = {
