@@ -86,6 +86,9 @@ class Application:
         and load the last model (if `autoload`)."""
         self.window.show()
         self.worker.start()
+        from app.render import warm_up
+
+        self.window.background.run(warm_up, lambda _: None)   # first code blocks must not compile lexers here
         if resume_downloads and self.models is not None and not network.is_offline():
             try:
                 resumed = self.models.resume_pending()

@@ -167,3 +167,25 @@ def split_blocks(text: str) -> tuple[list[str], str]:
                     blocks.append(chunk)
                 start = i + 1
     return blocks, "\n".join(lines[start:])
+
+
+WARM_LANGUAGES = ("python", "javascript", "typescript", "bash", "json", "c", "cpp", "rust", "go", "java", "html",
+                  "css", "sql", "yaml", "text")
+
+
+def warm_up(languages: tuple[str, ...] = WARM_LANGUAGES) -> None:
+    """Build pygments' lexers for common languages (their regexes take up to ~0.2 s each to compile the
+    first time a code block in that language is shown). Safe on any thread: it shares nothing with
+    `render_markdown`'s converters; the app runs it on a pool thread at start."""
+    from pygments.lexers import get_lexer_by_name
+    from pygments.util import ClassNotFound
+
+    # A throwaway converter (never the cached ones the GUI thread uses): imports every extension module.
+    markdown.Markdown(extensions=["fenced_code", "codehilite", "tables", "sane_lists", "nl2br"]).convert(
+        "```python\nx = 1\n```\n\n| a |\n|---|\n| 1 |")
+    for name in languages:
+        try:
+            lexer = get_lexer_by_name(name)
+            list(lexer.get_tokens("x = 1\n"))
+        except ClassNotFound:
+            continue

@@ -39,10 +39,10 @@ THINKING_TICK_MS = 500
 """The "Thinking… N s" header advances on this timer even while no reasoning text arrives."""
 PAGE = 30
 """Messages built when a chat opens; older ones are added on demand."""
-BUILD_SLICE_S = 0.008
+BUILD_SLICE_S = 0.006
 """Widgets are built for at most this long before the event loop runs again (a chat opening)."""
-BUILD_AT_ONCE = 2
-"""The newest messages built at once, whatever the time (the question and the reply being written)."""
+BUILD_AT_ONCE = 1
+"""The newest messages built at once, whatever the time (the reply being written)."""
 
 
 def prefill_text(turn: Turn) -> str | None:
@@ -229,7 +229,7 @@ class ChatView(QWidget):
         built = 0
         while self._todo and (built < at_least or time.perf_counter() - start < BUILD_SLICE_S):
             index = self._todo.pop(0)
-            w = self._make(self._thread[index])
+            w = self._make(self._thread[index], index)
             position = sum(1 for other in self.widgets if self._index_of(other) < index)
             anchor = self.widgets[position] if position < len(self.widgets) else None
             layout_index = self.column.indexOf(anchor) if anchor is not None else self.column.count() - 1
@@ -243,9 +243,9 @@ class ChatView(QWidget):
     def _index_of(self, w: MessageWidget) -> int:
         return getattr(w, "thread_index", 0)
 
-    def _make(self, m: Any) -> MessageWidget:
+    def _make(self, m: Any, index: int) -> MessageWidget:
         w = MessageWidget(m.id, m.role, self.palette_, self.show_reasoning)
-        w.thread_index = next((i for i, t in enumerate(self._thread) if t.id == m.id), 0)  # type: ignore[attr-defined]
+        w.thread_index = index  # type: ignore[attr-defined]
         ids = [s.id for s in self._siblings(m.id)]
         w.set_siblings(ids.index(m.id) + 1 if m.id in ids else 1, max(1, len(ids)))
         w.edit_submitted.connect(self.edit_submitted)

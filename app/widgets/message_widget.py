@@ -146,9 +146,7 @@ class MessageWidget(QFrame):
         self.reasoning_frame.setObjectName("reasoning")
         rlayout = QVBoxLayout(self.reasoning_frame)
         rlayout.setContentsMargins(8, 0, 0, 0)
-        self.reasoning_view = AutoHeightBrowser()
-        self.reasoning_view.setAccessibleName("Reasoning text")
-        rlayout.addWidget(self.reasoning_view)
+        self._reasoning_view: AutoHeightBrowser | None = None   # made when there is reasoning to show
         layout.addWidget(self.reasoning_toggle)
         layout.addWidget(self.reasoning_frame)
         self.reasoning_toggle.setVisible(False)
@@ -225,6 +223,14 @@ class MessageWidget(QFrame):
         return b
 
     # ------------------------------------------------------------------ content
+
+    @property
+    def reasoning_view(self) -> AutoHeightBrowser:
+        if self._reasoning_view is None:
+            self._reasoning_view = AutoHeightBrowser()
+            self._reasoning_view.setAccessibleName("Reasoning text")
+            self.reasoning_frame.layout().addWidget(self._reasoning_view)
+        return self._reasoning_view
 
     @property
     def text(self) -> str:

@@ -58,6 +58,10 @@ class Sidebar(QWidget):
         self.list.itemActivated.connect(self._on_activated)
         self.list.itemClicked.connect(self._on_activated)
         self.list.setWordWrap(True)
+        # Thousands of chats: rows all of one height, laid out 50 at a time between other events.
+        self.list.setUniformItemSizes(True)
+        self.list.setLayoutMode(QListWidget.LayoutMode.Batched)
+        self.list.setBatchSize(50)
         layout.addWidget(self.list, 1)
         self._shown: list[tuple[int, str]] = []     # (id, title) of the conversations listed, in order
         self._showing_hits = False

@@ -182,6 +182,7 @@ class Bench:
         out.extend(split_at_finish(self.heart, gaps, finished[0], label))
 
     def case_stream_real(self, out: list[Gaps]) -> None:
+        self.ensure_real_model()
         self.controller.new_chat()
         self._stream(out, "stream (tiny model)", "Tell me a long story about a lighthouse.")
 
@@ -198,7 +199,15 @@ class Bench:
         self.controller.new_chat()
         self._stream(out, "stream (scripted Markdown)", "Explain with code.")
 
+    def ensure_real_model(self) -> None:
+        """Load the random checkpoint unless it is loaded (not measured: a case run on its own)."""
+        c = self.controller
+        if c.model is None or c.model.path != self.model_dir:
+            c.load_model(self.model_dir)
+            spin_until(lambda: c.model is not None and c.loading is None, 120, what="model loaded")
+
     def case_paste(self, out: list[Gaps]) -> None:
+        self.ensure_real_model()
         rng = random.Random(3)
         text = ""
         while len(text) < PASTE_CHARS:
@@ -266,7 +275,9 @@ CASES: dict[str, Callable[[Bench, list[Gaps]], None]] = {
 }
 
 
-def run(cases: list[str], repeat: int = 1, *, why: bool = False) -> list[Gaps]:
+def run(names: list[str], repeat: int = 1, *, why: bool = False) -> list[tuple[str, Gaps]]:
+    """(case name, gaps) for each row, in order (a stream gives two rows: the stream and its finish)."""
+    cases: list[str] = []
     qapp = QApplication.instance() or QApplication(sys.argv[:1])
     assert qapp is not None
     cache = Path(os.environ.get("LANTERN_BENCH_CACHE", Path(tempfile.gettempdir()) / "lantern-bench-ui"))
@@ -283,17 +294,19 @@ def run(cases: list[str], repeat: int = 1, *, why: bool = False) -> list[Gaps]:
             root.mkdir()
             bench = Bench(root, model_dir, template, long_id)
             try:
-                for name in cases:
+                for name in names:
                     sampler = StallSampler(bench.heart) if why else None
                     if sampler is not None:
                         sampler.start()
+                    before = len(results)
                     CASES[name](bench, results)
+                    cases.extend([name] * (len(results) - before))
                     if sampler is not None:
                         sampler.stop()
                         print(f"===== {name}\n{sampler.report()}", flush=True)
             finally:
                 bench.close()
-    return results
+    return list(zip(cases, results))
 
 
 def main(argv: list[str]) -> int:
@@ -313,10 +326,10 @@ def main(argv: list[str]) -> int:
     print(f"GUI-thread heartbeat every 5 ms; platform {os.environ.get('QT_QPA_PLATFORM')}; "
           f"{os.cpu_count()} CPUs, load average {load:.2f} before, {after:.2f} after")
     print(TABLE_HEADER)
-    for g in results:
+    for _case, g in results:
         print(g.row())
     if args.json is not None:
-        args.json.write_text(json.dumps([asdict(g) for g in results], indent=1))
+        args.json.write_text(json.dumps([{"case": case, **asdict(g)} for case, g in results], indent=1))
     return 0
 
 
