@@ -193,7 +193,9 @@ class ModelController(QObject):
                 self.notice.emit(f"Loading {name} was cancelled.", "info")
             else:
                 kept = f" {self.model.name} is still loaded." if event.model_kept and self.model else ""
-                self.notice.emit(f"Could not load {name}: {event.message}{kept}", event.kind)
+                message = event.message.rstrip()
+                message += "" if message.endswith((".", "!", "?")) else "."
+                self.notice.emit(f"Could not load {name}: {message}{kept}", event.kind)
         return True
 
     def shutdown(self) -> None:

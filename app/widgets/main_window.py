@@ -279,6 +279,9 @@ class MainWindow(QMainWindow):
         else:
             self.status.on_model(c.model)
             self.chat.hide_loading()
+            used = c.context_used() if c.turn is None else None
+            if used:
+                self.status.on_context(*used)
         if self._models_panel is not None:
             self._models_panel.set_loaded(c.model.path if c.model is not None else None)
         self._update_composer()

@@ -140,6 +140,7 @@ class Bench:
         self.app.window.resize(1180, 780)
         self.app.start(autoload=False, resume_downloads=False)
         self.heart = Heartbeat()
+        spin_until(lambda: self.window.background.pending == 0, 30, what="start-up work done")  # renderer warm-up
         spin_for(0.5)
 
     @property
