@@ -118,6 +118,9 @@ class Application:
         # A model still loading cannot be interrupted; main() then ends the process without waiting.
         self.worker_joined = self.worker.shutdown()
         self.window.shutdown()
+        from app.math_images import MATH
+
+        MATH.on_ready = None
         if self.models is not None:
             self.models.unsubscribe(self._manager_listener)
             self.models.close()   # downloads stay queued and resume next time

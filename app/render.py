@@ -6,6 +6,12 @@ in model output is shown as text, never interpreted. Each code block becomes a o
 draws table backgrounds reliably) headed by the language and a `copy-code:N` link;
 `Rendered.code_blocks[N - first_code]` is the raw code that link copies.
 
+Math (`$…$`, `\\(…\\)` inline; `$$…$$`, `\\[…\\]` display) is found by pymdown-extensions' arithmatex
+(a kept Markdown extension; code blocks and inline code are left alone) and drawn as images by
+matplotlib's mathtext on a background thread (app/math_images.py); until a formula is drawn, or if
+mathtext cannot draw it, its TeX source shows in code style (`Rendered.math_pending` says to render
+again once `MATH.on_ready` fires).
+
 A reply being streamed is rendered block by block (`split_blocks`): the finished blocks once each,
 appended to the message, and only the open last block again on every update, so the cost of an
 update does not grow with the length of the reply.
@@ -22,6 +28,8 @@ from functools import lru_cache
 import markdown
 from markdown.extensions import Extension
 from markdown.treeprocessors import Treeprocessor
+
+from app.math_images import MATH, Formula
 
 COPY_SCHEME = "copy-code"
 
@@ -45,6 +53,7 @@ DARK = Palette("#e6edf3", "#9198a1", "#161b22", "#30363d", "#2b3038", "#4493f8",
 class Rendered:
     html: str
     code_blocks: tuple[str, ...]
+    math_pending: bool = False    # some formula is still being drawn: render again when MATH is ready
 
 
 _CODEHILITE = re.compile(r'<div class="codehilite"[^>]*><pre[^>]*>(.*?)</pre></div>', re.S)
@@ -65,10 +74,43 @@ class _TableStyle(Treeprocessor):
             table.set("border", "1")
             table.set("cellspacing", "0")
             table.set("cellpadding", "4")
-            table.set("style", f"border-collapse: collapse; border-color: {self.palette.code_border}; "
-                               "margin: 4px 0px;")
+            table.set("style", f"border-style: solid; border-color: {self.palette.muted}; margin: 4px 0px;")
         for cell in root.iter("th"):
             cell.set("style", f"background-color: {self.palette.code_bg};")
+
+
+class _MathImages(Treeprocessor):
+    """arithmatex's generic output (a span/div holding \\(…\\) or \\[…\\]) becomes an <img> of the formula,
+    or its TeX in code style while it is drawn (or when it cannot be)."""
+
+    def __init__(self, md: markdown.Markdown, palette: Palette) -> None:
+        super().__init__(md)
+        self.palette = palette
+        self.pending = False
+
+    def run(self, root: etree.Element) -> None:
+        for parent in list(root.iter()):
+            for i, el in enumerate(list(parent)):
+                if el.get("class") != "arithmatex":
+                    continue
+                display = el.tag == "div"
+                raw = html.unescape(el.text or "")
+                tex = raw[2:-2].strip() if raw[:2] in ("\\(", "\\[") else raw.strip()
+                known, url = MATH.lookup(Formula(tex, display, self.palette.text))
+                self.pending = self.pending or not known
+                if url is not None:
+                    new = etree.Element("img", {"src": url, "alt": tex, "style": "vertical-align: middle;"})
+                else:
+                    new = etree.Element("code", {"style": f"background-color:{self.palette.inline_code_bg};"})
+                    new.text = markdown.util.AtomicString(tex)
+                if display:   # a centred one-cell table: a paragraph's alignment is lost when a block is appended
+                    holder = etree.Element("table", {"width": "100%", "cellspacing": "0", "cellpadding": "4"})
+                    cell = etree.SubElement(etree.SubElement(holder, "tr"), "td", {"align": "center"})
+                    cell.append(new)
+                    new = holder
+                new.tail = el.tail
+                parent.remove(el)
+                parent.insert(i, new)
 
 
 class _TableStyleExtension(Extension):
@@ -78,21 +120,25 @@ class _TableStyleExtension(Extension):
 
     def extendMarkdown(self, md: markdown.Markdown) -> None:  # noqa: N802 - markdown's API
         md.treeprocessors.register(_TableStyle(md, self.palette), "lantern_tables", 5)
+        self.math = _MathImages(md, self.palette)
+        md.treeprocessors.register(self.math, "lantern_math", 4)
 
 
 @lru_cache(maxsize=4)
-def _converter(palette: Palette, highlight: bool = True) -> markdown.Markdown:
+def _converter(palette: Palette, highlight: bool = True) -> tuple[markdown.Markdown, _TableStyleExtension]:
+    ours = _TableStyleExtension(palette)
     md = markdown.Markdown(
-        extensions=["fenced_code", "codehilite", "tables", "sane_lists", "nl2br", _TableStyleExtension(palette)],
+        extensions=["fenced_code", "codehilite", "tables", "sane_lists", "nl2br", "pymdownx.arithmatex", ours],
         extension_configs={"codehilite": {"noclasses": True, "pygments_style": palette.pygments_style,
                                           "guess_lang": False, "use_pygments": highlight,
-                                          "lang_prefix": "language-"}},
+                                          "lang_prefix": "language-"},
+                           "pymdownx.arithmatex": {"generic": True, "smart_dollar": True}},
         output_format="html",
     )
     # Model output is text: never let it inject markup.
     md.preprocessors.deregister("html_block")
     md.inlinePatterns.deregister("html")
-    return md
+    return md, ours
 
 
 def _code_table(inner: str, index: int, palette: Palette, language: str) -> str:
@@ -114,8 +160,9 @@ def render_markdown(text: str, palette: Palette = LIGHT, *, highlight: bool = Tr
     this text's code blocks after those of the blocks before it."""
     if text.count("```") % 2 == 1:
         text = text + "\n```"
-    md = _converter(palette, highlight)
+    md, ours = _converter(palette, highlight)
     md.reset()
+    ours.math.pending = False
     body = md.convert(text)
     languages = [m.group(1) for m in _FENCE.finditer(text)][::2]  # opening fences only
     blocks: list[str] = []
@@ -132,7 +179,7 @@ def render_markdown(text: str, palette: Palette = LIGHT, *, highlight: bool = Tr
     body = body.replace("<code>", f'<code style="background-color:{palette.inline_code_bg};">')
     body = re.sub("\x00(\\d+)\x00", lambda m: tables[int(m.group(1))], body)
     style = f'<style>a {{ color: {palette.link}; }} p {{ margin-top: 4px; margin-bottom: 4px; }}</style>'
-    return Rendered(style + body, tuple(blocks))
+    return Rendered(style + body, tuple(blocks), ours.math.pending)
 
 
 def render_plain(text: str, palette: Palette = LIGHT, *, muted: bool = True) -> str:
@@ -181,8 +228,8 @@ def warm_up(languages: tuple[str, ...] = WARM_LANGUAGES) -> None:
     from pygments.util import ClassNotFound
 
     # A throwaway converter (never the cached ones the GUI thread uses): imports every extension module.
-    markdown.Markdown(extensions=["fenced_code", "codehilite", "tables", "sane_lists", "nl2br"]).convert(
-        "```python\nx = 1\n```\n\n| a |\n|---|\n| 1 |")
+    markdown.Markdown(extensions=["fenced_code", "codehilite", "tables", "sane_lists", "nl2br",
+                                  "pymdownx.arithmatex"]).convert("```python\nx = 1\n```\n\n| a |\n|---|\n| 1 |")
     for name in languages:
         try:
             lexer = get_lexer_by_name(name)

@@ -24,6 +24,12 @@ class ManagerBridge(QObject):
     event = Signal(object)
 
 
+class MathBridge(QObject):
+    """Carries "formulas drawn" from the math drawing thread to the GUI thread."""
+
+    ready = Signal()
+
+
 class EventRouter(QObject):
     """Receives the worker's events on the GUI thread (a QObject slot, so Qt queues each emission from
     the engine thread; a plain function would run on the engine thread) and hands each to its controller:
@@ -92,5 +98,12 @@ def connect(app: "Application") -> None:
         listener: Any = bridge.event.emit
         app.models.subscribe(listener)
         app._manager_listener = listener
+
+    # formulas drawn on their thread -> the messages showing them
+    from app.math_images import MATH
+
+    math = MathBridge(w)
+    math.ready.connect(chat.on_math_ready)
+    MATH.on_ready = math.ready.emit
 
     app.qapp.aboutToQuit.connect(app.shutdown)

@@ -409,6 +409,14 @@ class ChatView(QWidget):
     def set_presets(self, presets: Presets) -> None:
         self.composer.set_presets(presets)
 
+    def on_math_ready(self) -> None:
+        """Formulas drawn in the background are ready: messages that showed their TeX render again."""
+        from app.render import render_markdown
+
+        render_markdown.cache_clear()
+        for w in self.widgets:
+            w.refresh_math()
+
     def set_appearance(self, palette: Palette, show_reasoning: bool) -> None:
         self.palette_ = palette
         self.show_reasoning = show_reasoning

@@ -186,6 +186,7 @@ class MessageWidget(QFrame):
         self.tail.setVisible(False)
         layout.addWidget(self.tail)
         self._blocks: list[str] = []          # source of the blocks appended to `body`
+        self._math_pending = False            # a formula shown as TeX is still being drawn
         self._code: list[str] = []            # raw code of every code block in `body`, in order
         self._tail_text: str | None = None
         self.show_all_button = QPushButton("")
@@ -308,7 +309,7 @@ class MessageWidget(QFrame):
             blocks, tail = blocks + ([tail] if tail.strip() else []), ""
         if blocks[:len(self._blocks)] != self._blocks:   # not a continuation of what is shown: start over
             self.body.clear()
-            self._blocks, self._code = [], []
+            self._blocks, self._code, self._math_pending = [], [], False
         cursor: QTextCursor | None = None
         for block in blocks[len(self._blocks):]:
             rendered = render_markdown(block, self._palette, first_code=len(self._code))
@@ -320,6 +321,7 @@ class MessageWidget(QFrame):
             cursor.insertHtml(rendered.html)
             self._blocks.append(block)
             self._code.extend(rendered.code_blocks)
+            self._math_pending = self._math_pending or rendered.math_pending
         if tail.strip():
             if tail != self._tail_text:
                 open_fence = tail.count("```") % 2 == 1   # a code block being written: highlighted when closed
@@ -332,6 +334,15 @@ class MessageWidget(QFrame):
             self._rendered, self._tail_text = Rendered("", ()), None
             self.tail.setVisible(False)
         self.body.setVisible(bool(self._blocks))
+
+    def refresh_math(self) -> None:
+        """Formulas that were still being drawn are ready: render the text again (no-op otherwise)."""
+        if self.role == "user" or not (self._math_pending or self._rendered.math_pending):
+            return
+        text, streaming = self._text, self.status_shown == "streaming"
+        self._text, self._blocks, self._tail_text, self._math_pending = "\x00", [], None, False
+        self.body.clear()
+        self.set_text(text, streaming=streaming)
 
     def _show_user_text(self) -> None:
         preview = collapsed_preview(self._text) if self._collapsed else None

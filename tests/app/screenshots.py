@@ -169,7 +169,7 @@ def main(argv: list[str]) -> int:
         for theme in ("light", "dark"):
             for shot in shoot(qapp, out, theme, Path(tmp)):
                 print(shot)
-        for shot in shoot_progress_and_recovery(qapp, out, Path(tmp)):
+        for shot in shoot_progress_and_recovery(qapp, out, Path(tmp)) + shoot_rich_reply(qapp, out, Path(tmp)):
             print(shot)
     return 0
 
@@ -238,6 +238,43 @@ def shoot_progress_and_recovery(qapp: QApplication, out: Path, root: Path) -> li
     shots.append(out / "crash-notice.png")
     application.window.grab().save(str(shots[-1]))
     application.window.close()
+    application.shutdown()
+    return shots
+
+
+
+RICH = ["Here is the comparison:\n\n", "| model | active | total |\n|---|---|---|\n", "| gpt-oss-20b | 3.6 B | 21 B |\n",
+        "| gpt-oss-120b | 5.1 B | 117 B |\n\n", "The softmax with a sink is $p_i = \\frac{e^{s_i}}{e^{b} + \\sum_j e^{s_j}}$, ",
+        "and the total is\n\n$$\\sum_{i=1}^{n} p_i = 1 - \\frac{e^{b}}{e^{b} + \\sum_j e^{s_j}}$$\n\n",
+        "A long hash wraps inside its block: " + "0123456789abcdef" * 12 + "\n\n",
+        "```text\n" + "x" * 220 + "\n```\n"]
+
+
+def shoot_rich_reply(qapp: QApplication, out: Path, root: Path) -> list[Path]:
+    """A table with borders, inline and display math, long unbroken lines, a long pasted message folded."""
+    settings = SettingsStore(root / "r-settings.json")
+    settings.update(theme="light")
+    engine = FakeEngine(analysis=["Compare the two."], final=RICH)
+    application = Application(qapp, store=HistoryStore(root / "r.sqlite3"), settings=settings,
+                              engine_factory=FakeFactory(engine))
+    window, c = application.window, application.controller
+    window.resize(*SIZE)
+    application.start(autoload=False)
+    c.load_model(Path("/models/gpt-oss-20b"))
+    wait_until(qapp, lambda: c.model is not None)
+    pasted = "\n".join(f"{i:>4}  log line {i}: request served in {i % 17} ms" for i in range(400))
+    c.send("Compare the two models; my server log is below.\n" + pasted)
+    wait_until(qapp, lambda: c.turn is None)
+    end = time.monotonic() + 10
+    while time.monotonic() < end and any(w._math_pending for w in window.chat.widgets):
+        qapp.processEvents()
+        time.sleep(0.05)
+    for _ in range(10):
+        qapp.processEvents()
+        time.sleep(0.02)
+    shots = [out / "table-math-long-lines.png"]
+    window.grab().save(str(shots[-1]))
+    window.close()
     application.shutdown()
     return shots
 

@@ -50,3 +50,21 @@ def test_code_links_are_numbered_after_earlier_blocks() -> None:
     assert f'href="{COPY_SCHEME}:3"' in r.html and r.code_blocks == ("x",)
     plain = render_markdown("```python\nx = 1", highlight=False)
     assert plain.code_blocks == ("x = 1",) and '<span style="color: #' not in plain.html
+
+
+def test_math_is_found_by_arithmatex_and_drawn_by_mathtext() -> None:
+    """Inline and display math become images (drawn off the GUI thread; the TeX shows meanwhile);
+    dollar amounts and code are left alone."""
+    from app.math_images import MATH, Formula
+
+    text = "Euler: $e^{i\\pi}+1=0$, costs $5 or $10.\n\n$$\\int_0^1 x^2\\,dx = \\frac{1}{3}$$\n\nCode: `$x$`"
+    render_markdown.cache_clear()
+    first = render_markdown(text + " ")
+    assert "e^{i\\pi}+1=0</code>" in first.html and "$5 or $10" in first.html and "$x$</code>" in first.html
+    for tex, display in (("e^{i\\pi}+1=0", False), ("\\int_0^1 x^2\\,dx = \\frac{1}{3}", True)):
+        assert MATH.draw_now(Formula(tex, display, LIGHT.text)) is not None   # (here, on the test's thread)
+    render_markdown.cache_clear()
+    drawn = render_markdown(text)
+    assert not drawn.math_pending and drawn.html.count('src="data:image/png;base64,') == 2
+    assert '<td align="center"><img' in drawn.html and "$5 or $10" in drawn.html
+    assert MATH.draw_now(Formula("\\begin{nonsense}", False, LIGHT.text)) is None   # shown as TeX, no error
