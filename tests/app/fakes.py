@@ -122,6 +122,7 @@ class FakeFactory:
         self.engine = engine or FakeEngine()
         self.fail = fail
         self.refuse: Exception | None = None
+        self.load_gate: threading.Event | None = None   # when set, a load waits on it (then reports "Ready")
         self.requests: list[LoadModel] = []
 
     def check(self, request: LoadModel) -> None:
@@ -131,6 +132,9 @@ class FakeFactory:
     def __call__(self, request: LoadModel, progress: Callable[[float, str], None]) -> FakeEngine:
         self.requests.append(request)
         progress("Reading weights", 0.5)  # the order engine.Engine.load uses
+        if self.load_gate is not None:
+            self.load_gate.wait(5)
+            progress("Ready", 1.0)
         if self.fail is not None:
             raise self.fail
         self.engine.path = Path(request.model_dir)
