@@ -6,6 +6,7 @@ app/wiring.py.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,10 @@ class Application:
     def __init__(self, qapp: QApplication, *, store: Any = None, settings: SettingsStore | None = None,
                  engine_factory: EngineFactory = default_engine_factory) -> None:
         self.qapp = qapp
+        # gpt-oss's tokenizer, built while the window is being made: tiktoken holds the interpreter lock
+        # for ~0.1 s to build it, which would otherwise freeze the shown window during the first load.
+        self._tokenizer = threading.Thread(target=_build_tokenizer, name="tokenizer", daemon=True)
+        self._tokenizer.start()
         # Cycles holding Qt objects must never be collected on the engine or download threads.
         self.gui_gc = install_gui_gc(qapp)
         self.settings = settings or SettingsStore(config_dir() / "settings.json")
@@ -84,6 +89,7 @@ class Application:
         """Show the window first, then start the worker (torch is imported there, later); resume the
         downloads the last run left queued (unless offline), reopen a chat whose reply a crash cut off,
         and load the last model (if `autoload`)."""
+        self._tokenizer.join(5.0)       # done before anything is visible (see __init__)
         self.window.show()
         self.worker.start()
         from app.render import warm_up
@@ -129,3 +135,14 @@ class Application:
             close()
 
     _manager_listener: Any = None
+
+
+def _build_tokenizer() -> None:
+    """The bundled gpt-oss tokenizer, into engine.tokenizer's cache (a model's own identical
+    tokenizer.json is then read from it). Torch-free."""
+    try:
+        from engine.tokenizer import load_tokenizer
+
+        load_tokenizer()
+    except Exception as error:  # noqa: BLE001 - the load reports a missing tokenizer itself
+        log.warning("could not build the tokenizer ahead: %s", error)

@@ -269,9 +269,12 @@ def _from_tokenizer_json(path: Path) -> Tokenizer:
 
 
 def _from_tiktoken_file(path: Path) -> Tokenizer:
-    ranks = _ranks_from_tiktoken_file(path)
-    _check_ranks(ranks, path)
-    return Tokenizer(ranks, PAT_STR, source=str(path))
+    key = f"tiktoken:{path.resolve()}"
+    if key not in _BY_CONTENT:      # built once per process (tiktoken holds the interpreter lock ~0.1 s to build)
+        ranks = _ranks_from_tiktoken_file(path)
+        _check_ranks(ranks, path)
+        _BY_CONTENT[key] = Tokenizer(ranks, PAT_STR, source=str(path))
+    return _BY_CONTENT[key]
 
 
 def load_tokenizer(model_dir: Path | str | None = None) -> Tokenizer:
