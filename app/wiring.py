@@ -107,3 +107,17 @@ def connect(app: "Application") -> None:
     MATH.on_ready = math.ready.emit
 
     app.qapp.aboutToQuit.connect(app.shutdown)
+
+
+def connect_models_panel(window: Any, panel: Any, dialog: Any) -> None:
+    """The Models panel (made when Models… first opens) -> the controllers and settings."""
+    from pathlib import Path
+
+    models, chat, settings = window.models, window.controller, window.settings
+    # The panel asks before loading a model it rates "will not fit": the controller does not ask twice.
+    panel.load_requested.connect(lambda path: (models.request_load(Path(path), asked_if_wont_fit=True),
+                                               dialog.accept()))
+    panel.unload_requested.connect(chat.unload_model)
+    panel.status_message.connect(lambda text: window.statusBar().showMessage(text, 8000))
+    panel.models_dir_changed.connect(lambda path: settings.update(models_dir=str(path)))
+    panel.context_length_changed.connect(lambda n: settings.update(context_length=int(n)))

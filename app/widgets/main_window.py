@@ -420,13 +420,9 @@ class MainWindow(QMainWindow):
             except OSError as error:
                 log.warning("cannot create the models folder: %s", error)
             panel: Any = ModelManagerPanel(manager, dialog)
-            # The panel asks before loading a model it rates "will not fit": the controller does not ask twice.
-            panel.load_requested.connect(lambda path: (self.models.request_load(Path(path), asked_if_wont_fit=True),
-                                                       dialog.accept()))
-            panel.unload_requested.connect(self.controller.unload_model)
-            panel.status_message.connect(lambda text: self.statusBar().showMessage(text, 8000))
-            panel.models_dir_changed.connect(lambda path: self.settings.update(models_dir=str(path)))
-            panel.context_length_changed.connect(lambda n: self.settings.update(context_length=int(n)))
+            from app.wiring import connect_models_panel
+
+            connect_models_panel(self, panel, dialog)
             if self.controller.model is not None:
                 panel.set_loaded(self.controller.model.path)
             folder = QPushButton("Open model folder…")
