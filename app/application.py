@@ -6,6 +6,7 @@ app/wiring.py.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,10 @@ from app.worker import EngineFactory, EngineWorker, default_engine_factory
 
 log = logging.getLogger(__name__)
 
+SWITCH_INTERVAL_S = 0.001
+"""How long the GUI thread may wait for the interpreter lock while the engine thread runs Python
+between its torch calls (CPython's default is 5 ms, paid again for every Python slot Qt calls)."""
+
 
 class Application:
     """Builds the parts in order and tears them down in reverse (cancel, Shutdown, join).
@@ -36,6 +41,7 @@ class Application:
     def __init__(self, qapp: QApplication, *, store: Any = None, settings: SettingsStore | None = None,
                  engine_factory: EngineFactory = default_engine_factory) -> None:
         self.qapp = qapp
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         # gpt-oss's tokenizer, built while the window is being made: tiktoken holds the interpreter lock
         # for ~0.1 s to build it, which would otherwise freeze the shown window during the first load.
         self._tokenizer = threading.Thread(target=_build_tokenizer, name="tokenizer", daemon=True)
