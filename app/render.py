@@ -194,9 +194,44 @@ _CONTINUES = re.compile(r"^([ \t]|[-*+][ \t]|\d+[.)][ \t])")
 """A line that continues the block before a blank line: indented, or a list item (a loose list)."""
 
 
-def split_blocks(text: str) -> tuple[list[str], str]:
+STREAM_TAIL_CHARS = 1200
+"""While streaming, an open block longer than this is cut at its last line end (outside a code fence),
+so no single re-render grows with a long paragraph; text with no line end is cut at a space past
+4x this. The finished reply keeps those cuts (a new paragraph where a line ended)."""
+
+
+def split_blocks(text: str, *, streaming: bool = False) -> tuple[list[str], str]:
     """(finished blocks, the open last one): a block ends at a blank line outside a code fence that
-    is followed by a line starting a new block (not an indented line or a list item)."""
+    is followed by a line starting a new block (not an indented line or a list item). `streaming`:
+    also cut an open block longer than STREAM_TAIL_CHARS (see there)."""
+    blocks, tail = _split_at_blank_lines(text)
+    if not streaming or len(tail) <= STREAM_TAIL_CHARS:
+        return blocks, tail
+    # Greedy chunks from the start of the open block: a cut depends only on the text before it, so it
+    # stays where it is as the text grows (the chunks before it are appended once).
+    start, size, fence = 0, 0, None
+    pieces = tail.split("\n")
+    offset = 0
+    for i, line in enumerate(pieces[:-1]):          # the last line may still grow
+        m = _FENCE_LINE.match(line)
+        if m:
+            fence = None if fence == m.group(1) else (fence or m.group(1))
+        offset += len(line) + 1
+        size += len(line) + 1
+        if fence is None and size >= STREAM_TAIL_CHARS and line.strip():
+            blocks.append(tail[start:offset - 1])
+            start, size = offset, 0
+    rest = tail[start:]
+    while len(rest) > 4 * STREAM_TAIL_CHARS and "\n" not in rest and fence is None:   # no line ends at all
+        cut = rest.find(" ", 4 * STREAM_TAIL_CHARS)
+        if cut <= 0 or cut == len(rest) - 1:
+            break
+        blocks.append(rest[:cut])
+        rest = rest[cut + 1:]
+    return blocks, rest
+
+
+def _split_at_blank_lines(text: str) -> tuple[list[str], str]:
     lines = text.split("\n")
     blocks: list[str] = []
     start = 0

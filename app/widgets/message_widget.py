@@ -304,7 +304,7 @@ class MessageWidget(QFrame):
             self._show_user_text()
             self.body.setVisible(True)
             return
-        blocks, tail = split_blocks(text)
+        blocks, tail = split_blocks(text, streaming=streaming)
         if not streaming:
             blocks, tail = blocks + ([tail] if tail.strip() else []), ""
         if blocks[:len(self._blocks)] != self._blocks:   # not a continuation of what is shown: start over
@@ -427,6 +427,10 @@ class MessageWidget(QFrame):
                    bug: bool = False) -> None:
         """`interrupted`: cut off because Lantern closed (a crash), not stopped by the user; `bug`:
         an error that is Lantern's fault, not the user's."""
+        key = (status, error, interrupted, bug)
+        if key == getattr(self, "_status_key", None):
+            return                      # (called on every streamed update: restyling is not free)
+        self._status_key = key
         self.status_shown = "interrupted" if interrupted and status == "stopped" else status
         text = {"stopped": "· stopped", "error": "· error", "streaming": "· writing…"}.get(status, "")
         self.status_label.setObjectName("")

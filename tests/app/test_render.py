@@ -68,3 +68,18 @@ def test_math_is_found_by_arithmatex_and_drawn_by_mathtext() -> None:
     assert not drawn.math_pending and drawn.html.count('src="data:image/png;base64,') == 2
     assert '<td align="center"><img' in drawn.html and "$5 or $10" in drawn.html
     assert MATH.draw_now(Formula("\\begin{nonsense}", False, LIGHT.text)) is None   # shown as TeX, no error
+
+
+def test_a_long_open_block_is_cut_where_it_stays_cut_while_it_grows() -> None:
+    """Streaming: a paragraph with no blank line must not be re-rendered whole on every update."""
+    from app.render import STREAM_TAIL_CHARS, split_blocks
+
+    text = "".join(f"line {i} of a long answer without blank lines\n" for i in range(200))
+    blocks, tail = split_blocks(text, streaming=True)
+    assert blocks and len(tail) <= STREAM_TAIL_CHARS + 60 and all(len(b) >= STREAM_TAIL_CHARS for b in blocks)
+    grown, _ = split_blocks(text + "more words\nand more", streaming=True)
+    assert grown[:len(blocks)] == blocks                       # the earlier cuts do not move
+    assert "\n".join(blocks + [tail]) == text                   # nothing lost
+    assert split_blocks(text)[0] == []                          # not streaming: one block, as Markdown sees it
+    fenced, fenced_tail = split_blocks("```\n" + "x = 1\n" * 400, streaming=True)
+    assert fenced == [] and fenced_tail.startswith("```")       # never cut inside a code block

@@ -130,7 +130,7 @@ class Bench:
         db = root / "history.sqlite3"
         shutil.copy(template_db, db)
         settings = SettingsStore(root / "settings.json")
-        settings.update(device="cpu", context_length=16384, max_tokens=600, temperature=1.0, cpu_threads=1)
+        settings.update(device="cpu", context_length=16384, max_tokens=600, temperature=0.0, cpu_threads=1)
         self.settings = settings
         qapp = QApplication.instance()
         assert isinstance(qapp, QApplication)
