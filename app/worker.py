@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import queue
+import sys
 import threading
 import time
 import traceback
@@ -256,10 +258,32 @@ class _Server:
                                finished.error_kind if finished.reason == "error" else None))
 
 
+ENGINE_NICENESS = 5
+"""The engine thread runs this much below the GUI thread (Linux niceness; "below normal" on Windows), so
+that when the cores are busy the scheduler gives the window its turn first; on an idle machine it
+changes nothing."""
+
+
+def lower_thread_priority() -> bool:
+    """Lower the calling thread's CPU priority (threads it starts inherit it). False where unsupported."""
+    try:
+        if sys.platform.startswith("linux"):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ENGINE_NICENESS)
+            return True
+        if sys.platform == "win32":
+            import ctypes
+
+            kernel32 = ctypes.WinDLL("kernel32")  # type: ignore[attr-defined]
+            return bool(kernel32.SetThreadPriority(kernel32.GetCurrentThread(), -1))  # BELOW_NORMAL
+    except (OSError, AttributeError) as error:
+        log.debug("could not lower the engine thread's priority: %s", error)
+    return False
+
+
 def serve(requests: "queue.SimpleQueue[Request] | queue.Queue[Request]", emit: Callable[[Event], None],
           cancel_event: threading.Event, engine_factory: EngineFactory = default_engine_factory,
           *, coalesce_seconds: float = COALESCE_SECONDS, check: FolderCheck | None = None,
-          cancel_load: threading.Event | None = None) -> None:
+          cancel_load: threading.Event | None = None, lower_priority: bool = False) -> None:
     """Answer requests until Shutdown. Never raises: every failure becomes a WorkerFailed event.
 
     EngineError (the user can act on it) -> WorkerFailed(kind="user"); any other exception is
@@ -268,6 +292,8 @@ def serve(requests: "queue.SimpleQueue[Request] | queue.Queue[Request]", emit: C
     with LoadFailed (saying whether the previous model is still loaded).
     """
     server = _Server(emit, cancel_event, engine_factory, coalesce_seconds, check, cancel_load or threading.Event())
+    if lower_priority:
+        lower_thread_priority()
     while True:
         request = requests.get()
         if isinstance(request, Shutdown):
@@ -331,7 +357,7 @@ class EngineWorker(QObject):
     @Slot()
     def _run(self) -> None:
         serve(self._requests, self.event.emit, self._cancel, self._factory, check=self._check,
-              cancel_load=self._cancel_load)
+              cancel_load=self._cancel_load, lower_priority=True)
 
     def submit(self, request: Request) -> None:
         if isinstance(request, LoadModel):
