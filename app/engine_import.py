@@ -107,6 +107,7 @@ def import_engine() -> ModuleType:
                 gc.freeze()   # the import's objects live as long as the process; collections skip them
             finally:
                 _importing.clear()
-            log.info("engine imported; %d objects moved out of the garbage collector's sight", gc.get_freeze_count())
+            # (not gc.get_freeze_count(): it walks every frozen object with the interpreter lock held)
+            log.info("engine imported; its objects moved out of the garbage collector's sight")
             _imported = True
     return sys.modules["engine.api"]
