@@ -192,7 +192,17 @@ def shoot_progress_and_recovery(qapp: QApplication, out: Path, root: Path) -> li
     window, c = application.window, application.controller
     window.resize(*SIZE)
     application.start(autoload=False)
+    gate = threading.Event()
+    factory.load_gate = gate                      # the load waits after its "Reading weights" stage
     c.load_model(Path("/models/gpt-oss-20b"))
+    wait_until(qapp, lambda: window.chat.loading_card.isVisible() and "Reading" in window.chat.loading_card.label.text())
+    for _ in range(5):
+        qapp.processEvents()
+        time.sleep(0.02)
+    shots.append(out / "loading-stages.png")
+    window.grab().save(str(shots[-1]))
+    factory.load_gate = None
+    gate.set()
     wait_until(qapp, lambda: c.model is not None)
     c.send("Here is my whole thesis chapter; what are its three weakest arguments? " + "(long text) " * 40)
     wait_until(qapp, lambda: c.turn is not None and c.turn.stats is not None and c.turn.stats.prefill_done >= 1000)
