@@ -139,6 +139,7 @@ class Application:
         close = getattr(self.store, "close", None)
         if close is not None:
             close()
+        self.settings.flush()
 
     _manager_listener: Any = None
 

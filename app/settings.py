@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,8 @@ class SettingsStore(QObject):
     def __init__(self, path: Path) -> None:
         super().__init__()
         self.path = path
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
         self._settings = self._load()
 
     @property
@@ -164,6 +167,21 @@ class SettingsStore(QObject):
         self.update(**dataclasses.asdict(settings))
 
     def save(self) -> None:
-        """Write atomically (temp file + rename) so a crash never leaves half a file."""
+        """Write atomically (temp file + fsync + rename) so a crash never leaves half a file. The write
+        runs on a thread of its own (an fsync can take long on a slow disk), in order; `flush()` waits."""
         data = {"schema_version": SCHEMA_VERSION, "settings": dataclasses.asdict(self._settings)}
-        write_json_atomic(self.path, data, indent=2)
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="settings-save")
+        self._pending = self._writer.submit(self._write, data)
+
+    def _write(self, data: dict[str, Any]) -> None:
+        try:
+            write_json_atomic(self.path, data, indent=2)
+        except OSError as error:   # a read-only or full disk: the settings still apply for this run
+            log.warning("could not save the settings to %s: %s", self.path, error)
+
+    def flush(self) -> None:
+        """Wait until the last change is on disk."""
+        pending = self._pending
+        if pending is not None:
+            pending.result()
