@@ -100,13 +100,14 @@ def test_undeclared_recipient_is_text_not_a_call(fake_server) -> None:
     assert r.choices[0].finish_reason == "stop"
 
 
-def test_stop_sequence_cuts_and_cancels(fake_server) -> None:
-    fake_server.engine.scripts += ["<|channel|>final<|message|>one two three four five six<|return|>"]
-    r = fake_server.client().chat.completions.create(model="gpt-oss-20b", messages=[{"role": "user", "content": "x"}],
-                                                     stop=[" thr", "zzz"])
+def test_stop_sequence_cuts_and_cancels() -> None:
+    eng = FakeEngine(delay_s=0.02, scripts=["<|channel|>final<|message|>one two three " + "four " * 50 + "<|return|>"])
+    with serve(eng, None) as s:
+        r = s.client().chat.completions.create(model="gpt-oss-20b", messages=[{"role": "user", "content": "x"}],
+                                               stop=[" thr", "zzz"])
     assert r.choices[0].message.content == "one two"
     assert r.choices[0].finish_reason == "stop"
-    assert fake_server.engine.stopped_early[-1]
+    assert eng.stopped_early[-1] and eng.produced[-1] < 20
 
 
 def test_sampling_fields_reach_the_engine(fake_server) -> None:
