@@ -43,6 +43,11 @@ class Application:
         self.worker.event.connect(self.controller.on_event)
         self.models = self._make_model_manager()
         self.window = MainWindow(self.controller, self.settings, self.models)
+        from app.api_server import LocalApiServer
+
+        self.api_server = LocalApiServer(self.settings, self.controller, self.worker, self.window.statusBar())
+        self.api_server.failed.connect(lambda message: self.window.on_error(
+            f"The local API server did not start: {message}", "user"))
         qapp.aboutToQuit.connect(self.shutdown)
         self._shut = False
         self.worker_joined = True
@@ -71,6 +76,7 @@ class Application:
         downloads the last run left queued (unless offline) and load the last model (if `autoload`)."""
         self.window.show()
         self.worker.start()
+        self.api_server.apply()   # off unless Settings → Local API server is on
         if resume_downloads and self.models is not None and not network.is_offline():
             try:
                 resumed = self.models.resume_pending()
@@ -90,6 +96,7 @@ class Application:
         self._shut = True
         log.info("shutting down")
         self.controller.shutdown()
+        self.api_server.shutdown()
         # A model still loading cannot be interrupted; main() then ends the process without waiting.
         self.worker_joined = self.worker.shutdown()
         self.window.shutdown()  # also stops the model manager's downloads (they stay queued)

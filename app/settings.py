@@ -57,6 +57,17 @@ class Settings:
     models_dir: str = _opt("", "Folder where models are kept; empty uses the default in the data folder.",
                            label="Models folder")
     last_model: str = _opt("", "The model loaded last; it is loaded again at start.", label="Last model")
+    # The local OpenAI-compatible API (app/api_server.py, engine/server/).
+    api_server: bool = _opt(False, "Serve the loaded model to programs on this computer through an "
+                                   "OpenAI-compatible API (Chat Completions, Responses). Off by default.",
+                            label="Local API server")
+    api_server_lan: bool = _opt(False, "Allow other devices on my network. Warning: anyone on the network who "
+                                       "has the API key can then use the model on this computer.",
+                                label="Allow other devices on my network")
+    api_server_port: int = _opt(8177, "Port of the local API server.", minimum=1024, maximum=65535,
+                                label="API server port")
+    api_key: str = _opt("", "The key programs must send (Authorization: Bearer <key>); select it to copy it. "
+                            "Made when the server first starts; clear it to get a new one.", label="API key")
 
     def generation_params(self, today: datetime.date | None = None) -> GenerationParams:
         """Sampling for the next reply; the system message carries today's date, as gpt-oss expects."""

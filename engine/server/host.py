@@ -79,8 +79,7 @@ class Job:
             self._put(Finished("cancelled"))
             return
         try:
-            prompt = engine.render(self.messages, self.params)
-            session, _ = pool.acquire(prompt)
+            session = pool.acquire_for(self.messages, self.params)
             events = engine.chat(session, self.messages, self.params, should_stop=self.should_stop)
             for event in events:
                 if self.cancelled and not isinstance(event, Finished):

@@ -25,6 +25,13 @@ class SessionPool:
         self._last_used: dict[int, int] = {}
         self._clock = itertools.count()
 
+    def acquire_for(self, messages: Sequence[Any], params: Any) -> Any:
+        """The session for a conversation (rendered only when there is a choice to make)."""
+        if self.size == 1 and self._sessions:
+            return self._sessions[0]
+        prompt = self.engine.render(messages, params) if self.size > 1 else []
+        return self.acquire(prompt)[0]
+
     def acquire(self, prompt: Sequence[int]) -> tuple[Any, int]:
         """(session to run `prompt` in, tokens of the prompt its cache already holds)."""
         from engine.api import common_prefix_len   # torch: only ever on the model thread
