@@ -353,6 +353,10 @@ class Engine:
         from engine.sampling import Sampler
 
         sampler = Sampler(params.temperature, top_p=params.top_p, seed=params.seed)
+        if params.tool_choice == "required" and params.tools:   # the turn must end in a function call
+            from engine.structured import constrain_tool_call
+
+            return constrain_tool_call(sampler, self.tokenizer, params)
         if params.response_format is not None:   # structured output: only the final body is constrained
             from engine.structured import constrain_final_channel
 

@@ -306,3 +306,21 @@ def test_sanitised_names_are_unique_and_reversible() -> None:
 
     names = function_names([FunctionTool("get-weather"), FunctionTool("get_weather")])
     assert names == {"get-weather": "get_weather_2", "get_weather": "get_weather"}
+
+
+def test_tool_choice_reaches_the_engine(fake_server) -> None:
+    fake_server.engine.scripts += [CALL, CALL]
+    client = fake_server.client()
+    client.chat.completions.create(model="gpt-oss-20b", messages=[{"role": "user", "content": "x"}],
+                                   tools=[WEATHER_TOOL], tool_choice={"type": "function",
+                                                                      "function": {"name": "get-weather"}})
+    _, params = fake_server.engine.calls[-1]
+    assert (params.tool_choice, params.allowed_tools) == ("required", ("get-weather",))
+    client.chat.completions.create(model="gpt-oss-20b", messages=[{"role": "user", "content": "x"}],
+                                   tools=[WEATHER_TOOL], tool_choice="none")
+    prompt = fake_server.engine.tokenizer.decode(fake_server.engine.prompts[-1])
+    assert "namespace functions" not in prompt and "Calls to these tools" not in prompt
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="gpt-oss-20b", messages=[{"role": "user", "content": "x"}],
+                                       tools=[WEATHER_TOOL], tool_choice={"type": "function",
+                                                                          "function": {"name": "nope"}})
