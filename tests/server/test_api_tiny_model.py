@@ -65,3 +65,21 @@ def test_responses_chain_and_stream(tiny_server) -> None:
     assert final.previous_response_id == r1.id
     assert final.usage.input_tokens > r1.usage.input_tokens
     assert final.usage.input_tokens_details.cached_tokens > 0
+
+
+def test_two_conversations_keep_their_prefixes(tiny_server) -> None:
+    """--sessions 2: interleaved conversations each find their own KV cache again (longest common prefix)."""
+    client = tiny_server.client()
+    a = [{"role": "user", "content": "Conversation A is about apples and their many varieties."}]
+    b = [{"role": "user", "content": "Conversation B is about bridges, arches and suspension cables."}]
+    first = []
+    for convo in (a, b):
+        r = client.chat.completions.create(model=MODEL, messages=convo, max_tokens=2, temperature=0)
+        first.append(r.usage.prompt_tokens)
+        convo += [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "more"}]
+    ra = client.chat.completions.create(model=MODEL, messages=a, max_tokens=2, temperature=0)
+    rb = client.chat.completions.create(model=MODEL, messages=b, max_tokens=2, temperature=0)
+    # each reuses all of its own first prompt (up to the end of its user message), not just the
+    # system message the two share
+    for r, n in zip((ra, rb), first):
+        assert r.usage.prompt_tokens_details.cached_tokens >= n - 3, (r.usage, n)
