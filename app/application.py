@@ -63,6 +63,9 @@ class Application:
         self.model_controller = ModelController(self.settings, self.worker, self.models)
         self.controller = ChatController(self.store, self.settings, self.worker, self.model_controller)
         self.window = MainWindow(self.controller, self.model_controller, self.settings, self.models)
+        from app.api_server import LocalApiServer
+
+        self.api_server = LocalApiServer(self.settings, self.controller, self.worker, self.window.statusBar())
         self._shut = False
         self.worker_joined = True
         connect(self)
@@ -101,6 +104,7 @@ class Application:
         from app.render import warm_up
 
         self.window.background.run(warm_up, lambda _: None)   # first code blocks must not compile lexers here
+        self.api_server.apply()   # off unless Settings → Local API server is on
         if resume_downloads and self.models is not None and not network.is_offline():
             try:
                 resumed = self.models.resume_pending()
@@ -127,6 +131,7 @@ class Application:
         log.info("shutting down")
         self.controller.shutdown()
         self.model_controller.shutdown()
+        self.api_server.shutdown()
         # A model still loading cannot be interrupted; main() then ends the process without waiting.
         self.worker_joined = self.worker.shutdown()
         self.window.shutdown()

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 
 
-SECTIONS = ("Chat", "Model", "Appearance", "Privacy")
+SECTIONS = ("Chat", "Model", "Appearance", "Privacy", "Local API server")
 """The Settings dialog's sections, in order (another part of the app may add its own section)."""
 
 Presets = tuple[tuple[str, str], ...]
@@ -68,6 +68,18 @@ class Settings:
                            label="Models folder", section="Model")
     last_model: str = _opt("", "The model loaded last; it is loaded again at start.", label="Last model", section="Model")
     instruction_presets: Presets = _opt((), "Saved instructions to pick for a chat.", label="Instruction presets")
+    # The local OpenAI-compatible API (app/api_server.py, engine/server/).
+    api_server: bool = _opt(False, "Serve the loaded model to programs on this computer through an "
+                                   "OpenAI-compatible API (Chat Completions, Responses). Off by default.",
+                            label="Local API server", section="Local API server")
+    api_server_lan: bool = _opt(False, "Allow other devices on my network. Warning: anyone on the network who "
+                                       "has the API key can then use the model on this computer.",
+                                label="Allow other devices on my network", section="Local API server")
+    api_server_port: int = _opt(8177, "Port of the local API server.", minimum=1024, maximum=65535,
+                                label="API server port", section="Local API server")
+    api_key: str = _opt("", "The key programs must send (Authorization: Bearer <key>); select it to copy it. "
+                            "Made when the server first starts; clear it to get a new one.", label="API key",
+                        section="Local API server")
 
     def generation_params(self, today: datetime.date | None = None, *,
                           reasoning_effort: str | None = None) -> GenerationParams:

@@ -106,6 +106,10 @@ def connect(app: "Application") -> None:
     math.ready.connect(chat.on_math_ready)
     MATH.on_ready = math.ready.emit
 
+    # local API server -> window
+    app.api_server.failed.connect(lambda message: w.on_error(
+        f"The local API server did not start: {message}", "user"))
+
     app.qapp.aboutToQuit.connect(app.shutdown)
 
 

@@ -305,6 +305,8 @@ def serve(requests: "queue.SimpleQueue[Request] | queue.Queue[Request]", emit: C
                 server.unload(request)
             elif isinstance(request, StartChat):
                 server.chat(request)
+            elif hasattr(request, "run_on_worker"):   # a local API server job (app/api_server.py)
+                request.run_on_worker(server.engine)
             else:
                 raise TypeError(f"unknown request {request!r}")
         except Exception as error:  # noqa: BLE001 - the thread must survive anything
