@@ -47,7 +47,7 @@ def _model_manager_classes() -> tuple[Any, Any] | None:
     """The model manager panel from app.models, if that package is present."""
     try:
         from app.models.manager import ModelManager
-        from app.models.panel import ModelManagerPanel
+        from app.widgets.models_panel import ModelManagerPanel
     except ImportError as error:
         log.info("model manager panel not available (%s); using the folder picker", error)
         return None

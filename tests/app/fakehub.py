@@ -5,7 +5,7 @@ It answers the routes huggingface_hub 2.4 and our downloader use, shaped like th
   HEAD /<repo>/resolve/<rev>/<file>          -> X-Repo-Commit; LFS files: 302 to the CDN with X-Linked-Etag
                                                 (the sha256) and X-Linked-Size; other files: ETag (git blob sha1)
   GET  /<repo>/resolve/<rev>/<file>          -> LFS files: 302 to the CDN; others: the bytes
-  GET  <cdn>/cdn/<sha256>                    -> the bytes, honouring `Range: bytes=N-` and `If-Range`
+  GET  <cdn>/cdn/<sha256>                    -> the bytes, honouring `Range: bytes=N-`
 The CDN is a second server (another origin, as on the real hub), so the client drops the token when
 it follows the redirect and huggingface_hub reads LFS metadata from the redirect itself.
 
@@ -304,9 +304,6 @@ class FakeHub:
             generation = self._generation
         start = 0
         rng = None if self.ignore_range else h.headers.get("Range")
-        if_range = h.headers.get("If-Range")
-        if rng and if_range is not None and if_range.strip().strip('"') != etag:
-            rng = None                                   # the file changed: the whole new one (RFC 9110 If-Range)
         if rng:
             m = re.fullmatch(r"bytes=(\d+)-", rng.strip())
             start = int(m.group(1)) if m else 0

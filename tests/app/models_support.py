@@ -87,7 +87,7 @@ def bytes_on_disk(folder: Path) -> int:
 
 
 ROOT = Path(__file__).resolve().parents[2]
-RAW_ERROR = re.compile(r"\[Errno|Errno \d|errno|Traceback|HTTPConnectionPool|<urlopen")
+RAW_ERROR = re.compile(r"\[Errno|Errno \d|errno \d|Traceback|HTTPConnectionPool|<urlopen|Error\(")
 
 
 def assert_plain(text: str) -> None:
