@@ -357,9 +357,11 @@ class DownloadQueue:
         while True:
             try:
                 return self._attempt(job)
-            except NetworkError as exc:
-                if job.stop.is_set():
+            except ModelManagerError as exc:
+                if job.stop.is_set():              # paused, cancelled, quitting or offline: not an error
                     return "stopped"
+                if not isinstance(exc, NetworkError):
+                    raise
                 if network.is_offline() or policy.wait_s is None:
                     raise
                 if job.fetched:                    # it got somewhere: count the tries afresh
@@ -376,8 +378,9 @@ class DownloadQueue:
                 self._set_status(job.repo_id, JobState.RETRYING, f"{reason} Trying again in {wait:g} s.",
                                  retry_in_s=wait, reason=reason)
                 self._emit(RetryScheduled(job.repo_id, reason, wait, job.failures, policy.retries))
-                job.wake.wait(wait)
                 job.wake.clear()
+                if not job.stop.is_set():
+                    job.wake.wait(wait)            # woken early by stop, or by Retry (start() again)
                 if job.stop.is_set():
                     return "stopped"
                 self._set_status(job.repo_id, JobState.PREPARING, "Trying again…")
@@ -394,6 +397,9 @@ class DownloadQueue:
                 if last or job.stop.is_set():
                     raise
                 log.info("%s: planning again (%s)", job.repo_id, exc)
+                if isinstance(exc, FileChangedError) and exc.name:
+                    # Whatever the new plan says, those partial bytes are not the file's: from byte 0.
+                    part_path(self.library.models_dir / job.entry.name / exc.name).unlink(missing_ok=True)
         raise AssertionError("unreachable")
 
     def _plan(self, job: _Job) -> tuple[RemoteModel, Manifest]:

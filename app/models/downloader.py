@@ -130,7 +130,7 @@ def download_file(url: str, dest: Path, remote: RemoteFile, *, headers: dict[str
             current = check_remote()
             if not current.matches(remote):
                 raise FileChangedError(f"{remote.name} on the hub is no longer the file this download started "
-                                       "with; its partial copy is not added to.")
+                                       "with; its partial copy is not added to.", name=remote.name)
         got = hash_file(part, hasher, limit=offset, on_bytes=lambda n: on_bytes(n, False), should_stop=should_stop)
         if got < offset:
             return "stopped"

@@ -43,6 +43,10 @@ class HubUnreachableError(NetworkError):
 class FileChangedError(NetworkError):
     """The hub now serves another version of a file than the download started with: plan again."""
 
+    def __init__(self, message: str, *, name: str = "") -> None:
+        super().__init__(message)
+        self.name = name              # the file (its partial copy is not to be added to)
+
 
 class VerifyError(ModelManagerError):
     """A file's size or hash does not match the hub's metadata."""

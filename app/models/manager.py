@@ -33,7 +33,7 @@ from app.models.fit import FitAssessment, SystemMemory, assess, probe_system
 from app.models.folder_move import move_tree
 from app.models.hub import fetch_remote_model
 from app.models.library import DiskUsage, LocalLibrary, VerifyReport
-from app.models.local import LocalModel, ModelState, inspect_model_dir
+from app.models.local import LocalModel, ModelState, inspect_model_dir, read_manifest
 from app.models.units import format_bytes
 from app.paths import default_models_dir  # noqa: F401 - re-exported for `python -m app.models`
 
@@ -163,6 +163,9 @@ class ModelManager:
             folder = self.models_dir / entry.name
             local = self._with_job_state(inspect_model_dir(folder)) if folder.is_dir() else None
             remote = self.queue.remotes.get(entry.repo_id)
+            if remote is None and local is not None:       # the sizes of the revision the folder holds
+                manifest = read_manifest(folder)
+                remote = manifest.remote() if manifest is not None and manifest.repo_id == entry.repo_id else None
             rows.append(CatalogRow(
                 entry=entry, fit=self.fit_for(entry),
                 download_bytes=remote.total_bytes if remote else entry.download_bytes_estimate,

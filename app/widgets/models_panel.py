@@ -495,7 +495,9 @@ class ModelManagerPanel(QWidget):
             card = self.cards.get(event.repo_id)
             if card is not None:
                 card.error = ""
+                self._results.pop(self.manager.models_dir / card.entry.name, None)   # its files change now
             self.refresh_catalog()
+            self.refresh_local()                    # the model's row shows the download's state too
             if event.message and event.state != JobState.PREPARING:
                 name = card.entry.title if card is not None else event.repo_id
                 self.status_message.emit(f"{name}: {event.message}")
@@ -507,9 +509,12 @@ class ModelManagerPanel(QWidget):
                     pct = int(100 * event.done_bytes / max(1, event.total_bytes))
                     row.state_label.setText(f"Verifying… {pct}%")
         elif isinstance(event, TaskFinished):
-            if event.kind == "verify":
+            if event.kind == "verify":          # the result stays in the model's row
                 self._results[event.path] = (event.ok, event.message)
-            self._show_notice(event.message, error=not event.ok)
+                self._show_notice("" if event.ok else event.message, error=True)
+            else:
+                self._results.pop(event.path, None)
+                self._show_notice(event.message, error=not event.ok)
             self.status_message.emit(event.message)
             self.refresh()
         elif isinstance(event, MoveProgress):
@@ -577,7 +582,10 @@ class ModelManagerPanel(QWidget):
                                "go on later, keep downloading and press Pause instead.",
                        accept="Cancel download", reject="Keep downloading", destructive=True):
             return
-        self.manager.cancel(entry.repo_id, wait=False)
+        try:
+            self.manager.cancel(entry.repo_id, wait=False)
+        except ModelManagerError as exc:
+            self._show_notice(str(exc), error=True)
 
     def _load(self, model: LocalModel, fit: FitAssessment | None) -> None:
         if fit is not None and fit.verdict == Verdict.WONT_FIT:
@@ -600,7 +608,7 @@ class ModelManagerPanel(QWidget):
         except ModelManagerError as exc:
             self._show_notice(str(exc), error=True)
             return
-        self._show_notice(f"Verifying {model.name}: every file is read once…")
+        self._show_notice("")
         self.refresh_local()
 
     def _delete(self, model: LocalModel) -> None:

@@ -169,8 +169,10 @@ def test_verify_button_finds_corruption(panel_for, qtbot, tmp_path):
     panel.refresh()
     assert _row(panel, "gpt-oss-20b").model.state == ModelState.READY
     _row(panel, "gpt-oss-20b").verify_btn.click()
-    qtbot.waitUntil(lambda: _row(panel, "gpt-oss-20b").model.state == ModelState.CORRUPT, timeout=10000)
+    card = panel.cards[REPO]
+    # The verify's result (not a refresh that ran while it wrote the manifest) updates row and card.
+    qtbot.waitUntil(lambda: _row(panel, "gpt-oss-20b").model.state == ModelState.CORRUPT
+                    and card.download_btn.text() == "Download again to repair", timeout=10000)
     row = _row(panel, "gpt-oss-20b")
     assert not row.load_btn.isEnabled() and shard.name in row.model.message
-    card = panel.cards[REPO]
-    assert card.download_btn.text() == "Download again to repair" and card.download_btn.isVisibleTo(card)
+    assert card.download_btn.isVisibleTo(card) and "damaged" in row.result_label.text()
