@@ -20,7 +20,7 @@ from app.jsonfile import read_json, write_json_atomic
 from app.models.error_text import os_error_text
 from app.models.errors import DiskFullError, InvalidModelError, ModelManagerError, NotWritableError
 from app.models.hashing import hash_file, new_hasher
-from app.models.local import (LocalModel, ModelState, folder_size, inspect_model_dir, read_manifest,
+from app.models.local import (LocalModel, folder_size, inspect_model_dir, read_manifest,
                               validate_model_dir, write_manifest)
 from app.models.units import format_bytes
 

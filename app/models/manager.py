@@ -243,8 +243,8 @@ class ModelManager:
     def start_verify(self, folder: Path) -> None:
         """Verify on the queue's worker: TaskProgress while reading, then one TaskFinished."""
         folder = Path(folder)
-        entry = next((e for e in CATALOG if e.name == folder.name and folder.parent.resolve() == self.models_dir.resolve()),
-                     None)
+        in_models_dir = folder.parent.resolve() == self.models_dir.resolve()
+        entry = next((e for e in CATALOG if e.name == folder.name and in_models_dir), None)
         if entry is not None and self.queue.is_running(entry.repo_id):
             raise ModelManagerError(f"{folder.name} is downloading: verify it once the download has ended.")
 

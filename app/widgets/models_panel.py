@@ -238,7 +238,6 @@ class _LocalRow(QFrame):
         name = QLabel(f"<b>{model.name}</b>" + (" <i>(imported)</i>" if model.imported else ""))
         name.setTextFormat(Qt.TextFormat.RichText)
         top.addWidget(name)
-        verifying = busy == "verify"
         state_text = {"verify": "Verifying…", "delete": "Deleting…"}.get(busy or "", model.state.label)
         if loaded:
             state_text += " · loaded"

@@ -16,7 +16,7 @@ from app.models.fit import SystemMemory
 from app.models.local import ModelState, read_manifest
 from app.models.manager import ModelManager
 from tests.app.fakehub import REVISION, FakeHub, changed_shard, tiny_repo, unreachable_url, write_repo
-from tests.app.models_support import (ENGINE_FILES, GIB, REPO, SYSTEM, assert_plain, bytes_on_disk,  # noqa: F401
+from tests.app.models_support import (ENGINE_FILES, REPO, SYSTEM, assert_plain, bytes_on_disk,  # noqa: F401
                                       dialogs, hub, make_manager, online, panel_for, repo_files, run_cli,
                                       wait_for)
 

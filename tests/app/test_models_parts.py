@@ -26,7 +26,7 @@ from app.models.library import LocalLibrary
 from app.models.local import FileRecord, Manifest, ModelState
 from tests.app.fakehub import changed_shard, tiny_repo, write_repo
 from tests.app.models_support import (ENGINE_FILES, REPO, assert_plain, hub, make_manager, online,  # noqa: F401
-                                      repo_files, wait_for)
+                                      repo_files)
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARD = "model-00001-of-00002.safetensors"
