@@ -408,7 +408,7 @@ class MainWindow(QMainWindow):
             self.open_model_folder()
             return
         if self._models_dialog is None:
-            from app.models.panel import ModelManagerPanel
+            from app.widgets.models_panel import ModelManagerPanel
 
             dialog = QDialog(self)
             dialog.setWindowTitle("Models")

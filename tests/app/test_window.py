@@ -398,7 +398,7 @@ def test_the_window_uses_the_one_model_manager_the_application_built(env: Env) -
 
 
 def test_models_entry_opens_the_model_manager_panel(env: Env, tmp_path: Path) -> None:
-    pytest.importorskip("app.models.panel")
+    pytest.importorskip("app.widgets.models_panel")
     env.application.settings.update(offline=True)  # no network in tests
     env.window.models_action.trigger()
     dialog, panel = env.window._models_dialog, env.window._models_panel
