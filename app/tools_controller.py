@@ -8,7 +8,7 @@
 * Python is off until the user turns on "Let the model run Python on this computer" for the chat;
   each run then asks, unless "Allow for this chat" was chosen.
 * `prepare(...)` gives the StartChat its tools (engine.tools.chat_tools.ChatToolsRequest) and the
-  parameters that declare them; `inline_texts(message_id)` the texts sent with a user message.
+  parameters that declare them; `inline_texts(chat)` the texts sent with each user message.
 * Deleting a chat deletes its folder (index, copies, Python's files); the rows go with the chat.
 
 Qt only for signals; the GUI thread never extracts or indexes.
@@ -208,9 +208,13 @@ class ToolsController(QObject):
         """Inline attachments waiting for a message go with this one."""
         rows.bind_pending_inline(self.store, conversation_id, message_id)
 
-    def inline_texts(self, conversation_id: int, message_id: int) -> list[tuple[str, str]]:
-        return [(a.name, a.inline_text or "") for a in self.attachments(conversation_id)
-                if a.inline and a.message_id == message_id]
+    def inline_texts(self, conversation_id: int) -> dict[int, list[tuple[str, str]]]:
+        """(name, text) of the files sent inline with each user message of the chat, by message id."""
+        out: dict[int, list[tuple[str, str]]] = {}
+        for a in self.attachments(conversation_id):
+            if a.inline and a.message_id is not None:
+                out.setdefault(a.message_id, []).append((a.name, a.inline_text or ""))
+        return out
 
     def prepare(self, conversation_id: int, params: GenerationParams) -> tuple[GenerationParams, ChatToolsRequest | None]:
         """The reply's parameters with the built-in tools it may use, and the tools request (None: no tools)."""

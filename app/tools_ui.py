@@ -1,14 +1,17 @@
-"""Wires the tools into the window: the attachments bar over the composer, drops on the chat, the Python
-switch, approvals in tool blocks, and citations that open the cited document at its lines."""
+"""The tools' part of the window: the attachments row over the message box, the tools' controls in the
+composer's row (`Composer.add_control`), drops on the chat, and the document viewer a citation opens.
+
+A view: it shows what the ToolsController and the ChatController hold and offers slots; every connection
+between it and the controllers is made in app/wiring.py (`connect_tools`).
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from PySide6.QtWidgets import QApplication, QVBoxLayout
+from PySide6.QtWidgets import QVBoxLayout
 
-from app.history.models import BROWSER_PAGES_KEY
 from app.widgets.attachments import AttachmentsBar
 from app.widgets.document_viewer import DocumentViewer
 from engine.tools.browser import resolve_citation
@@ -21,31 +24,27 @@ class ToolsUi:
         self.window, self.controller, self.tools = window, controller, tools
         self.viewer: DocumentViewer | None = None
         self.bar = AttachmentsBar()
-        layout = window.chat.layout()
+        chat = window.chat
+        layout = chat.layout()
         assert isinstance(layout, QVBoxLayout)
-        layout.insertWidget(layout.indexOf(window.chat.composer), self.bar)
+        layout.insertWidget(layout.indexOf(chat.composer), self.bar)
+        chat.composer.add_control(self.bar.controls)
         self.bar.set_isolation(tools.isolation.describe())
-        self.bar.install_drop_target(window.chat)
-        self.bar.files_chosen.connect(self.attach)
-        self.bar.remove_requested.connect(tools.remove)
-        self.bar.python_toggled.connect(lambda on: tools.set_python(controller.ensure_conversation(), on))
-        self.bar.always_toggled.connect(lambda on: tools.set_python(controller.ensure_conversation(), True, on))
-        tools.attachments_changed.connect(self._changed)
-        tools.switches_changed.connect(self._changed)
-        tools.attach_failed.connect(lambda message: window.on_error(message, "user"))
-        tools.busy_changed.connect(self.bar.set_busy)
-        controller.thread_changed.connect(self.refresh)
-        controller.conversations_changed.connect(self.refresh)
-        controller.tool_approval_needed.connect(lambda _turn: QApplication.alert(window))
-        window.chat.tool_approval_answered.connect(controller.answer_tool_approval)
-        window.chat.citation_clicked.connect(self.open_citation)
+        self.bar.install_drop_target(chat)
         self.refresh()
 
     def attach(self, paths: list[str]) -> None:
         cid = self.controller.ensure_conversation()
         self.tools.attach(cid, paths, keep_copy=self.bar.keep_copy.isChecked())
 
-    def _changed(self, conversation_id: int) -> None:
+    def set_python(self, enabled: bool) -> None:
+        self.tools.set_python(self.controller.ensure_conversation(), enabled)
+
+    def set_python_always(self, always: bool) -> None:
+        self.tools.set_python(self.controller.ensure_conversation(), True, always)
+
+    def on_chat_changed(self, conversation_id: int) -> None:
+        """A chat's attachments or switches changed: shown again if it is the shown chat."""
         if conversation_id == self.controller.conversation_id:
             self.refresh()
 
@@ -59,7 +58,7 @@ class ToolsUi:
         """Open the document a citation in reply `message_id` points to, at its lines."""
         cid = self.controller.conversation_id
         message = next((m for m in self.controller.thread if m.id == message_id), None)
-        pages = (message.usage or {}).get(BROWSER_PAGES_KEY) if message is not None else None
+        pages = getattr(message, "browser_pages", ()) if message is not None else ()
         if cid is None or not pages:
             self.window.statusBar().showMessage("This citation points to no document of this chat.", 6000)
             return None
@@ -69,7 +68,7 @@ class ToolsUi:
             texts[doc_id] = self.tools.document_text(cid, doc_id)
             return texts[doc_id][2] if texts[doc_id] else None
 
-        target = resolve_citation(pages, cursor, first, last, text_of)
+        target = resolve_citation(list(pages), cursor, first, last, text_of)
         if target is None or texts.get(target.doc_id) is None and text_of(target.doc_id) is None:
             self.window.statusBar().showMessage("The cited document is no longer attached to this chat.", 6000)
             return None

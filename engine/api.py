@@ -3,13 +3,18 @@
     engine = Engine.load(model_dir, device="auto", max_context=8192, progress=None)
     session = engine.new_session()
     for event in engine.chat(session, messages, GenerationParams(...), should_stop=lambda: False):
-        ...   # Delta(channel, text, recipient) events, then exactly one Finished(reason, usage, error)
+        ...   # PrefillProgress per prefill chunk, then Delta(channel, text, recipient) and DecodeProgress
+        ...   # per token, then exactly one Finished(reason, usage, error, error_kind)
 
 Errors (all `EngineError` subclasses, messages fit to show a user):
 * `Engine.load` raises ModelFilesError / ConfigError (bad folder), DeviceError, OutOfMemory.
 * `Engine.chat` raises ContextFull *when called* (before any event is produced) if the prompt plus
   room for a reply does not fit in `max_context`. Once iteration starts it never raises: running
-  out of memory or any other failure ends the stream with Finished(reason="error", error=message).
+  out of memory or any other failure ends the stream with Finished(reason="error", error=message,
+  error_kind=...): "out_of_memory", "model_files", ... for what the user can act on, "bug" otherwise.
+* Progress (engine.types): a `PrefillProgress(done, total, elapsed_s, reused)` after every prefill
+  chunk (`prefill_chunk` tokens, 256 by default) of the part of the prompt not served from the cache,
+  and a `DecodeProgress(tokens, elapsed_s)` after every sampled token.
 * Finished.reason: "stop" (the model ended its turn), "tool_call" (it stopped on <|call|>; Lantern
   runs no tools), "length" (max_tokens or the context limit reached), "cancelled" (should_stop()
   returned True; checked between prefill chunks and between tokens), "error".
@@ -27,6 +32,7 @@ This module imports torch; `engine` and `engine.types` do not (they import it la
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -35,10 +41,19 @@ from typing import TYPE_CHECKING
 import torch
 
 from engine.config import CheckpointLocation, ModelConfig, load_config
-from engine.errors import ContextFull, EngineError, OutOfMemory
+from engine.errors import ContextFull, EngineError, OutOfMemory, error_kind
 from engine.harmony import StreamParser, render_conversation, stop_tokens
 from engine.tokenizer import Tokenizer, load_tokenizer
-from engine.types import ChatEvent, Finished, GenerationParams, Message, ModelInfo, Usage
+from engine.types import (
+    ChatEvent,
+    DecodeProgress,
+    Finished,
+    GenerationParams,
+    Message,
+    ModelInfo,
+    PrefillProgress,
+    Usage,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from engine.generate import GenerationResult
@@ -101,8 +116,9 @@ def _bytes_on_disk(location: CheckpointLocation) -> int:
 class Session:
     """One conversation's KV cache and the token ids it holds (made by `Engine.new_session`)."""
 
-    def __init__(self, engine: "Engine") -> None:
+    def __init__(self, engine: "Engine", own_cache: bool = False) -> None:
         self._engine = weakref.ref(engine)
+        self._own_cache = own_cache   # keeps a KV cache of its own (never handed over; see new_session)
         self._cache = None            # engine.kv_cache.KVCache, allocated on first use
         self._tokens: list[int] = []  # == the tokens in the cache (len == cache.length), unless _live
         self._live: tuple[list[int], list[int]] | None = None   # (prompt, generated) of a stream in flight
@@ -181,8 +197,10 @@ class Engine:
         report(f"Loading weights onto {choice.device}", 0.1)
         needed = config.memory_needed_bytes(max_context)
         if choice.device.startswith("cuda"):
+            from engine.fit import enough_free   # the one place that decides "will it fit"
+
             free = _available_bytes(choice.device)
-            if free is not None and needed > free:
+            if free is not None and not enough_free(needed, free):
                 raise _out_of_memory(f"load the model with a {max_context:,}-token context", choice.device, needed,
                                      MemoryError("checked before loading"))
         try:
@@ -218,8 +236,10 @@ class Engine:
     def model(self) -> torch.nn.Module:
         return self._model
 
-    def new_session(self) -> Session:
-        session = Session(self)
+    def new_session(self, own_cache: bool = False) -> Session:
+        """A new conversation. Sessions share one KV cache (the memory estimate counts one); with
+        `own_cache` the session allocates its own (the local API server's pool keeps a few warm)."""
+        session = Session(self, own_cache)
         self._sessions.add(session)
         return session
 
@@ -261,6 +281,8 @@ class Engine:
         from engine.kv_cache import KVCache
 
         owner = self._cache_owner() if self._cache_owner is not None else None
+        if session._own_cache:
+            owner = None              # allocates its own below, and never becomes the shared owner
         if session._cache is None and owner is not None and owner is not session and owner._cache is not None:
             session._cache, owner._cache = owner._cache, None   # hand over the memory; owner re-prefills later
             owner.reset()
@@ -274,12 +296,12 @@ class Engine:
                 raise _out_of_memory("hold the conversation's memory (KV cache)", device,
                                      self.config.kv_cache_bytes(self._info.max_context), exc) from exc
             session._tokens = []
-        self._cache_owner = weakref.ref(session)
+        if not session._own_cache:
+            self._cache_owner = weakref.ref(session)
 
     def _chat_events(self, session: Session, prompt: list[int], params: GenerationParams,
                      should_stop: Callable[[], bool]) -> Iterator[ChatEvent]:
         from engine.generate import generate
-        from engine.sampling import Sampler
 
         generated: list[int] = []
         reused = 0
@@ -307,14 +329,20 @@ class Engine:
             gen = generate(
                 self._model, cache, prompt[reused:],
                 max_new_tokens=max_new,
-                sampler=Sampler(params.temperature, top_p=params.top_p, seed=params.seed),
+                sampler=self._sampler(params),
                 stop_tokens=self._stop_ids,
                 should_stop=lambda: superseded() or should_stop(),
             )
             try:
+                for step in gen.prefill():
+                    yield PrefillProgress(step.done, step.total, step.elapsed_s, reused)
+                decode_start: float | None = None
                 for token in gen:
+                    now = time.perf_counter()
+                    decode_start = now if decode_start is None else decode_start
                     generated.append(token)
                     yield from parser.feed(token)
+                    yield DecodeProgress(len(generated), now - decode_start)
             finally:
                 if not superseded():
                     session._sync()
@@ -324,7 +352,7 @@ class Engine:
             yield from parser.finish()
             if not superseded():
                 session.reset()
-            yield Finished("error", self._usage(prompt, reused, generated, None), str(exc))
+            yield Finished("error", self._usage(prompt, reused, generated, None), str(exc), error_kind(exc))
             return
         except Exception as exc:  # noqa: BLE001 - the stream must end with exactly one Finished
             yield from parser.finish()
@@ -333,16 +361,30 @@ class Engine:
             if _is_oom(exc):
                 err = _out_of_memory("continue this reply", self._info.device,
                                      self.config.kv_cache_bytes(self._info.max_context), exc)
-                yield Finished("error", self._usage(prompt, reused, generated, None), str(err))
+                yield Finished("error", self._usage(prompt, reused, generated, None), str(err), "out_of_memory")
             else:
                 log.exception("chat failed")
                 yield Finished("error", self._usage(prompt, reused, generated, None),
-                               f"Internal error: {type(exc).__name__}: {exc}")
+                               f"Internal error: {type(exc).__name__}: {exc}", "bug")
             return
         reason = result.reason
         if reason == "stop" and result.stop_token == self.tokenizer.special("<|call|>"):
             reason = "tool_call"
         yield Finished(reason, self._usage(prompt, reused, generated, result))
+
+    def _sampler(self, params: GenerationParams):
+        from engine.sampling import Sampler
+
+        sampler = Sampler(params.temperature, top_p=params.top_p, seed=params.seed)
+        if params.tool_choice == "required" and params.tools:   # the turn must end in a function call
+            from engine.structured import constrain_tool_call
+
+            return constrain_tool_call(sampler, self.tokenizer, params)
+        if params.response_format is not None:   # structured output: only the final body is constrained
+            from engine.structured import constrain_final_channel
+
+            return constrain_final_channel(sampler, self.tokenizer, params.response_format)
+        return sampler
 
     @staticmethod
     def _usage(prompt: list[int], reused: int, generated: list[int], result: "GenerationResult | None") -> Usage:

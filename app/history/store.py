@@ -21,7 +21,19 @@ from typing import Any
 from app.history import export as _export
 from app.history.errors import HistoryError, NotFound
 from app.history.migrations import check_version, migrate
-from app.history.models import INTERRUPTED_NOTE, ROLES, STATUSES, Conversation, SearchHit, StoredMessage
+from app.history.models import (
+    INTERRUPTED,
+    INTERRUPTED_NOTE,
+    ROLES,
+    STATUSES,
+    ChatSettings,
+    Conversation,
+    SearchHit,
+    StoredMessage,
+    tool_calls_json,
+    tool_calls_of,
+    tool_rounds_of,
+)
 from app.history.paths import default_db_path
 from app.history.search import fts_query, parse_snippet, SNIPPET_END, SNIPPET_START
 from app.history.titles import make_title
@@ -31,9 +43,10 @@ __all__ = ["HistoryStore", "default_db_path"]
 log = logging.getLogger(__name__)
 
 _MESSAGE_COLUMNS = (
-    "id, conversation_id, parent_id, role, channel, content, reasoning, status, error, usage_json, created_at"
+    "id, conversation_id, parent_id, role, channel, content, reasoning, status, error, usage_json, created_at, "
+    "tool_calls_json, finish_reason, browser_pages_json"
 )
-_CONVERSATION_COLUMNS = "id, title, created_at, updated_at, active_leaf_id"
+_CONVERSATION_COLUMNS = "id, title, created_at, updated_at, active_leaf_id, settings_json"
 
 
 def _usage_json(usage: Any) -> str | None:
@@ -46,19 +59,35 @@ def _usage_json(usage: Any) -> str | None:
     return json.dumps(dict(usage), sort_keys=True)
 
 
+def _json_or_none(data: Any) -> str | None:
+    return None if data is None else json.dumps(data, sort_keys=True)
+
+
+def _browser_pages_json(pages: Any) -> str | None:
+    """The stored form of a reply's browser pages (a list of dicts; None when there are none)."""
+    return json.dumps(list(pages), sort_keys=True) if pages else None
+
+
 def _message(row: sqlite3.Row) -> StoredMessage:
-    usage = row["usage_json"]
+    usage, calls, pages = row["usage_json"], row["tool_calls_json"], row["browser_pages_json"]
+    calls = json.loads(calls) if calls else None
+    pages = json.loads(pages) if pages else None
     return StoredMessage(
         id=row["id"], conversation_id=row["conversation_id"], parent_id=row["parent_id"], role=row["role"],
         channel=row["channel"], content=row["content"], reasoning=row["reasoning"], status=row["status"],
         error=row["error"], usage=None if usage is None else json.loads(usage), created_at=row["created_at"],
+        tool_calls=tuple(tool_calls_of(calls)), finish_reason=row["finish_reason"],
+        tool_rounds=tuple(tool_rounds_of(calls)),
+        browser_pages=tuple(p for p in pages if isinstance(p, dict)) if isinstance(pages, list) else (),
     )
 
 
 def _conversation(row: sqlite3.Row) -> Conversation:
+    settings = row["settings_json"]
     return Conversation(
         id=row["id"], title=row["title"], created_at=row["created_at"], updated_at=row["updated_at"],
         active_leaf_id=row["active_leaf_id"],
+        settings=ChatSettings.from_json(json.loads(settings)) if settings else ChatSettings(),
     )
 
 
@@ -147,8 +176,9 @@ class HistoryStore:
         with self._tx() as db:
             ids = tuple(r[0] for r in db.execute("SELECT id FROM messages WHERE status = 'streaming'"))
             db.execute(
-                "UPDATE messages SET status = 'stopped', error = COALESCE(error, ?) WHERE status = 'streaming'",
-                (INTERRUPTED_NOTE,),
+                "UPDATE messages SET status = 'stopped', error = COALESCE(error, ?), finish_reason = ?"
+                " WHERE status = 'streaming'",
+                (INTERRUPTED_NOTE, INTERRUPTED),
             )
         if ids:
             log.warning("history: %d reply(ies) were cut off by a crash and are marked stopped", len(ids))
@@ -197,6 +227,14 @@ class HistoryStore:
         with self._lock:
             return _conversation(self._conversation_row(self._conn, conversation_id))
 
+    def set_chat_settings(self, conversation_id: int, settings: ChatSettings) -> Conversation:
+        """This conversation's own reasoning effort / instructions (None fields: the defaults)."""
+        with self._tx() as db:
+            self._conversation_row(db, conversation_id)
+            db.execute("UPDATE conversations SET settings_json = ? WHERE id = ?",
+                       (_json_or_none(settings.to_json()), conversation_id))
+            return _conversation(self._conversation_row(db, conversation_id))
+
     def rename_conversation(self, conversation_id: int, title: str | None) -> Conversation:
         """A blank title clears it (None)."""
         title = (title or "").strip() or None
@@ -244,6 +282,9 @@ class HistoryStore:
         *,
         reasoning: str = "",
         error: str | None = None,
+        tool_calls: Any = (),
+        finish_reason: str | None = None,
+        browser_pages: Any = (),
     ) -> StoredMessage:
         """Append a message under ``parent_id`` (None: a first message) and make it the active leaf.
 
@@ -262,8 +303,10 @@ class HistoryStore:
                 self._in_conversation(db, conversation_id, parent_id)
             cur = db.execute(
                 "INSERT INTO messages (conversation_id, parent_id, role, channel, content, reasoning, status, error,"
-                " usage_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, parent_id, role, channel, content, reasoning, status, error, usage_json, now),
+                " usage_json, created_at, tool_calls_json, finish_reason, browser_pages_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, parent_id, role, channel, content, reasoning, status, error, usage_json, now,
+                 _json_or_none(tool_calls_json(tool_calls)), finish_reason, _browser_pages_json(browser_pages)),
             )
             db.execute(
                 "UPDATE conversations SET active_leaf_id = ?, updated_at = ? WHERE id = ?",
@@ -282,8 +325,12 @@ class HistoryStore:
         status: str | None = None,
         usage: Any = None,
         error: str | None = None,
+        tool_calls: Any = None,
+        finish_reason: str | None = None,
+        browser_pages: Any = None,
     ) -> StoredMessage:
-        """Change the given fields (None leaves a field as it is). Used while a reply streams."""
+        """Change the given fields (None leaves a field as it is). Used while a reply streams.
+        `tool_calls`: (recipient, arguments) pairs or ToolRounds (with their results)."""
         if status is not None and status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
         changes: dict[str, Any] = {}
@@ -297,6 +344,12 @@ class HistoryStore:
             changes["usage_json"] = _usage_json(usage)
         if error is not None:
             changes["error"] = error
+        if tool_calls is not None:
+            changes["tool_calls_json"] = _json_or_none(tool_calls_json(tool_calls))
+        if finish_reason is not None:
+            changes["finish_reason"] = finish_reason
+        if browser_pages is not None:
+            changes["browser_pages_json"] = _browser_pages_json(browser_pages)
         with self._tx() as db:
             row = self._message_row(db, message_id)
             if changes:
@@ -400,8 +453,8 @@ class HistoryStore:
         now = self._clock()
         with self._tx() as db:
             cur = db.execute(
-                "INSERT INTO conversations (title, created_at, updated_at) VALUES (?, ?, ?)",
-                (None if base is None else f"{base} (fork)", now, now),
+                "INSERT INTO conversations (title, created_at, updated_at, settings_json) VALUES (?, ?, ?, ?)",
+                (None if base is None else f"{base} (fork)", now, now, _json_or_none(source.settings.to_json())),
             )
             new_id = cur.lastrowid
             parent: int | None = None
@@ -413,11 +466,16 @@ class HistoryStore:
     @staticmethod
     def _insert_copy(db: sqlite3.Connection, conversation_id: int, parent_id: int | None, m: Any) -> int:
         status = "stopped" if m.status == "streaming" else m.status
+        reason = m.finish_reason
+        if m.status == "streaming":
+            reason = INTERRUPTED
         cur = db.execute(
             "INSERT INTO messages (conversation_id, parent_id, role, channel, content, reasoning, status, error,"
-            " usage_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " usage_json, created_at, tool_calls_json, finish_reason, browser_pages_json)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (conversation_id, parent_id, m.role, m.channel, m.content, m.reasoning, status, m.error,
-             _usage_json(m.usage), m.created_at),
+             _usage_json(m.usage), m.created_at, _json_or_none(tool_calls_json(m.tool_rounds or m.tool_calls)), reason,
+             _browser_pages_json(m.browser_pages)),
         )
         return int(cur.lastrowid)
 
@@ -433,13 +491,18 @@ class HistoryStore:
             return []
         snip = f"'{SNIPPET_START}', '{SNIPPET_END}', '…', 16"
         with self._lock:
+            # The newest `limit` matches first (ids only), then snippets for those alone: a common word
+            # matches thousands of messages, and a snippet costs far more than an id.
             message_rows = self._conn.execute(
                 f"""SELECT m.id, m.conversation_id, m.role, m.created_at, c.title,
                         snippet(messages_fts, 0, {snip}) AS s0, snippet(messages_fts, 1, {snip}) AS s1
                     FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid
                     JOIN conversations c ON c.id = m.conversation_id
-                    WHERE messages_fts MATCH ? ORDER BY m.created_at DESC, m.id DESC LIMIT ?""",
-                (match, limit),
+                    WHERE messages_fts MATCH ? AND messages_fts.rowid IN (
+                        SELECT m2.id FROM messages_fts AS f2 JOIN messages m2 ON m2.id = f2.rowid
+                        WHERE f2.messages_fts MATCH ? ORDER BY m2.created_at DESC, m2.id DESC LIMIT ?)
+                    ORDER BY m.created_at DESC, m.id DESC""",
+                (match, match, limit),
             ).fetchall()
             title_rows = self._conn.execute(
                 f"""SELECT c.id, c.title, c.updated_at, snippet(titles_fts, 0, {snip}) AS s
@@ -486,8 +549,8 @@ class HistoryStore:
         parsed = _export.parse_json(data)
         with self._tx() as db:
             cur = db.execute(
-                "INSERT INTO conversations (title, created_at, updated_at) VALUES (?, ?, ?)",
-                (parsed.title, parsed.created_at, parsed.updated_at),
+                "INSERT INTO conversations (title, created_at, updated_at, settings_json) VALUES (?, ?, ?, ?)",
+                (parsed.title, parsed.created_at, parsed.updated_at, _json_or_none(parsed.settings.to_json())),
             )
             new_id = int(cur.lastrowid)
             ids: dict[int, int] = {}

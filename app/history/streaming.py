@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from app.history.errors import NotFound
-from app.history.models import TOOL_CALLS_KEY, StoredMessage, tool_calls_of
+from app.history.models import StoredMessage, ToolRound
 from app.history.store import HistoryStore
 
 log = logging.getLogger(__name__)
@@ -33,9 +32,11 @@ class StreamingSaver:
     """Accumulates one assistant reply and writes it to the store at most every ``interval_s``.
 
     The GUI calls ``add_delta`` for every engine Delta (analysis-channel text goes to
-    ``reasoning``, a tool call's arguments (a delta with a recipient) to the usage's
-    ``tool_calls``, every other channel to ``content``), ``poll`` from a timer if it wants the
-    bound to hold while deltas pause, and ``finish``/``finish_from`` once. Each write is one
+    ``reasoning``, a tool call's arguments (a delta with a recipient) to ``tool_calls``, every
+    other channel to ``content``), ``poll`` from a timer if it wants the bound to hold while
+    deltas pause, and ``finish``/``finish_from`` once. For the tools Lantern runs,
+    ``record_tool_call``/``set_tool_result`` give each call its result and ``set_browser_pages``
+    keeps the browser's pages (what the citations point at). Each write is one
     committed transaction, so a killed process keeps everything up to the last write; on the
     next open the reply is found "streaming" and becomes "stopped" (HistoryStore.recovered_ids).
     """
@@ -55,12 +56,13 @@ class StreamingSaver:
         self._clock = clock
         self._content = [message.content]
         self._reasoning = [message.reasoning]
-        self._tool_calls: list[list[str]] = [[r, a] for r, a in tool_calls_of(message.usage)]
+        self._tool_calls: list[list[str]] = [[r, a] for r, a in message.tool_calls]
         self._tool_recipient: str | None = None   # the recipient of the last piece added, if a tool call
         self._call_index: dict[int, int] = {}      # tool call id -> its index in _tool_calls
-        self._tool_results: dict[int, dict[str, str]] = {
-            i: {k: str(c[k]) for k in ("author", "result", "status") if k in c}
-            for i, c in enumerate((message.usage or {}).get(TOOL_CALLS_KEY) or []) if isinstance(c, dict) and "result" in c}
+        self._tool_results: dict[int, dict[str, str]] = {   # index in _tool_calls -> author, result, status
+            i: {k: c[k] for k in ("author", "result", "status") if k in c}
+            for i, c in enumerate(message.tool_rounds) if "result" in c}
+        self._browser_pages: tuple[dict[str, Any], ...] = tuple(message.browser_pages)
         self._dirty = False
         self._last_write = clock()
         self.writes = 0  # how many times the reply was written (for tests and logs)
@@ -127,23 +129,24 @@ class StreamingSaver:
         self.poll()
 
     @property
-    def tool_rounds(self) -> list[dict[str, Any]]:
+    def tool_rounds(self) -> list[ToolRound]:
         """Each tool call with its result when there is one: {recipient, arguments[, author, result, status]}."""
         return [{"recipient": r, "arguments": a, **self._tool_results.get(i, {})}
                 for i, (r, a) in enumerate(self._tool_calls)]
 
+    def set_browser_pages(self, pages: Any) -> None:
+        """The browser's cursor pages so far (what the reply's citations point at)."""
+        pages = tuple(dict(p) for p in pages)
+        if pages != self._browser_pages:
+            self._browser_pages = pages
+            self._dirty = True
+
+    @property
+    def browser_pages(self) -> tuple[dict[str, Any], ...]:
+        return self._browser_pages
+
     def add_delta(self, delta: _DeltaLike) -> None:
         self.add(delta.channel, delta.text, getattr(delta, "recipient", None))
-
-    def _with_tool_calls(self, usage: Any) -> Any:
-        """`usage` (a mapping, a dataclass or None) with the tool calls added, when there are any."""
-        if not self._tool_calls:
-            return usage
-        if dataclasses.is_dataclass(usage) and not isinstance(usage, type):
-            usage = dataclasses.asdict(usage)
-        data = dict(usage or {})
-        data[TOOL_CALLS_KEY] = self.tool_rounds
-        return data
 
     def poll(self) -> bool:
         """Write if there is unsaved text and ``interval_s`` has passed since the last write."""
@@ -158,12 +161,15 @@ class StreamingSaver:
             return
         self._content = [self.content]
         self._reasoning = [self.reasoning]
-        self._write(content=self._content[0], reasoning=self._reasoning[0], usage=self._with_tool_calls(None))
+        self._write(content=self._content[0], reasoning=self._reasoning[0], tool_calls=self.tool_rounds,
+                    browser_pages=self._browser_pages)
         self._dirty = False
         self._last_write = self._clock()
 
-    def finish(self, status: str = "done", *, usage: Any = None, error: str | None = None) -> StoredMessage | None:
-        """Final write: all text, the status ("done", "stopped" or "error"), usage and error text.
+    def finish(self, status: str = "done", *, usage: Any = None, error: str | None = None,
+               finish_reason: str | None = None) -> StoredMessage | None:
+        """Final write: all text, the status ("done", "stopped" or "error"), usage, error text and
+        why it ended (the engine's Finished.reason; default: from the status).
 
         Returns the stored reply, or None if it was deleted meanwhile (its conversation was deleted).
         """
@@ -172,8 +178,9 @@ class StreamingSaver:
         self._dirty = False
         if self.deleted:
             return None
-        return self._write(content=self.content, reasoning=self.reasoning, status=status,
-                           usage=self._with_tool_calls(usage), error=error)
+        reason = finish_reason or {"done": "stop", "stopped": "cancelled", "error": "error"}[status]
+        return self._write(content=self.content, reasoning=self.reasoning, status=status, usage=usage, error=error,
+                           tool_calls=self.tool_rounds, finish_reason=reason, browser_pages=self._browser_pages)
 
     def _write(self, **fields: Any) -> StoredMessage | None:
         try:
@@ -189,4 +196,4 @@ class StreamingSaver:
     def finish_from(self, finished: _FinishedLike) -> StoredMessage | None:
         """Finish from an engine ``Finished`` event: cancelled -> "stopped", error -> "error", else "done"."""
         status = _STATUS_FOR_REASON.get(finished.reason, "done")
-        return self.finish(status, usage=finished.usage, error=finished.error)
+        return self.finish(status, usage=finished.usage, error=finished.error, finish_reason=finished.reason)

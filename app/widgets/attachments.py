@@ -1,4 +1,6 @@
-"""Above the message box: the chat's attachments, attach buttons, and the per-chat Python switch.
+"""The chat's attachments (a row of chips over the message box) and the tools' controls (attach
+buttons and the per-chat Python switch, `controls`, which go in the composer's row under the box:
+`Composer.add_control`).
 
 Files and folders can also be dropped on the chat (`install_drop_target`). Each attachment is a
 chip saying how it is used (sent with the next message, or searchable by the browser tool) with a
@@ -56,7 +58,9 @@ class AttachmentsBar(QWidget):
         self._chips.setContentsMargins(0, 0, 0, 0)
         self._chips.addStretch(1)
         outer.addWidget(self.chips_row)
-        row = QHBoxLayout()
+        self.controls = QWidget()          # placed by the window under the message box
+        self.controls.setObjectName("toolControls")
+        row = QHBoxLayout(self.controls)
         row.setContentsMargins(0, 0, 0, 0)
         self.attach_button = QToolButton()
         self.attach_button.setText("Attach…")
@@ -76,7 +80,7 @@ class AttachmentsBar(QWidget):
         self.status_label = QLabel("")
         self.status_label.setProperty("muted", True)
         row.addWidget(self.status_label)
-        row.addStretch(1)
+        row.addSpacing(12)
         self.python_switch = QCheckBox(PYTHON_SWITCH_TEXT)
         self.python_switch.setObjectName("pythonSwitch")
         self.python_switch.setAccessibleName(PYTHON_SWITCH_TEXT)
@@ -93,7 +97,6 @@ class AttachmentsBar(QWidget):
         self.isolation_button.clicked.connect(
             lambda: QMessageBox.information(self, "The Python sandbox", self._isolation_text))
         row.addWidget(self.isolation_button)
-        outer.addLayout(row)
         self._isolation_text = ""
         self.confirm_python: Callable[[str], bool] = self._ask_python
         self.chip_buttons: dict[int, QToolButton] = {}
@@ -121,6 +124,7 @@ class AttachmentsBar(QWidget):
             self._chips.insertWidget(self._chips.count() - 1, chip)
             self.chip_buttons[a.id] = chip
         self.chips_row.setVisible(bool(attachments))
+        self.setVisible(bool(attachments))
 
     def set_python(self, enabled: bool, always: bool) -> None:
         self.python_switch.setChecked(enabled)

@@ -2,7 +2,8 @@
 
     loop = ToolLoop(engine, session, toolbox)
     for event in loop.run(messages, params, should_stop):
-        ...   # Delta, ToolCallStarted, ToolCallFinished, then exactly one Finished
+        ...   # Delta (and each round's PrefillProgress/DecodeProgress), ToolCallStarted,
+              # ToolCallFinished, then exactly one Finished
 
 Qt-free and engine-agnostic: it needs only the `ChatEngine` protocol. Each round is one
 `engine.chat` call on the same session, with the conversation grown by the messages the model
@@ -138,8 +139,10 @@ class ToolLoop:
                     yield event
                 elif isinstance(event, Finished):
                     finished = event
+                else:              # PrefillProgress, DecodeProgress: each round's own
+                    yield event
             if finished is None:
-                finished = Finished("error", error="The reply ended unexpectedly.")
+                finished = Finished("error", error="The reply ended unexpectedly.", error_kind="bug")
             self.rounds.append(finished.usage)
             written = messages_from_deltas(deltas)
             call_msg = written[-1] if written and written[-1].recipient else None
@@ -147,7 +150,8 @@ class ToolLoop:
                 if finished.reason == "tool_call" and call_msg is not None and round_no == self.max_rounds:
                     log.info("reply stopped after %d tool calls", self.max_rounds)
                 reason = "cancelled" if should_stop() and finished.reason == "tool_call" else finished.reason
-                yield Finished(reason, _sum_usage(self.rounds), finished.error)
+                yield Finished(reason, _sum_usage(self.rounds), finished.error,
+                               finished.error_kind if reason == "error" else None)
                 return
             call = ToolCall(next(self._ids), call_msg.recipient or "", call_msg.content, call_msg.channel or "analysis",
                             call_msg.content_type, route_recipient(call_msg.recipient or "", params.tools,

@@ -13,7 +13,6 @@ from PySide6.QtWidgets import QApplication
 
 from app.application import Application
 from app.history import attachments as rows
-from app.history.models import BROWSER_PAGES_KEY, tool_rounds_of
 from app.history.store import HistoryStore
 from app.settings import SettingsStore
 from tests.app.tools_support import CARRY_LINE, CARRY_PAGE_LINE, POLICY_LINES, scripted_round_trip, write_policy
@@ -73,13 +72,15 @@ def test_a_tool_round_trip_through_the_window(app_env, qtbot, tmp_path: Path) ->
     reply = application.store.get_message(c.thread[-1].id)
     assert reply.status == "done"
     assert reply.content.startswith("Up to **5 unused days** carry over") and f"【1†L{CARRY_PAGE_LINE}】" in reply.content
-    calls = tool_rounds_of(reply.usage)
+    calls = list(reply.tool_rounds)           # the v3 column, with the results (v4 keeps the pages apart)
+    assert reply.tool_calls == tuple((k["recipient"], k["arguments"]) for k in calls)
+    assert "tool_calls" not in (reply.usage or {}) and "browser_pages" not in (reply.usage or {})
     assert [k["recipient"] for k in calls] == ["browser.search", "browser.open", "python"]
     assert [k["status"] for k in calls] == ["ok", "ok", "ok"]
     assert calls[0]["result"].startswith("[0] unused days carry over\n")
     assert f"L{CARRY_PAGE_LINE}: Up to 5 unused days carry over to the next year." in calls[1]["result"]
     assert calls[2]["result"] == "carried over: 4 days\n"
-    assert [p["kind"] for p in reply.usage[BROWSER_PAGES_KEY]] == ["search", "document"]
+    assert [p["kind"] for p in reply.browser_pages] == ["search", "document"]
     # the model got each result back and the prompt grew by appending (the KV cache keeps the prefix)
     assert engine.calls[-1][-1].tool_name == "python" and engine.calls[-1][-1].content == "carried over: 4 days\n"
     for before, after in zip(engine.prompts, engine.prompts[1:]):
@@ -136,7 +137,7 @@ def test_a_refused_run_and_a_small_file_sent_inline(app_env, qtbot, tmp_path: Pa
                                         "Remember: the budget meeting moved to Thursday.\n--- End of `note.txt` ---")
     assert engines[0].params[0].builtin_tools == ("python",)       # no documents indexed: no browser
     reply = application.store.get_message(c.thread[-1].id)
-    [call] = tool_rounds_of(reply.usage)
+    [call] = reply.tool_rounds
     assert call["status"] == "denied" and "did not allow" in call["result"]
     widget = application.window.chat.widgets[-1]
     assert widget.tool_blocks.blocks[0].toggle.text() == "▸ Python · not run (you said no)"
@@ -155,3 +156,39 @@ def test_the_switch_states_the_isolation_and_can_be_declined(app_env) -> None:  
     assert not ui.bar.python_switch.isChecked()
     if shutil.which("bwrap"):
         assert "bubblewrap" in asked[0]
+
+
+def test_the_local_api_and_a_chat_with_tools_share_the_one_worker(app_env, qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+    """An API request is answered by the same worker thread between two tool rounds of the window's chats."""
+    import socket
+
+    import openai
+
+    application, engines = app_env
+    c, engine = application.controller, engines[0]
+    engine.replies[:] = ["<|channel|>analysis to=python code<|message|>print(6 * 7)<|call|>",
+                         "<|channel|>final<|message|>It is 42.<|return|>",
+                         "<|channel|>final<|message|>Hello from the API.<|return|>",
+                         "<|channel|>analysis to=python code<|message|>print(6 * 8)<|call|>",
+                         "<|channel|>final<|message|>It is 48.<|return|>"]
+    application.tools_ui.bar.python_switch.click()
+    application.tools_ui.bar.always_box.click()          # "Run without asking"
+    assert c.send("What is 6 times 7?")
+    qtbot.waitUntil(lambda: c.turn is None, timeout=10_000)
+    assert application.store.get_message(c.thread[-1].id).tool_rounds[0]["result"] == "42\n"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    application.settings.update(api_server=True, api_server_port=port)
+    client = openai.OpenAI(base_url=application.api_server.address, api_key=application.settings.settings.api_key,
+                           max_retries=0, timeout=30)
+    r = client.chat.completions.create(model="gpt-oss-20b", messages=[{"role": "user", "content": "hi"}])
+    assert r.choices[0].message.content == "Hello from the API."
+    assert engine.params[-1].builtin_tools == ()          # the API's request got no window tools
+
+    assert c.send("And 6 times 8?")                       # the chat's tools still run after it
+    qtbot.waitUntil(lambda: c.turn is None, timeout=10_000)
+    reply = application.store.get_message(c.thread[-1].id)
+    assert reply.content == "It is 48." and reply.tool_rounds[0]["result"] == "48\n"
+    application.settings.update(api_server=False)
