@@ -65,9 +65,7 @@ class StatusBar(QStatusBar):
             return
         self._max_context = info.max_context
         self.model_label.setText(info.name)
-        text = f"{info.device or '?'} · {info.backend or 'default'}"
-        if info.fallback_reason:
-            text += f" (fell back: {info.fallback_reason})"
+        text = info.backend_label
         self.device_label.setText(text)
         self.device_label.setToolTip(text)
         self.model_label.setToolTip(f"{info.name}\n{info.path}")

@@ -76,3 +76,38 @@ def test_user_errors_exit_2_with_one_line(args: tuple[str, ...], tiny_model_dir:
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in r.stderr
     assert "no-such-model" in lines[0] or "999999" in lines[0]
+
+
+def test_backend_flag_and_info_json(tiny_model_dir: Path, tmp_path: Path) -> None:
+    r = run("info", "--model", str(tiny_model_dir), "--json", "--device", "cpu", "--backend", "cpu-reference")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["backend"] == "cpu-reference" and info["fallback_reason"] is None
+    assert info["backend_label"] == "CPU · pure torch"
+    if not torch.cuda.is_available():
+        asked = json.loads(run("info", "--model", str(tiny_model_dir), "--json", "--backend", "cuda-triton").stdout)
+        assert asked["device"] == "cpu" and asked["fallback_reason"].startswith("cuda-triton requested but")
+    bad = run("info", "--model", str(tiny_model_dir), "--backend", "vulkan")
+    assert bad.returncode == 2 and "Unknown backend" in bad.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="runs the Triton interpreter (no GPU)")
+def test_triton_kernels_on_the_cpu_through_the_cli(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from engine.backends import select
+
+    out = tmp_path / "t.npy"
+    r = run("logits", "--model", str(tiny_model_dir / "original"), "--tokens", "1,2,3,200005,17", "--out", str(out),
+            "--device", "cpu", "--backend", "cuda-triton")
+    assert r.returncode == 0, r.stderr
+    model = Transformer.from_checkpoint(tiny_model_dir, backend=select("cpu", "cuda-triton").backend)
+    assert np.array_equal(np.load(out), model(torch.tensor([1, 2, 3, 200005, 17])).numpy())
+
+
+def test_backend_from_the_environment(tiny_model_dir: Path) -> None:
+    import os
+
+    r = subprocess.run([sys.executable, "-m", "engine", "generate", "--model", str(tiny_model_dir), "--tokens", "5,6",
+                        "--max-new-tokens", "2", "--temperature", "0", "--json"], cwd=REPO, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "LANTERN_BACKEND": "cpu-reference"})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["backend"] == "cpu-reference"
