@@ -156,10 +156,14 @@ def _moe_decode_down(act_ptr, idx_ptr, w_ptr, b2_ptr, s2_ptr, bias2_ptr, out_ptr
 @triton.jit
 def _moe_group_up(h_ptr, row_pair_ptr, tile_expert_ptr, b1_ptr, s1_ptr, bias1_ptr, act_ptr, limit,
                   E: tl.constexpr, K: tl.constexpr, D: tl.constexpr, I: tl.constexpr,
-                  BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, F32: tl.constexpr):
+                  BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, F32: tl.constexpr,
+                  EARLY_EXIT: tl.constexpr):
     """act[r, j] = swiglu(W1[e] h[token(r)] + b1[e])_j for the BM padded rows r of tile t (expert e)."""
     t = tl.program_id(0)
     e = tl.load(tile_expert_ptr + t)
+    if EARLY_EXIT:                                                 # (interpreter: skip the masked loop)
+        if e >= E:
+            return
     live = e < E                                                   # tiles past the last group do nothing
     e = tl.minimum(e, E - 1).to(tl.int64)
     r = t * BM + tl.arange(0, BM)
@@ -194,10 +198,14 @@ def _moe_group_up(h_ptr, row_pair_ptr, tile_expert_ptr, b1_ptr, s1_ptr, bias1_pt
 @triton.jit
 def _moe_group_down(act_ptr, row_pair_ptr, tile_expert_ptr, w_ptr, b2_ptr, s2_ptr, bias2_ptr, y_ptr,
                     E: tl.constexpr, D: tl.constexpr, I: tl.constexpr,
-                    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, F32: tl.constexpr):
+                    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, F32: tl.constexpr,
+                    EARLY_EXIT: tl.constexpr):
     """y[pair(r), n] = w_pair (W2[e] act[r] + b2[e])_n in fp32, for the BM rows r of tile t (expert e)."""
     t = tl.program_id(0)
     e = tl.load(tile_expert_ptr + t)
+    if EARLY_EXIT:
+        if e >= E:
+            return
     live = e < E
     e = tl.minimum(e, E - 1).to(tl.int64)
     r = t * BM + tl.arange(0, BM)
@@ -288,10 +296,12 @@ def moe_grouped(h: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, ex, swiglu_
     grid_t = rows // _GROUP_BM
     _moe_group_up[(grid_t, triton.cdiv(i, _GROUP_BN))](
         _contig(h), row_pair, tile_expert, ex.mlp1_blocks, ex.mlp1_scales, ex.mlp1_bias, act,
-        float(swiglu_limit), E=e, K=k, D=d, I=i, BM=_GROUP_BM, BN=_GROUP_BN, BK=_GROUP_BK, F32=INTERPRET)
+        float(swiglu_limit), E=e, K=k, D=d, I=i, BM=_GROUP_BM, BN=_GROUP_BN, BK=_GROUP_BK, F32=INTERPRET,
+        EARLY_EXIT=INTERPRET)
     _moe_group_down[(grid_t, triton.cdiv(d, _GROUP_BN))](
         act, row_pair, tile_expert, _contig(w.reshape(-1).float()), ex.mlp2_blocks, ex.mlp2_scales,
-        ex.mlp2_bias, y, E=e, D=d, I=i, BM=_GROUP_BM, BN=_GROUP_BN, BK=_GROUP_BK, F32=INTERPRET)
+        ex.mlp2_bias, y, E=e, D=d, I=i, BM=_GROUP_BM, BN=_GROUP_BN, BK=_GROUP_BK, F32=INTERPRET,
+        EARLY_EXIT=INTERPRET)
     return y.view(t, k, d).sum(dim=1).to(torch.bfloat16)                            # fp32 sum over slots
 
 

@@ -78,17 +78,21 @@ def test_user_errors_exit_2_with_one_line(args: tuple[str, ...], tiny_model_dir:
     assert "no-such-model" in lines[0] or "999999" in lines[0]
 
 
-def test_backend_flag_and_info_json(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_backend_flag_and_info_json(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.__main__ import main
+
     r = run("info", "--model", str(tiny_model_dir), "--json", "--device", "cpu", "--backend", "cpu-reference")
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert info["backend"] == "cpu-reference" and info["fallback_reason"] is None
     assert info["backend_label"] == "CPU · pure torch"
+    capsys.readouterr()
     if not torch.cuda.is_available():
-        asked = json.loads(run("info", "--model", str(tiny_model_dir), "--json", "--backend", "cuda-triton").stdout)
+        assert main(["info", "--model", str(tiny_model_dir), "--json", "--backend", "cuda-triton"]) == 0
+        asked = json.loads(capsys.readouterr().out)
         assert asked["device"] == "cpu" and asked["fallback_reason"].startswith("cuda-triton requested but")
-    bad = run("info", "--model", str(tiny_model_dir), "--backend", "vulkan")
-    assert bad.returncode == 2 and "Unknown backend" in bad.stderr
+    assert main(["info", "--model", str(tiny_model_dir), "--backend", "vulkan"]) == 2
+    assert "Unknown backend" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="runs the Triton interpreter (no GPU)")

@@ -76,7 +76,7 @@ def test_split_model_on_the_cpu_computes_the_same(tiny_model_dir: Path) -> None:
     assert split.cpu_expert_layers == (0,) and whole.cpu_expert_layers == ()
     tokens = torch.randint(0, 200_000, (24,), generator=torch.Generator().manual_seed(2))
     assert torch.equal(split(tokens), whole(tokens))                    # the same ops, routed through the split
-    assert _greedy(split, 6) == _greedy(whole, 6)
+    assert _greedy(split, 4) == _greedy(whole, 4)
     # the other half on the best CPU kernels: still the same logits up to fp32 order
     native = Transformer.from_checkpoint(tiny_model_dir, backend=ref_be, cpu_expert_layers=[1])
     assert native.layers[1].expert_backend is not None

@@ -24,7 +24,7 @@ from engine.moe import moe_experts_torch  # noqa: E402
 from tests.engine.test_parity import SEQ_LEN, oracles_for, prompt, typical_diff  # noqa: E402
 from engine.moe import swiglu  # noqa: E402
 from engine.mxfp4 import dequantize  # noqa: E402
-from tests.engine.test_triton_backend import _bf16_close, _experts  # noqa: E402
+from tests.engine.test_triton_backend import _bf16_close, _experts, assert_same_weights  # noqa: E402
 
 DEVICES = ["cpu"] + (["mps"] if torch.backends.mps.is_available() else [])
 
@@ -36,9 +36,9 @@ def test_logits_match_both_oracles_on_both_layouts(name: str, device: str,
     root = model_dir_for(name)
     tokens = prompt(SEQ_LEN[name])
     be = select(device, "mps").backend
-    ours = Transformer.from_checkpoint(root, backend=be)(torch.tensor(tokens)).cpu()
-    ours_orig = Transformer.from_checkpoint(root / "original", backend=be)(torch.tensor(tokens)).cpu()
-    assert torch.equal(ours, ours_orig)
+    model = Transformer.from_checkpoint(root, backend=be)
+    assert_same_weights(model, Transformer.from_checkpoint(root / "original", backend=be))
+    ours = model(torch.tensor(tokens)).cpu()
     o = oracles_for(root, tokens)
     print(f"\n[mps on {device}, {name}] q75 ours-ref={typical_diff(ours, o.ref):.4f} tol={o.typical_tol:.4f}")
     o.assert_matches(ours)

@@ -1,4 +1,5 @@
-"""The cuda-triton backend's kernels and whole model, run on the CPU under Triton's interpreter.
+"""The cuda-triton backend's kernels and whole model: compiled on a GPU when there is one, else on the CPU
+under Triton's interpreter (make test).
 
 Kernels against the pure-torch reference ops (same math; fp32 summation order aside, so bf16 outputs agree
 bit for bit except rare 1-ulp flips), the model against both oracles with test_parity's criteria on both
@@ -27,18 +28,17 @@ from engine.moe import PackedExperts, moe_experts_torch  # noqa: E402
 from tests.engine.test_parity import SEQ_LEN, oracles_for, prompt, typical_diff  # noqa: E402
 
 tk = pytest.importorskip("engine.backends.triton_kernels")
-if torch.cuda.is_available():
-    pytestmark = pytest.mark.skip(reason="the interpreter checks run where there is no GPU (make test-gpu runs them)")
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _triton() -> object:
-    choice = select("cpu", "cuda-triton")
+    choice = select(DEV, "cuda-triton")
     assert choice.fallback_reason is None, choice.fallback_reason
     return choice.backend
 
 
 def _bf16_close(got: torch.Tensor, want: torch.Tensor, identical: float = 0.97) -> None:
-    got, want = got.float(), want.float()
+    got, want = got.float().cpu(), want.float().cpu()
     assert ((got - want).abs() <= want.abs() * 2.0**-7 + 1e-5).all(), (got - want).abs().max()
     assert (got == want).float().mean().item() >= identical
 
@@ -56,8 +56,15 @@ def _experts(e: int, d: int, i: int, seed: int) -> PackedExperts:
                          (torch.randn(e, d, generator=g) * 0.1).bfloat16())
 
 
+def _on(x: PackedExperts | torch.Tensor, dev: str = DEV):  # noqa: ANN202
+    if isinstance(x, PackedExperts):
+        return PackedExperts(*(t.to(dev) for t in (x.mlp1_blocks, x.mlp1_scales, x.mlp1_bias, x.mlp2_blocks,
+                                                   x.mlp2_scales, x.mlp2_bias)))
+    return x.to(dev)
+
+
 @pytest.mark.parametrize(("t", "e", "k", "d", "i"), [(1, 4, 2, 64, 96), (1, 8, 4, 96, 64), (9, 4, 2, 64, 96),
-                                                     (20, 8, 4, 96, 160)])
+                                                     (12, 8, 4, 96, 64)])
 def test_moe_kernels_match_the_reference(t: int, e: int, k: int, d: int, i: int) -> None:
     ex = _experts(e, d, i, seed=t + e)
     g = torch.Generator().manual_seed(t)
@@ -65,11 +72,14 @@ def test_moe_kernels_match_the_reference(t: int, e: int, k: int, d: int, i: int)
     idx = torch.stack([torch.randperm(e, generator=g)[:k] for _ in range(t)])
     w = torch.softmax(torch.randn(t, k, generator=g), -1)
     want = moe_experts_torch(h, idx, w, ex, 7.0)
-    got = tk.moe_decode(h, idx, w, ex, 7.0) if t == 1 else tk.moe_grouped(h, idx, w, ex, 7.0)
+    exd, hd, idxd, wd = _on(ex), _on(h), _on(idx), _on(w)
+    run = tk.moe_decode if t == 1 else tk.moe_grouped
+    got = run(hd, idxd, wd, exd, 7.0)
     _bf16_close(got, want)
+    if t > 1:                                      # the grouped kernel also serves a single token
+        _bf16_close(tk.moe_grouped(hd[:1], idxd[:1], wd[:1], exd, 7.0), want[:1])
     # negative control: a different routing changes the output
-    assert not torch.equal(tk.moe_grouped(h, idx.roll(1, dims=1) if k > 1 else (idx + 1) % e, w, ex, 7.0), got) \
-        if t > 1 else not torch.equal(tk.moe_decode(h, (idx + 1) % e, w, ex, 7.0), got)
+    assert not torch.equal(run(hd, (idxd + 1) % e, wd, exd, 7.0), got)
 
 
 def test_grouping_covers_every_pair_once_in_tiles_of_one_expert() -> None:
@@ -96,15 +106,16 @@ def _attn_case(t: int, past: int, hkv: int = 2, g: int = 4, d: int = 64, seed: i
     return q, k, v, torch.randn(hkv * g, generator=gen) + 1.0
 
 
-@pytest.mark.parametrize(("t", "past", "window"), [(37, 0, None), (37, 0, 8), (70, 30, 16), (50, 200, 128),
+@pytest.mark.parametrize(("t", "past", "window"), [(24, 0, None), (37, 0, 8), (40, 30, 16), (30, 150, 128),
                                                    (20, 5, None)])
 def test_prefill_attention_matches_the_reference(t: int, past: int, window: int | None) -> None:
     q, k, v, sinks = _attn_case(t, past)
     qp, kp = torch.arange(past, past + t), torch.arange(past + t)
     want = ref.attention(q, k, v, sinks, qp, kp, window, 0.125)
+    q, k, v, sinks = _on(q), _on(k), _on(v), _on(sinks)
     _bf16_close(tk.attention_prefill(q, k, v, sinks, past, 0, window, 0.125), want, identical=0.99)
     if window:                                     # one key too few must be caught
-        narrow = tk.attention_prefill(q, k, v, sinks, past, 0, window - 1, 0.125).float()
+        narrow = tk.attention_prefill(q, k, v, sinks, past, 0, window - 1, 0.125).float().cpu()
         assert not ((narrow - want.float()).abs() <= want.float().abs() * 2.0**-7 + 1e-5).all()
 
 
@@ -112,7 +123,7 @@ def test_prefill_attention_matches_the_reference(t: int, past: int, window: int 
 def test_decode_attention_matches_the_reference(s: int) -> None:
     q, k, v, sinks = _attn_case(1, s - 1, hkv=8, g=8, seed=s)
     want = ref.attention_one(q, k, v, sinks, 0.125)
-    _bf16_close(tk.attention_decode(q, k, v, sinks, 0.125), want, identical=0.99)
+    _bf16_close(tk.attention_decode(_on(q), _on(k), _on(v), _on(sinks), 0.125), want, identical=0.99)
     # the same keys in a ring buffer with device-side positions and the window mask
     ring = 19
     kb, vb = torch.zeros(ring, 8, 64).bfloat16(), torch.zeros(ring, 8, 64).bfloat16()
@@ -123,26 +134,47 @@ def test_decode_attention_matches_the_reference(s: int) -> None:
     kpos = pos - (pos - slots) % ring
     kpos = torch.where(kpos >= 0, kpos, pos + 1)
     win = min(8, s)
-    got = tk.attention_decode(q, kb, vb, sinks, 0.125, torch.tensor([pos]), kpos, win)
+    got = tk.attention_decode(_on(q), _on(kb), _on(vb), _on(sinks), 0.125, _on(torch.tensor([pos])), _on(kpos), win)
     _bf16_close(got, ref.attention_one(q, k[pos - win + 1:], v[pos - win + 1:], sinks, 0.125), identical=0.99)
 
 
 # ---- the whole model -------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["w8-e4k2-l2", "w16-e8k4-l4"])
 def test_model_logits_match_both_oracles_on_both_layouts(name: str, model_dir_for: Callable[[str], Path]) -> None:
+    pytest.importorskip("transformers")          # (the GPU machine has no transformers: test_gpu.py there)
     root = model_dir_for(name)
     tokens = prompt(SEQ_LEN[name])
     be = _triton()
-    ours = Transformer.from_checkpoint(root, backend=be)(torch.tensor(tokens))
-    ours_orig = Transformer.from_checkpoint(root / "original", backend=be)(torch.tensor(tokens))
-    assert torch.equal(ours, ours_orig), "the two layouts must give bit-identical logits"
+    model = Transformer.from_checkpoint(root, backend=be)
+    assert_same_weights(model, Transformer.from_checkpoint(root / "original", backend=be))
+    ours = model(torch.tensor(tokens)).cpu()
     o = oracles_for(root, tokens)
     print(f"\n[triton {name}] q75 ours-ref={typical_diff(ours, o.ref):.4f} tol={o.typical_tol:.4f}")
     o.assert_matches(ours)
 
 
+def assert_same_weights(a: Transformer, b: Transformer) -> None:
+    """Both layouts placed by one backend hold identical tensors (so the deterministic forward passes give
+    bit-identical logits: one forward per layout is not needed)."""
+    def flat(m: Transformer) -> list[torch.Tensor]:
+        out = [m.embedding, m.norm, m.unembedding]
+        for layer in m.layers:
+            for t in (layer.attn_norm, layer.qkv_w, layer.qkv_b, layer.sinks, layer.out_w, layer.out_b,
+                      layer.mlp_norm, layer.gate_w, layer.gate_b, *vars_of(layer.experts)):
+                out.append(t.cat() if hasattr(t, "cat") else t)
+        return out
+
+    ta, tb = flat(a), flat(b)
+    assert len(ta) == len(tb) and all(x.dtype == y.dtype and torch.equal(x, y) for x, y in zip(ta, tb))
+    assert [layer.window for layer in a.layers] == [layer.window for layer in b.layers]
+
+
+def vars_of(ex: PackedExperts) -> tuple[torch.Tensor, ...]:
+    return (ex.mlp1_blocks, ex.mlp1_scales, ex.mlp1_bias, ex.mlp2_blocks, ex.mlp2_scales, ex.mlp2_bias)
+
+
 def _greedy(model: Transformer, prompt_ids: torch.Tensor, n: int) -> list[int]:
-    cache = KVCache(model.config, 64)
+    cache = KVCache(model.config, 64, device=model.device)
     logits = model(prompt_ids, cache, last_only=True)
     out = []
     for _ in range(n):
@@ -156,7 +188,7 @@ def test_greedy_tokens_match_the_cpu_path(tiny_model_dir: Path) -> None:
     prompt_ids = torch.tensor(prompt(11, seed=4))
     cpu = Transformer.from_checkpoint(tiny_model_dir, backend=select("cpu", "cpu-reference").backend)
     tri = Transformer.from_checkpoint(tiny_model_dir, backend=_triton())
-    assert _greedy(tri, prompt_ids, 6) == _greedy(cpu, prompt_ids, 6)
+    assert _greedy(tri, prompt_ids, 4) == _greedy(cpu, prompt_ids, 4)
 
 
 class _NoHostReads(TorchDispatchMode):
@@ -174,13 +206,13 @@ def test_fixed_shape_decode_step_matches_the_forward_and_reads_nothing_on_the_ho
         model_dir_for: Callable[[str], Path]) -> None:
     """The step a CUDA graph captures: cache.update_at + device-side masks over whole (ring) buffers."""
     model = Transformer.from_checkpoint(model_dir_for("w8-e4k2-l2"), backend=_triton())
-    tokens = torch.tensor(prompt(20, seed=5))                  # window 8: the ring (8 + slack) holds all 20
+    tokens = torch.tensor(prompt(17, seed=5), device=DEV)     # window 8: the ring (8 + slack) holds all 17
     full = model(tokens)
-    cache = KVCache(model.config, 24)
+    cache = KVCache(model.config, 24, device=DEV)
     model(tokens[:12], cache)
     steps = []
-    for n in range(12, 20):
-        pos = torch.tensor([cache.length])
+    for n in range(12, 17):
+        pos = torch.tensor([cache.length], device=DEV)
         if n == 12:
             with _NoHostReads():
                 steps.append(model.decode_at(tokens[n:n + 1], pos, cache))
