@@ -28,8 +28,9 @@ import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-SWIGLU_ALPHA = 1.702
-NEG_BIG = -1.0e30          # finite "minus infinity" for running maxima (exp(NEG_BIG - x) == 0, no NaN)
+# Globals a kernel reads must be constexpr (compiled Triton refuses plain Python globals).
+SWIGLU_ALPHA = tl.constexpr(1.702)
+NEG_BIG = tl.constexpr(-1.0e30)   # finite "minus infinity" for running maxima (exp(NEG_BIG - x) == 0, no NaN)
 _RNE_BY_HAND = tl.constexpr(INTERPRET)   # the interpreter truncates fp32 -> bf16; the GPU rounds to nearest
 # Triton's own helpers (tl.zeros, ...) are made interpreted or compiled when triton is first imported:
 _LANG_INTERPRETED = not isinstance(tl.zeros, triton.runtime.jit.JITFunction)
