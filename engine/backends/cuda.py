@@ -53,6 +53,17 @@ class CudaTritonBackend(Backend):
             raise RuntimeError(problem)
         self.tk = triton_kernels
 
+    def rms_norm(self, x: torch.Tensor, scale: torch.Tensor, eps: float) -> torch.Tensor:
+        if x.dtype == torch.bfloat16 and scale.dtype == torch.float32:
+            return self.tk.rms_norm(x, scale, eps)
+        return ref.rms_norm(x, scale, eps)
+
+    def rope(self, qk: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        if qk.dtype == torch.bfloat16 and cos.dtype == torch.bfloat16 and qk.stride(2) == 1 \
+                and qk.stride(1) == qk.shape[2]:
+            return self.tk.rope(qk, cos, sin)
+        return super().rope(qk, cos, sin)
+
     def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sinks: torch.Tensor,
                   q_pos: torch.Tensor, k_pos: torch.Tensor, window: int | None, sm_scale: float, *,
                   q_start: int | None = None, k_start: int | None = None) -> torch.Tensor:

@@ -466,11 +466,79 @@ def attention_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sinks: t
         _contig(q.reshape(hkv * g, d)), k, v, k_pos if has_pos else q, q_pos if has_pos else q, m, lsum, acc,
         s, k.stride(0), v.stride(0), float(sm_scale), nsplit, G=g, GP=gp, WINDOW=int(window or 0) if has_pos else 0,
         HAS_POS=has_pos, HEAD_DIM=d, CHUNK=chunk, BN=_DECODE_KBN, F32=INTERPRET)
-    # combine the splits with the sink (it enters the denominator only): fp32, on the device
-    m, lsum, acc = m[:, :, :g], lsum[:, :, :g], acc[:, :, :g]                       # [Hkv, NS, G(, d)]
-    sink = sinks.float().view(hkv, g)
-    top = torch.maximum(m.amax(dim=1), sink)                                        # [Hkv, G]
-    scale = torch.exp(m - top[:, None])                                             # [Hkv, NS, G]
-    denom = (lsum * scale).sum(dim=1) + torch.exp(sink - top)                       # [Hkv, G]
-    o = (acc * scale[..., None]).sum(dim=1) / denom[..., None]                      # [Hkv, G, d]
-    return o.reshape(1, hkv * g * d).to(torch.bfloat16)
+    out = torch.empty((1, hkv * g * d), dtype=torch.bfloat16, device=dev)
+    _attn_decode_combine[(hkv, g)](m, lsum, acc, _contig(sinks.float()), out, nsplit, G=g, GP=gp, HEAD_DIM=d,
+                                   NS_BLOCK=max(2, triton.next_power_of_2(nsplit)))
+    return out
+
+
+@triton.jit
+def _attn_decode_combine(m_ptr, l_ptr, acc_ptr, sinks_ptr, o_ptr, NSPLIT, G: tl.constexpr, GP: tl.constexpr,
+                         HEAD_DIM: tl.constexpr, NS_BLOCK: tl.constexpr):
+    """Merge the splits' partial softmax states of query head (kvh, g) with its sink (denominator only)."""
+    kvh = tl.program_id(0)
+    g = tl.program_id(1)
+    sp = tl.arange(0, NS_BLOCK)
+    ok = sp < NSPLIT
+    row = (kvh * NSPLIT + sp) * GP + g                             # [NS_BLOCK]
+    m = tl.load(m_ptr + row, mask=ok, other=NEG_BIG)
+    lsum = tl.load(l_ptr + row, mask=ok, other=0.0)
+    sink = tl.load(sinks_ptr + kvh * G + g).to(tl.float32)
+    top = tl.maximum(tl.max(m, axis=0), sink)
+    scale = tl.exp(m - top)
+    denom = tl.sum(lsum * scale, axis=0) + tl.exp(sink - top)
+    d = tl.arange(0, HEAD_DIM)
+    acc = tl.load(acc_ptr + row[:, None] * HEAD_DIM + d[None, :], mask=ok[:, None], other=0.0)   # [NS, d]
+    o = tl.sum(acc * scale[:, None], axis=0) / denom
+    tl.store(o_ptr + (kvh * G + g) * HEAD_DIM + d, _bf16(o))
+
+
+# ---- RMSNorm and RoPE: one launch each instead of several torch ops (decode is launch-bound) ----------
+@triton.jit
+def _rms_norm(x_ptr, w_ptr, o_ptr, eps, D: tl.constexpr, BLOCK: tl.constexpr):
+    """o[r] = bf16(x[r] * rsqrt(mean(x[r]^2) + eps) * w), statistics in fp32; grid (rows,)."""
+    r = tl.program_id(0).to(tl.int64)
+    d = tl.arange(0, BLOCK)
+    ok = d < D
+    x = tl.load(x_ptr + r * D + d, mask=ok, other=0.0).to(tl.float32)
+    inv = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / D + eps)
+    w = tl.load(w_ptr + d, mask=ok, other=0.0).to(tl.float32)
+    tl.store(o_ptr + r * D + d, _bf16((x * inv) * w), mask=ok)
+
+
+def rms_norm(x: torch.Tensor, scale: torch.Tensor, eps: float) -> torch.Tensor:
+    """x [T, D] bf16, scale [D] f32 -> [T, D] bf16."""
+    t, d = x.shape
+    out = torch.empty_like(x)
+    _rms_norm[(t,)](_contig(x), _contig(scale), out, float(eps), D=d, BLOCK=triton.next_power_of_2(d))
+    return out
+
+
+@triton.jit
+def _rope(x_ptr, cos_ptr, sin_ptr, o_ptr, stride_t, NH: tl.constexpr, HALF: tl.constexpr, BH: tl.constexpr):
+    """Rotate-half RoPE on BH heads of token t, every product and sum rounded to bf16 as torch's bf16 ops
+    round them: (bf16(x1 cos) - bf16(x2 sin), bf16(x2 cos) + bf16(x1 sin)); grid (T, cdiv(NH, BH))."""
+    t = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1) * BH + tl.arange(0, BH)
+    ok = (h < NH)[:, None]
+    i = tl.arange(0, HALF)
+    src = x_ptr + t * stride_t + h[:, None] * (2 * HALF) + i[None, :]
+    x1 = tl.load(src, mask=ok, other=0.0).to(tl.float32)
+    x2 = tl.load(src + HALF, mask=ok, other=0.0).to(tl.float32)
+    c = tl.load(cos_ptr + t * HALF + i).to(tl.float32)[None, :]
+    s = tl.load(sin_ptr + t * HALF + i).to(tl.float32)[None, :]
+    o1 = _bf16(_bf16(x1 * c).to(tl.float32) - _bf16(x2 * s).to(tl.float32))
+    o2 = _bf16(_bf16(x2 * c).to(tl.float32) + _bf16(x1 * s).to(tl.float32))
+    dst = o_ptr + t * (NH * 2 * HALF) + h[:, None] * (2 * HALF) + i[None, :]
+    tl.store(dst, o1, mask=ok)
+    tl.store(dst + HALF, o2, mask=ok)
+
+
+def rope(qk: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """qk [T, NH, d] bf16 (rows may be strided, heads contiguous), cos/sin [T, d/2] bf16 -> [T, NH, d]."""
+    t, nh, d = qk.shape
+    assert qk.stride(2) == 1 and qk.stride(1) == d and qk.dtype == torch.bfloat16
+    out = torch.empty((t, nh, d), dtype=qk.dtype, device=qk.device)
+    bh = 16
+    _rope[(t, triton.cdiv(nh, bh))](qk, _contig(cos), _contig(sin), out, qk.stride(0), NH=nh, HALF=d // 2, BH=bh)
+    return out

@@ -138,6 +138,27 @@ def test_decode_attention_matches_the_reference(s: int) -> None:
     _bf16_close(got, ref.attention_one(q, k[pos - win + 1:], v[pos - win + 1:], sinks, 0.125), identical=0.99)
 
 
+@pytest.mark.parametrize("t", [1, 5])
+def test_rms_norm_and_rope_kernels_match_torch(t: int) -> None:
+    from engine.rope import Rope, apply_rope
+    from tests.engine.test_numerics import GPT_OSS_20B
+
+    g = torch.Generator().manual_seed(t)
+    x = (torch.randn(t, 2880, generator=g) * 3).bfloat16()
+    scale = torch.rand(2880, generator=g) + 0.5
+    want = ref.rms_norm(x, scale, 1e-5)
+    got = tk.rms_norm(_on(x), _on(scale), 1e-5)
+    _bf16_close(got, want, identical=0.99)
+    assert not torch.equal(tk.rms_norm(_on(x), _on(scale * 1.01), 1e-5).cpu(), got.cpu())
+    qkv = (torch.randn(t, 5120, generator=g) * 2).bfloat16()
+    qk = qkv[:, :4608].reshape(t, 72, 64)                           # strided rows, as the model passes it
+    cos, sin = Rope(GPT_OSS_20B).cos_sin(torch.arange(100, 100 + t), torch.bfloat16)
+    want = apply_rope(qk, cos, sin)
+    got = tk.rope(_on(qk), _on(cos), _on(sin)).cpu()
+    assert (got == want).float().mean().item() >= 0.999              # the same bf16 roundings, op for op
+    assert not torch.equal(tk.rope(_on(qk), _on(sin), _on(cos)).cpu(), got)
+
+
 # ---- the whole model -------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["w8-e4k2-l2", "w16-e8k4-l4"])
 def test_model_logits_match_both_oracles_on_both_layouts(name: str, model_dir_for: Callable[[str], Path]) -> None:
@@ -242,4 +263,4 @@ def test_kernels_compile_for_the_gpu_ahead_of_time(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     lines = [line for line in r.stdout.splitlines() if line.startswith("ok ")]
-    assert len(lines) == 9 and all("cubin=0" not in line for line in lines), r.stdout
+    assert len(lines) == 12 and all("cubin=0" not in line for line in lines), r.stdout

@@ -38,6 +38,11 @@ KERNELS = [
                               "stride_k": "i32", "stride_v": "i32", "sm_scale": "fp32", "NSPLIT": "i32"},
        dict(G=8, GP=16, WINDOW=w, HAS_POS=p, HEAD_DIM=64, CHUNK=256, BN=32, F32=False))
       for p, w in ((False, 0), (True, 128), (True, 0))],
+    (tk._attn_decode_combine, {"m_ptr": "*fp32", "l_ptr": "*fp32", "acc_ptr": "*fp32", "sinks_ptr": "*fp32",
+                               "o_ptr": "*bf16", "NSPLIT": "i32"}, dict(G=8, GP=16, HEAD_DIM=64, NS_BLOCK=32)),
+    (tk._rms_norm, {"x_ptr": "*bf16", "w_ptr": "*fp32", "o_ptr": "*bf16", "eps": "fp32"}, dict(D=D, BLOCK=4096)),
+    (tk._rope, {"x_ptr": "*bf16", "cos_ptr": "*bf16", "sin_ptr": "*bf16", "o_ptr": "*bf16", "stride_t": "i32"},
+     dict(NH=72, HALF=32, BH=16)),
 ]
 
 
