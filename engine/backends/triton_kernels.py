@@ -230,7 +230,9 @@ def _moe_group_down(act_ptr, row_pair_ptr, tile_expert_ptr, w_ptr, b2_ptr, s2_pt
     tl.store(y_ptr + p[:, None] * D + n[None, :], y * wt[:, None], mask=r_ok[:, None] & n_ok[None, :])
 
 
-_DECODE_BN, _DECODE_BK = 64, 64
+# Decode reads each selected expert once: enough programs to keep the memory system busy (up: K x I/32,
+# down: D/16) and 64-byte row reads. Untuned (no GPU was at hand): a GPU session should sweep these.
+_DECODE_UP_BN, _DECODE_DOWN_BN, _DECODE_BK = 32, 16, 128
 _GROUP_BM, _GROUP_BN, _GROUP_BK = 16, 64, 64
 
 
@@ -246,12 +248,12 @@ def moe_decode(h: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, ex, swiglu_l
     act = torch.empty((k, i), dtype=torch.bfloat16, device=h.device)               # [K, I]
     out = torch.empty((1, d), dtype=torch.bfloat16, device=h.device)
     idx_c, w_c = _contig(idx.reshape(-1)), _contig(w.reshape(-1).float())
-    _moe_decode_up[(k, triton.cdiv(i, _DECODE_BN))](
+    _moe_decode_up[(k, triton.cdiv(i, _DECODE_UP_BN))](
         _contig(h), idx_c, ex.mlp1_blocks, ex.mlp1_scales, ex.mlp1_bias, act, float(swiglu_limit),
-        D=d, I=i, BN=_DECODE_BN, BK=_DECODE_BK)
-    _moe_decode_down[(triton.cdiv(d, _DECODE_BN),)](
+        D=d, I=i, BN=_DECODE_UP_BN, BK=_DECODE_BK)
+    _moe_decode_down[(triton.cdiv(d, _DECODE_DOWN_BN),)](
         act, idx_c, w_c, ex.mlp2_blocks, ex.mlp2_scales, ex.mlp2_bias, out,
-        K=k, D=d, I=i, BN=_DECODE_BN, BK=_DECODE_BK)
+        K=k, D=d, I=i, BN=_DECODE_DOWN_BN, BK=_DECODE_BK)
     return out
 
 
