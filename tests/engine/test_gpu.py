@@ -85,12 +85,13 @@ def test_decode_step_does_not_synchronise(model_dir_for: Callable[[str], Path]) 
     model(torch.tensor(prompt(10)), cache)
     step = torch.tensor([5], device="cuda")
     model(step, cache)                              # captures the graph (warm-up may sync)
-    model.decode_at(step, torch.tensor([cache.length], device="cuda"), cache)   # compiled, warm
+    pos = torch.tensor([cache.length], device="cuda")
+    model.decode_at(step, pos, cache)               # compiled, warm
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         model(step, cache)                          # graph replay
-        model.decode_at(step, torch.tensor([cache.length], device="cuda"), cache)   # the eager step
+        model.decode_at(step, pos, cache)           # the eager fixed-shape step
     finally:
         torch.cuda.set_sync_debug_mode("default")
 
