@@ -28,8 +28,9 @@ class LayerCache:
     """K and V of one layer: [capacity, kv_heads, head_dim] each; `window` keys per query (None: all)."""
 
     def __init__(self, capacity: int, ring: bool, cfg: ModelConfig, device: torch.device | str,
-                 dtype: torch.dtype, window: int | None = None) -> None:
+                 dtype: torch.dtype, window: int | None = None, step_memo: dict | None = None) -> None:
         self.capacity = capacity
+        self._memo = step_memo if step_memo is not None else {}   # shared by the layers of one cache
         self.ring = ring
         self.window = window
         self.device = torch.device(device)
@@ -55,12 +56,16 @@ class LayerCache:
         in slot pos % capacity; return the whole K and V buffers [C, kv_heads, head_dim] and each slot's
         position [C] (the newest position <= pos that maps to it; > pos for a slot never written, so every
         mask hides it). No host reads: fixed shapes whatever `pos` holds."""
-        slot = pos % self.capacity                                           # [1]
+        memo = self._memo.get(self.capacity)
+        if memo is None or memo[0] is not pos:          # once per step and capacity (layers share them)
+            behind = (pos - self._slots) % self.capacity                     # [C] 0..C-1: slot is `behind` back
+            positions = pos - behind                                         # [C]
+            positions = torch.where(positions >= 0, positions, pos + 1)      # never written: a future key
+            memo = (pos, pos % self.capacity, positions)
+            self._memo[self.capacity] = memo
+        _, slot, positions = memo                                            # slot [1], positions [C]
         self.k.index_copy_(0, slot, k)
         self.v.index_copy_(0, slot, v)
-        behind = (pos - self._slots) % self.capacity                         # [C] 0..C-1: slot is `behind` back
-        positions = pos - behind                                             # [C]
-        positions = torch.where(positions >= 0, positions, pos + 1)          # never written: a future key
         return self.k, self.v, positions
 
     def write(self, start: int, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -102,13 +107,20 @@ class KVCache:
         self.window = config.sliding_window
         self.ring_size = min(self.max_context, config.sliding_window + SLIDING_RING_SLACK)
         self.device = torch.device(device)
+        self._step_memo: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.layers = [
             LayerCache(self.ring_size if config.is_sliding(n) else self.max_context, config.is_sliding(n),
-                       config, device, dtype, config.sliding_window if config.is_sliding(n) else None)
+                       config, device, dtype, config.sliding_window if config.is_sliding(n) else None,
+                       self._step_memo)
             for n in range(config.num_hidden_layers)
         ]
         self.length = 0
         self.decoders: dict[int, object] = {}   # per-model fast decode steps bound to these buffers (backends)
+
+    def begin_step(self) -> None:
+        """Start a fixed-shape step: slot positions computed by `update_at` are shared by the layers of one
+        step only (the position tensor may be the same buffer, refilled, next step)."""
+        self._step_memo.clear()
 
     @property
     def nbytes(self) -> int:

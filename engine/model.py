@@ -154,6 +154,7 @@ class Transformer(torch.nn.Module):
 
         The fixed-shape step a CUDA graph captures: the cache's `update_at`, device-side masks, no host
         read anywhere; it leaves `cache.length` alone (the caller advances it)."""
+        cache.begin_step()
         with self.backend.step(1):
             return self._logits(self._hidden(token, cache, pos))
 

@@ -97,6 +97,18 @@ def test_label_module_stays_torch_free() -> None:
     assert out.returncode == 0 and out.stdout.strip() == "CPU · AVX2", out.stderr
 
 
+def test_engine_reports_the_backend_it_runs(tiny_model_dir: Path) -> None:
+    from engine.api import Engine
+
+    eng = Engine.load(tiny_model_dir, device="cpu", max_context=64, backend="cpu-reference", experts_on_cpu=1)
+    try:
+        assert eng.model.backend.name == eng.info.backend == "cpu-reference"
+        assert eng.info.fallback_reason is None and eng.info.cpu_expert_layers == 0   # no GPU: no split
+        assert eng.info.backend_label == "CPU · pure torch"
+    finally:
+        eng.close()
+
+
 @pytest.mark.gpu
 def test_same_logits_and_greedy_tokens_on_cuda(tiny_model_dir: Path) -> None:
     from engine.generate import generate
