@@ -52,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     _setup_logging(args.log_level, to_file=not args.self_test)
     sys.excepthook = log_uncaught
+    from app.qt_platform import check as check_qt_platform
+
+    problem = check_qt_platform()  # before Qt: a plugin that cannot load aborts the process
+    if problem is not None:
+        print(problem.message(), file=sys.stderr, flush=True)
+        return 2
     from PySide6.QtWidgets import QApplication
 
     from app.application import Application
