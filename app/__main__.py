@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     qapp.setApplicationName("Lantern")
     qapp.setApplicationDisplayName("Lantern")
     qapp.setApplicationVersion(__version__)
+    qapp.setDesktopFileName("lantern")  # matches lantern.desktop (Wayland picks the icon from it)
+    from app.widgets.about_dialog import app_icon
+
+    qapp.setWindowIcon(app_icon())
     if args.self_test:
         from app.self_test import run_self_test
 

@@ -171,11 +171,42 @@ def qt_source_note(qt_version: str) -> str:
             "PySide6 source: https://code.qt.io/cgit/pyside/pyside-setup.git/")
 
 
+def _own_license_text() -> str:
+    """Lantern's LICENSE (a build ships it in resources/; a checkout has it at the top)."""
+    for path in (resource_path("LICENSE"), Path(__file__).resolve().parents[1] / "LICENSE"):
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError:
+            continue
+    return ""
+
+
+def _common_license_text(*names: str) -> str:
+    """Standard license texts: copied into a build's resources/licenses/ from Debian's
+    /usr/share/common-licenses (where a checkout on Debian or Ubuntu reads them directly)."""
+    texts = []
+    for name in names:
+        for folder in (resource_path("licenses"), Path("/usr/share/common-licenses")):
+            try:
+                texts.append(f"--- {name} ---\n" + (folder / name).read_text(encoding="utf-8").strip())
+                break
+            except OSError:
+                continue
+    return "\n\n".join(texts)
+
+
 def python_component(dist: Distribution) -> Component:
     name = dist.metadata["Name"]
-    note = qt_source_note(dist.version.split("+")[0]) if normalize(name) in QT_DISTRIBUTIONS else ""
+    key = normalize(name)
+    qt = key in QT_DISTRIBUTIONS or key.startswith("pyside6")
+    note = qt_source_note(dist.version.split("+")[0]) if qt else ""
+    text = license_text_of(dist)
+    if not text and key == ROOT_DISTRIBUTION:
+        text = _own_license_text()
+    if not text and qt:   # the PySide6 wheels carry no license file: the LGPL-3.0 text (with the GPL-3.0 it extends)
+        text = _common_license_text("LGPL-3", "GPL-3")
     return Component(name=name, version=dist.version, license=license_of(dist), url=_project_url(dist),
-                     note=note, license_text=license_text_of(dist))
+                     note=note, license_text=text)
 
 
 def _python_license_text() -> str:
