@@ -67,6 +67,7 @@ class _Run:
     chunks: int = 0
     streamed: str = ""
     first_chunk_ms: float | None = None
+    last_error: str = ""
 
     def report(self, step: str, detail: str, *, ok: bool = True, ms: float | None = None) -> None:
         if ms is None:
@@ -117,7 +118,7 @@ def run_self_test(qapp: QApplication, model_dir: Path | None) -> int:
                 if not c.send("Hello"):
                     finish(False, "reply-started", "the chat did not accept the message")
             elif c.model is None and c.loading is None:
-                finish(False, "model-failed", application.window.chat.banner.text())
+                finish(False, "model-failed", run.last_error or application.window.chat.banner.text())
 
         @guarded
         def on_chunk(turn: Any) -> None:
@@ -152,6 +153,7 @@ def run_self_test(qapp: QApplication, model_dir: Path | None) -> int:
                 folder = write_tiny_checkpoint(tmp / "checkpoint")
                 size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
                 run.report("checkpoint-written", f"path={folder} bytes={size}")
+            c.error.connect(lambda message, kind: setattr(run, "last_error", f"{message} ({kind})"))
             c.model_changed.connect(on_model)
             c.turn_updated.connect(on_chunk)
             c.turn_finished.connect(on_finished)

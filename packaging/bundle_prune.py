@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 # Destination patterns that are never loaded by Lantern.
 DROP_PATTERNS = (
     "torch/test/*",                 # C++ unit-test programs (83 MB)
-    "torch/bin/*",                  # protoc and C++ test programs (50 MB)
+    "torch/bin/[!t]*", "torch/bin/test_*",   # protoc and C++ test programs (50 MB); not torch_shm_manager,
+                                            # whose presence `import torch` checks
     "torch/include/*", "torch/share/*",
     "torch/lib/libjitbackend_test.so", "torch/lib/libtorchbind_test.so",
     "torch/lib/libbackend_with_compiler.so", "torch/lib/libaoti_custom_ops.so",
@@ -48,11 +49,11 @@ QT_PLUGINS = "PySide6/Qt/plugins/"
 KEEP_LIBRARIES = ("libpython*",)    # the bootloader opens it
 
 
-def _dropped_by_pattern(dest: str) -> bool:
+def _dropped_by_pattern(dest: str, linux: bool = True) -> bool:
     dest = dest.replace("\\", "/")
     if any(fnmatch.fnmatch(dest, p) for p in DROP_PATTERNS):
         return True
-    if dest.startswith(QT_PLUGINS):
+    if linux and dest.startswith(QT_PLUGINS):   # KEEP_PLUGINS names Linux files (.so); elsewhere keep all
         rel = dest[len(QT_PLUGINS):]
         return not any(fnmatch.fnmatch(rel, p) for p in KEEP_PLUGINS)
     return False
@@ -76,9 +77,9 @@ def _is_library_slot(dest: str) -> bool:
 
 def prune(binaries: list, datas: list, *, linux: bool) -> tuple[list, list, list[str]]:
     """(binaries, datas, dropped destination names)."""
-    dropped = [d for d, _, _ in binaries + datas if _dropped_by_pattern(d)]
-    binaries = [e for e in binaries if not _dropped_by_pattern(e[0])]
-    datas = [e for e in datas if not _dropped_by_pattern(e[0])]
+    dropped = [d for d, _, _ in binaries + datas if _dropped_by_pattern(d, linux)]
+    binaries = [e for e in binaries if not _dropped_by_pattern(e[0], linux)]
+    datas = [e for e in datas if not _dropped_by_pattern(e[0], linux)]
     if not linux:
         return binaries, datas, dropped
     # Reachability over NEEDED, from everything that is not a dependency-analysis library.
@@ -111,18 +112,15 @@ def distribution_or_none(name: str) -> Distribution | None:
         return None
 
 
-def top_level_names(dist: Distribution) -> set[str]:
-    """The import names a distribution installs (top_level.txt, else its RECORD)."""
-    text = dist.read_text("top_level.txt")
-    if text:
-        return {line.strip() for line in text.splitlines() if line.strip()}
-    names = set()
+def ships_files(dist: Distribution, bundled_paths: set[str]) -> bool:
+    """Whether any file `dist` installed (its RECORD) is in the bundle, as a module, binary or data file."""
     for f in dist.files or []:
-        first = f.parts[0] if f.parts else ""
-        if not first or first.endswith((".dist-info", ".egg-info", ".data")) or first in ("..", "__pycache__"):
+        path = f.as_posix()
+        if path.endswith(".pyc") or ".dist-info/" in path:
             continue
-        names.add(first.split(".")[0])
-    return names
+        if path in bundled_paths or path.removesuffix(".py") + "/__init__.py" in bundled_paths:
+            return True
+    return False
 
 
 def metadata_toc(dist: Distribution) -> list[tuple[str, str, str]]:

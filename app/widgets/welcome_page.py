@@ -6,8 +6,9 @@ one fit function), and offers a Download button for each and "Use a model folder
 A download that the verdict says will not fit asks first. When a download started here finishes,
 `load_requested` carries its folder and the window opens the chat on it.
 
-`install_welcome_page(window)` puts the page in front of the main window's chat while no model is loaded,
-loading or remembered (settings.last_model), so the window's own code needs only that one call.
+`install_welcome_page(window)` puts the page in front of the main window's chat on a first run (no model
+loaded, loading or remembered in settings.last_model, and no chat in the history), so the window's own
+code needs only that one call.
 """
 
 from __future__ import annotations
@@ -330,9 +331,16 @@ class WelcomePage(QWidget):
 
 
 def should_show(controller: Any, settings: Any, dismissed: bool = False) -> bool:
-    """The welcome page fronts the window while no model is loaded, loading or remembered."""
-    return (not dismissed and controller.model is None and controller.loading is None
-            and not settings.settings.last_model)
+    """The welcome page fronts the window on a first run: no model loaded, loading or remembered, and no
+    chat in the history yet (someone with chats sees them, and loads a model from Models)."""
+    if dismissed or controller.model is not None or controller.loading is not None or settings.settings.last_model:
+        return False
+    if controller.conversation_id is not None:
+        return False
+    try:
+        return not controller.store.list_conversations()
+    except Exception:  # noqa: BLE001 - an unreadable history: the chat page reports it
+        return False
 
 
 def install_welcome_page(window: Any, manager: Any = None) -> WelcomePage:
@@ -358,6 +366,8 @@ def install_welcome_page(window: Any, manager: Any = None) -> WelcomePage:
     page.open_folder_requested.connect(window.open_model_folder)
     page.skip_requested.connect(skip)
     page.status_message.connect(lambda text: window.statusBar().showMessage(text, 8000))
-    window.controller.model_changed.connect(update)
+    for signal in (window.controller.model_changed, window.controller.conversations_changed,
+                   window.controller.thread_changed):
+        signal.connect(update)
     update()
     return page
