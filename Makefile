@@ -48,7 +48,7 @@ screenshots: $(STAMP)
 # The build machine needs the system libraries of the Qt plugins it bundles (the same check as `make run`).
 package: $(STAMP)
 	$(PIP) install -q -e '.[package]'
-	DISPLAY=$${DISPLAY:-:0} QT_QPA_PLATFORM=xcb $(PY) -m app.qt_platform
+	$(PY) -m app.qt_platform --build
 	$(PY) -m PyInstaller --noconfirm packaging/lantern.spec
 	if command -v dpkg-deb >/dev/null; then $(PY) packaging/linux/build_deb.py; \
 	else echo "no dpkg-deb here: .deb not built"; fi

@@ -202,13 +202,25 @@ def check(env: Mapping[str, str] | None = None, *, plugins: Path | None = None,
     return problem
 
 
-def main() -> int:
-    """`python -m app.qt_platform`: print the problem (exit 1) or nothing (exit 0)."""
-    problem = check()
-    if problem is not None:
+BUILD_PLATFORMS = ("xcb", "wayland")
+"""The desktop platform plugins a Linux build ships (packaging/bundle_prune.KEEP_PLUGINS)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m app.qt_platform [--build]`: print the problem (exit 1) or nothing (exit 0).
+
+    `--build` (make package): every desktop plugin a build ships must load here, whatever the session
+    is, because PyInstaller copies the libraries they need from this machine."""
+    args = sys.argv[1:] if argv is None else argv
+    if "--build" in args:
+        fake_session = {"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"}
+        problems = [p for name in BUILD_PLATFORMS
+                    if (p := check({**fake_session, "QT_QPA_PLATFORM": name})) is not None]
+    else:
+        problems = [p for p in [check()] if p is not None]
+    for problem in problems:
         print(problem.message(), file=sys.stderr)
-        return 1
-    return 0
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

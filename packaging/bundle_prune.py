@@ -184,7 +184,8 @@ def system_library_licenses(binaries: list) -> dict:
 # Libraries stripped of their symbol tables (the dynamic loader reads only .dynsym): libtorch_cpu.so
 # carries ~90 MB of them. Not everything is stripped: libraries that auditwheel patched (numpy.libs/,
 # *.libs/) break when stripped ("ELF load command address/offset not page-aligned").
-STRIP_PATTERNS = ("torch/lib/*.so*", "libpython*")
+STRIP_PATTERNS = ("torch/lib/*.so*", "libpython*", "python3.*/lib-dynload/*.so", "engine/kernels/*.so",
+                  "regex/*.so", "yaml/*.so", "tiktoken/*.so", "psutil/*.so")
 
 
 def strip_copies(binaries: list, folder: Path) -> tuple[list, int]:

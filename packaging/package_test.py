@@ -2,10 +2,13 @@
 
     python packaging/package_test.py [--dist dist] [--report dist/package-test.txt]
 
-1. The bundle: every library a bundled file links to is either in the bundle or named in the .deb's
-   Depends; `dist/Lantern/Lantern --self-test` (the built program, from a folder where the source tree
+1. The bundle: every library a bundled file links to is either in the bundle or installed here (and
+   the .deb's Depends names its package); it carries the xcb libraries Qt's plugin needs;
+   `dist/Lantern/Lantern --self-test` (the built program, from a folder where the source tree
    cannot be imported, with a scrubbed environment) opens the window offscreen, writes a tiny random
-   checkpoint, loads it through the worker, streams a reply and reads it back from the history.
+   checkpoint, loads it through the worker, streams a reply and reads it back from the history. Then the
+   same on an X11 display (Xvfb), in a mount namespace where libxcb-icccm4, libxcb-keysyms1 and the other
+   xcb extras are hidden (overlayfs whiteouts): a desktop without them.
 2. The .deb: installed with `dpkg --root` into a temporary root (its own dpkg database; dependencies
    are this machine's, so they are not checked there), its files and menu entry checked
    (`desktop-file-validate`), the installed `/usr/bin/lantern --self-test` run, then removed again
@@ -119,12 +122,98 @@ def largest_parts(bundle: Path, count: int = 8) -> list[tuple[str, int]]:
     return sorted(sizes, key=lambda t: -t[1])[:count] + [("  largest file: " + n, s) for n, s in biggest_files]
 
 
-def check_deb(deb: Path, report: Report) -> dict[str, int]:
+GLIBC = re.compile(r"^(libc|libm|libdl|libpthread|librt|libutil|libresolv|libnsl|libanl|ld-linux[-\w]*)\.so")
+
+
+def outside_sonames(bundle: Path) -> set[str]:
+    names = {p.name for p in bundle.rglob("*")}
+    outside: set[str] = set()
+    for path in bundle.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.read_bytes()[:4] == b"\x7fELF":
+            outside.update(n for n in needed(str(path)) if n not in names)
+    return outside
+
+
+def outside_packages(bundle: Path) -> dict[str, str]:
+    """soname -> the Debian package that provides it here (libc6 for glibc's own)."""
+    ldconfig = subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True, text=True).stdout
+    result = {}
+    for soname in sorted(outside_sonames(bundle)):
+        if GLIBC.match(soname):
+            result[soname] = "libc6"
+            continue
+        match = re.search(rf"^\s*{re.escape(soname)} \([^)]*x86-64[^)]*\) => (\S+)", ldconfig, re.MULTILINE) \
+            or re.search(rf"^\s*{re.escape(soname)} \([^)]*\) => (\S+)", ldconfig, re.MULTILINE)
+        owner = "?"
+        if match:
+            out = subprocess.run(["dpkg", "-S", os.path.realpath(match.group(1))], capture_output=True, text=True)
+            if out.returncode != 0:
+                out = subprocess.run(["dpkg", "-S", match.group(1)], capture_output=True, text=True)
+            if out.returncode == 0:
+                owner = out.stdout.split(":")[0].split(",")[0].strip()
+        result[soname] = owner
+    return result
+
+
+# What Qt's xcb plugin needs beyond libxcb1 and that a fresh desktop often lacks: the bundle carries them.
+XCB_EXTRAS = ("libxcb-icccm.so.4", "libxcb-keysyms.so.1", "libxcb-cursor.so.0", "libxcb-render-util.so.0",
+              "libxcb-image.so.0", "libxkbcommon-x11.so.0")
+
+
+def check_xcb_libraries(bundle: Path, report: Report) -> None:
+    names = {p.name for p in bundle.rglob("*")}
+    absent = [n for n in XCB_EXTRAS if n not in names]
+    report.check(not absent, "bundle: carries the xcb libraries Qt's xcb plugin needs", ", ".join(absent))
+
+
+def run_on_a_desktop_without_them(program: Path, report: Report) -> None:
+    """The bundle on an X11 display (Xvfb) in a mount namespace where those libraries are hidden."""
+    libdir = Path("/usr/lib/x86_64-linux-gnu")
+    tools = [shutil.which(t) for t in ("unshare", "Xvfb", "mount")]
+    if os.geteuid() != 0 or not all(tools) or not libdir.is_dir():
+        report.note("skip bundle on X11 without the xcb packages: needs root, unshare, mount and Xvfb")
+        return
+    hidden = sorted(p.name for n in XCB_EXTRAS for p in libdir.glob(n.split(".so")[0] + ".so*"))
+    with tempfile.TemporaryDirectory(prefix="lantern-fresh-") as tmp:
+        home = Path(tmp)
+        (home / "run").mkdir(mode=0o700)
+        upper, work = home / "upper", home / "work"
+        upper.mkdir()
+        work.mkdir()
+        for name in hidden:   # overlayfs whiteouts: these files are absent inside the namespace
+            os.mknod(upper / name, 0o600 | 0o020000, os.makedev(0, 0))
+        display = ":73"
+        xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x900x24", "-nolisten", "tcp"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(1.5)
+            env = clean_env(home)
+            env.pop("QT_QPA_PLATFORM")
+            env["DISPLAY"] = display
+            script = (f"mount -t overlay overlay -o lowerdir={libdir},upperdir={upper},workdir={work} {libdir} && "
+                      f"test ! -e {libdir}/libxcb-icccm.so.4 && exec {program} --self-test")
+            out = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=home, env=env, capture_output=True,
+                                 text=True, timeout=SELF_TEST_TIMEOUT_S)
+        finally:
+            xvfb.terminate()
+            xvfb.wait(timeout=10)
+        for line in out.stdout.splitlines():
+            report.note(f"     | {line}")
+        report.check(out.returncode == 0 and "self-test passed" in out.stdout,
+                     "bundle: starts on an X11 desktop (Xvfb) where " + ", ".join(hidden[:3]) + "… are not installed",
+                     f"exit {out.returncode}" + ("" if out.returncode == 0 else ": " + out.stderr[-1500:]))
+
+
+def check_deb(deb: Path, bundle: Path, report: Report) -> dict[str, int]:
     info = subprocess.run(["dpkg-deb", "--field", str(deb)], capture_output=True, text=True, check=True).stdout
     report.note("     | " + info.strip().replace("\n", "\n     | "))
     depends = re.search(r"^Depends: (.*)$", info, re.MULTILINE)
-    report.check(bool(depends) and "libxcb-icccm4" in depends.group(1) and "libxcb-keysyms1" in depends.group(1),
-                 ".deb: Depends names the xcb libraries Qt needs and does not bundle")
+    named = {d.split()[0] for d in depends.group(1).split(", ")} if depends else set()
+    uncovered = [f"{soname} ({package})" for soname, package in outside_packages(bundle).items()
+                 if package not in named]
+    report.check(bool(depends) and not uncovered,
+                 ".deb: Depends names the package of every library the bundle needs and does not carry",
+                 ", ".join(uncovered))
     if shutil.which("apt-get"):
         sim = subprocess.run(["apt-get", "install", "--simulate", "-q", str(deb)], capture_output=True, text=True)
         report.check(sim.returncode == 0, ".deb: apt can satisfy its Depends (apt-get --simulate)",
@@ -176,13 +265,15 @@ def main(argv: list[str] | None = None) -> int:
     if not report.check(program.is_file(), "bundle: dist/Lantern/Lantern exists"):
         return 1
     check_libraries(bundle, report)
+    check_xcb_libraries(bundle, report)
     bundle_steps = run_self_test(program, report, "bundle")
     # Once more: the first run reads the files from disk, the second finds them in the page cache.
     warm_steps = run_self_test(program, report, "bundle (second start)")
+    run_on_a_desktop_without_them(program, report)
     debs = sorted(args.dist.glob("lantern_*.deb"))
     deb_steps: dict[str, int] = {}
     if report.check(bool(debs), ".deb: built"):
-        deb_steps = check_deb(debs[-1], report)
+        deb_steps = check_deb(debs[-1], bundle, report)
     size = folder_bytes(bundle)
     report.note("")
     report.note(f"bundle size: {mb(size)} (goal: under 600 MB)")

@@ -63,6 +63,14 @@ class _Card:
     status: QLabel
 
 
+def time_left(seconds: float) -> str:
+    if seconds < 60:
+        return "less than a minute left"
+    if seconds < 3600:
+        return f"about {seconds / 60:.0f} min left"
+    return f"about {seconds / 3600:.1f} h left"
+
+
 def ask_download_anyway(parent: QWidget, title: str, explanation: str) -> bool:
     """The question before a download the fit verdict says will not fit (default: don't)."""
     box = QMessageBox(QMessageBox.Icon.Warning, "Model too big for this computer",
@@ -305,7 +313,7 @@ class WelcomePage(QWidget):
             card.progress.setVisible(True)
             if p.total_bytes:
                 card.progress.setValue(int(1000 * p.done_bytes / p.total_bytes))
-            eta = f", about {p.eta_s / 60:.0f} min left" if p.eta_s else ""
+            eta = f", {time_left(p.eta_s)}" if p.eta_s else ""
             self._show_status(card, f"{format_bytes(p.done_bytes)} of {format_bytes(p.total_bytes)}{eta}")
         elif isinstance(event, DownloadStateChanged):
             if event.state == JobState.DONE:
@@ -314,6 +322,7 @@ class WelcomePage(QWidget):
                 self.refresh()
                 if event.repo_id in self._started_here:
                     self._started_here.discard(event.repo_id)
+                    self.status_message.emit(f"{card.name} downloaded: opening it…")
                     self.load_requested.emit(self.manager.models_dir / card.name)
             elif event.state == JobState.ERROR:
                 self._show_status(card, event.message, error=True)

@@ -118,6 +118,21 @@ def test_the_app_stops_with_one_line_instead_of_qts_abort(tmp_path: Path) -> Non
 
 
 def test_main_reports_and_exits_1(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(qt_platform, "check", lambda: PlatformProblem("xcb", reason="no display."))
-    assert qt_platform.main() == 1
+    monkeypatch.setattr(qt_platform, "check", lambda env=None: PlatformProblem("xcb", reason="no display."))
+    assert qt_platform.main([]) == 1
     assert capsys.readouterr().err.strip() == "Lantern cannot open its window: no display."
+
+
+def test_build_check_covers_every_shipped_desktop_plugin(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    seen: list[str] = []
+
+    def fake_check(env=None):  # noqa: ANN001, ANN202
+        seen.append(env["QT_QPA_PLATFORM"])
+        return PlatformProblem("wayland", ("libwayland-egl.so.1",), ("libwayland-egl1",)) \
+            if env["QT_QPA_PLATFORM"] == "wayland" else None
+
+    monkeypatch.setattr(qt_platform, "check", fake_check)
+    assert qt_platform.main(["--build"]) == 1
+    assert seen == ["xcb", "wayland"]
+    assert "sudo apt install libwayland-egl1" in capsys.readouterr().err
