@@ -204,6 +204,24 @@ def run_on_a_desktop_without_them(program: Path, report: Report) -> None:
                      f"exit {out.returncode}" + ("" if out.returncode == 0 else ": " + out.stderr[-1500:]))
 
 
+def check_licenses(program: Path, report: Report) -> None:
+    """`Lantern --licenses` from the build: the About dialog's list, from the metadata the build carries."""
+    out = subprocess.run([str(program), "--licenses"], capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin", "HOME": tempfile.gettempdir()})
+    rows = [line.split("\t") for line in out.stdout.splitlines() if line.count("\t") == 3]
+    by_name = {name.lower(): (kind, lic) for kind, name, _, lic in rows}
+    wanted = {"pyside6": "LGPL-3.0", "torch": "BSD-3-Clause", "python": "PSF-2.0", "lantern": "Apache-2.0",
+              "tiktoken": "MIT", "libxcb-icccm4": ""}
+    wrong = [n for n, lic in wanted.items() if n not in by_name or lic not in by_name[n][1]]
+    model = [r for r in rows if r[0] == "model" and r[3] == "Apache-2.0"]
+    left_out = [n for n in ("sympy", "pydantic", "pyside6_webengine", "hf-xet", "pytest") if n in by_name]
+    report.check(out.returncode == 0 and bool(model) and not wrong and not left_out,
+                 "bundle: --licenses lists the models, Qt, torch, Python and the bundled system libraries, "
+                 "and nothing left out of the build",
+                 f"{len(rows)} components" + (f"; wrong or missing: {wrong}" if wrong else "")
+                 + (f"; listed but not bundled: {left_out}" if left_out else ""))
+
+
 def check_deb(deb: Path, bundle: Path, report: Report) -> dict[str, int]:
     info = subprocess.run(["dpkg-deb", "--field", str(deb)], capture_output=True, text=True, check=True).stdout
     report.note("     | " + info.strip().replace("\n", "\n     | "))
@@ -227,7 +245,7 @@ def check_deb(deb: Path, bundle: Path, report: Report) -> dict[str, int]:
         install = subprocess.run(["dpkg", f"--root={root}", "--force-depends", "--force-script-chrootless",
                                   "--no-triggers", "-i", str(deb)], capture_output=True, text=True)
         report.check(install.returncode == 0, ".deb: installs into a temporary root (dpkg --root)",
-                     install.stderr.strip()[-500:])
+                     install.stderr.strip()[-500:] if install.returncode else "")
         listed = subprocess.run(["dpkg", f"--root={root}", "-L", "lantern"], capture_output=True, text=True).stdout
         expected = ["/usr/bin/lantern", "/opt/lantern/Lantern", "/usr/share/applications/lantern.desktop",
                     "/usr/share/icons/hicolor/scalable/apps/lantern.svg", "/usr/share/doc/lantern/copyright"]
@@ -266,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     check_libraries(bundle, report)
     check_xcb_libraries(bundle, report)
+    check_licenses(program, report)
     bundle_steps = run_self_test(program, report, "bundle")
     # Once more: the first run reads the files from disk, the second finds them in the page cache.
     warm_steps = run_self_test(program, report, "bundle (second start)")

@@ -105,3 +105,15 @@ def test_about_dialog_lists_them_and_shows_the_text(qtbot) -> None:  # noqa: ANN
     dialog.table.setCurrentItem(dialog.table.topLevelItem(row))
     shown = dialog.details.toPlainText()
     assert "LGPL-3.0" in shown and "download.qt.io" in shown
+
+
+def test_licenses_command_prints_the_same_list() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "app", "--licenses"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    rows = [line.split("\t") for line in out.stdout.splitlines()]
+    assert len(rows) == len(components())
+    assert ["model", "gpt-oss-20b / gpt-oss-120b", "", "Apache-2.0"] in rows
