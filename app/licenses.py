@@ -245,7 +245,8 @@ def components() -> list[Component]:
                   url="https://huggingface.co/openai",
                   note="Model weights: downloaded when you ask for them, never bundled. Apache-2.0, with "
                        "OpenAI's gpt-oss usage policy (USAGE_POLICY in the model repositories). The bundled "
-                       "tokenizer files are the models' own (same license)."),
+                       "tokenizer files are the models' own (same license).",
+                  license_text=_common_license_text("Apache-2.0")),
         Component(name="Python", version=platform.python_version(), license="PSF-2.0", kind="runtime",
                   url="https://www.python.org/", license_text=_python_license_text()),
     ]

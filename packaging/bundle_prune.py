@@ -112,11 +112,20 @@ def distribution_or_none(name: str) -> Distribution | None:
         return None
 
 
-def ships_files(dist: Distribution, bundled_paths: set[str]) -> bool:
-    """Whether any file `dist` installed (its RECORD) is in the bundle, as a module, binary or data file."""
+def shared_paths(dists: list[Distribution]) -> set[str]:
+    """Files that more than one distribution lists (PySide6's add-on wheels all carry PySide6/__init__.py)."""
+    seen: dict[str, int] = {}
+    for dist in dists:
+        for f in dist.files or []:
+            seen[f.as_posix()] = seen.get(f.as_posix(), 0) + 1
+    return {path for path, count in seen.items() if count > 1}
+
+
+def ships_files(dist: Distribution, bundled_paths: set[str], shared: set[str] = frozenset()) -> bool:
+    """Whether a file that `dist` alone installed (its RECORD) is in the bundle, as a module, binary or data."""
     for f in dist.files or []:
         path = f.as_posix()
-        if path.endswith(".pyc") or ".dist-info/" in path:
+        if path.endswith(".pyc") or ".dist-info/" in path or path in shared:
             continue
         if path in bundled_paths or path.removesuffix(".py") + "/__init__.py" in bundled_paths:
             return True
