@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed-stamp
 PYTEST := QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
-.PHONY: run test test-slow test-gpu bench-gpu gpu-wheels kernels bench bench-peer bench-ui screenshots package clean help
+.PHONY: run test test-slow test-gpu bench-gpu gpu-wheels kernels bench bench-peer bench-ui screenshots package package-test clean help
 
 help:
 	@echo "make run          start the Lantern window"
@@ -22,7 +22,8 @@ help:
 	@echo "make kernels      (re)build the native CPU kernels in place (pip install -e builds them too)"
 	@echo "make bench-ui     how long the window's GUI thread stalls while a model loads, a reply streams, ..."
 	@echo "make screenshots  write PNGs of the main window to screenshots/"
-	@echo "make package      build a desktop bundle with PyInstaller (packaging/lantern.spec)"
+	@echo "make package      build the desktop bundle (PyInstaller, dist/Lantern/) and, on Debian/Ubuntu, dist/lantern_*.deb"
+	@echo "make package-test build, then run the built program's and the installed .deb's --self-test (packaging/package_test.py)"
 
 $(STAMP): pyproject.toml setup.py $(wildcard engine/kernels/*.cpp engine/kernels/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -66,9 +67,16 @@ gpu-wheels: $(STAMP)
 screenshots: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m tests.app.screenshots screenshots
 
+# The build machine needs the system libraries of the Qt plugins it bundles (the same check as `make run`).
 package: $(STAMP)
 	$(PIP) install -q -e '.[package]'
-	$(PY) -m PyInstaller --noconfirm --clean packaging/lantern.spec
+	$(PY) -m app.qt_platform --build
+	$(PY) -m PyInstaller --noconfirm packaging/lantern.spec
+	if command -v dpkg-deb >/dev/null; then $(PY) packaging/linux/build_deb.py; \
+	else echo "no dpkg-deb here: .deb not built"; fi
+
+package-test: package
+	$(PY) packaging/package_test.py --report dist/package-test.txt
 
 # Native CPU kernels (optional: without a compiler the engine runs its pure-torch path).
 kernels: $(STAMP)
