@@ -8,19 +8,22 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed-stamp
 PYTEST := QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
-.PHONY: run test test-slow test-gpu kernels bench bench-peer bench-ui screenshots package clean help
+.PHONY: run test test-slow test-gpu bench-gpu gpu-wheels kernels bench bench-peer bench-ui screenshots package package-test clean help
 
 help:
 	@echo "make run          start the Lantern window"
 	@echo "make test         set up .venv and run the default test suite (CPU, offline)"
 	@echo "make test-slow    long-running checks"
 	@echo "make test-gpu     checks that need CUDA or MPS"
+	@echo "make bench-gpu    GPU parity tests + batch-1 speed/memory of cuda-triton (20b, 120b shapes; needs an NVIDIA GPU)"
+	@echo "make gpu-wheels   download into .whl/ the cp312 wheels tests/gpu/device_run.sh installs on a GPU machine"
 	@echo "make bench        speed/memory benchmark on a random checkpoint with gpt-oss-20b shapes"
 	@echo "make bench-peer   the same measurements for Lantern and llama.cpp side by side, alternating (builds .venv-peer)"
 	@echo "make kernels      (re)build the native CPU kernels in place (pip install -e builds them too)"
 	@echo "make bench-ui     how long the window's GUI thread stalls while a model loads, a reply streams, ..."
 	@echo "make screenshots  write PNGs of the main window to screenshots/"
-	@echo "make package      build a desktop bundle with PyInstaller (packaging/lantern.spec)"
+	@echo "make package      build the desktop bundle (PyInstaller, dist/Lantern/) and, on Debian/Ubuntu, dist/lantern_*.deb"
+	@echo "make package-test build, then run the built program's and the installed .deb's --self-test (packaging/package_test.py)"
 
 $(STAMP): pyproject.toml setup.py $(wildcard engine/kernels/*.cpp engine/kernels/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,12 +52,31 @@ BENCH_UI_ARGS ?=
 bench-ui: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m tests.app.ui_bench $(BENCH_UI_ARGS)
 
+# GPU parity (tests marked gpu, and the Triton kernel tests compiled for the GPU), then the benchmark:
+# random 20b-shaped checkpoint written once (LANTERN_BENCH_CACHE), 120b built in GPU memory if it fits.
+bench-gpu: $(STAMP)
+	$(PYTEST) -q -m "not slow" tests/engine/test_gpu.py tests/engine/test_triton_backend.py
+	$(PY) -m engine.bench.gpu --out .bench
+
+# Wheels a GPU machine without network needs (Python 3.12, x86-64): see tests/gpu/device_run.sh.
+gpu-wheels: $(STAMP)
+	$(PIP) download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--abi cp312 --abi abi3 --abi none --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 --platform any -d .whl -r tests/gpu/wheels.txt
+
 screenshots: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m tests.app.screenshots screenshots
 
+# The build machine needs the system libraries of the Qt plugins it bundles (the same check as `make run`).
 package: $(STAMP)
 	$(PIP) install -q -e '.[package]'
-	$(PY) -m PyInstaller --noconfirm --clean packaging/lantern.spec
+	$(PY) -m app.qt_platform --build
+	$(PY) -m PyInstaller --noconfirm packaging/lantern.spec
+	if command -v dpkg-deb >/dev/null; then $(PY) packaging/linux/build_deb.py; \
+	else echo "no dpkg-deb here: .deb not built"; fi
+
+package-test: package
+	$(PY) packaging/package_test.py --report dist/package-test.txt
 
 # Native CPU kernels (optional: without a compiler the engine runs its pure-torch path).
 kernels: $(STAMP)

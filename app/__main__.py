@@ -20,6 +20,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="show the window, report whether torch was imported before it appeared, quit "
                              "(with --model: also load it and stream one short reply); settings untouched")
     parser.add_argument("--model", type=Path, default=None, help="model folder for --self-test")
+    parser.add_argument("--licenses", action="store_true",
+                        help="print what this build includes and under which licenses (as Help > About shows), quit")
     return parser.parse_args(argv)
 
 
@@ -50,8 +52,20 @@ def log_uncaught(exc_type: type[BaseException], exc: BaseException, tb: object) 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
+    if args.licenses:
+        from app.licenses import components
+
+        for item in components():
+            print(f"{item.kind}\t{item.name}\t{item.version}\t{item.license}")
+        return 0
     _setup_logging(args.log_level, to_file=not args.self_test)
     sys.excepthook = log_uncaught
+    from app.qt_platform import check as check_qt_platform
+
+    problem = check_qt_platform()  # before Qt: a plugin that cannot load aborts the process
+    if problem is not None:
+        print(problem.message(), file=sys.stderr, flush=True)
+        return 2
     from PySide6.QtWidgets import QApplication
 
     from app.application import Application
@@ -60,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     qapp.setApplicationName("Lantern")
     qapp.setApplicationDisplayName("Lantern")
     qapp.setApplicationVersion(__version__)
+    qapp.setDesktopFileName("lantern")  # matches lantern.desktop (Wayland picks the icon from it)
+    from app.widgets.about_dialog import app_icon
+
+    qapp.setWindowIcon(app_icon())
     if args.self_test:
         from app.self_test import run_self_test
 

@@ -24,6 +24,7 @@ class LoadModel:
     device: str = "auto"              # "auto" | "cpu" | "cuda" | "mps"
     max_context: int = 8192
     cpu_threads: int = 0              # 0: let the runtime decide
+    experts_on_cpu: int | None = None # GPU only: layers whose experts run on the CPU; None: chosen from free memory
 
 
 @dataclass(frozen=True, slots=True)

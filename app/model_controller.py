@@ -25,7 +25,7 @@ from engine.types import ModelInfo
 
 log = logging.getLogger(__name__)
 
-RELOAD_KEYS = ("device", "context_length", "cpu_threads")
+RELOAD_KEYS = ("device", "context_length", "cpu_threads", "experts_on_cpu")
 """Settings the loaded model only picks up when it is loaded again."""
 
 
@@ -136,7 +136,8 @@ class ModelController(QObject):
         self._request_id = rid
         self.checking = None
         self.loading = LoadState(Path(model_dir))
-        self.worker.submit(LoadModel(rid, Path(model_dir), s.device, s.context_length, s.cpu_threads))
+        self.worker.submit(LoadModel(rid, Path(model_dir), s.device, s.context_length, s.cpu_threads,
+                                     None if s.experts_on_cpu < 0 else s.experts_on_cpu))
         self.notice_cleared.emit("load")
         self.changed.emit()
 

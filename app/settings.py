@@ -57,6 +57,9 @@ class Settings:
                        choices=("auto", "cuda", "mps", "cpu"), label="Device", section="Model")
     cpu_threads: int = _opt(0, "CPU threads for the model; 0 lets the runtime decide (reload to apply).",
                             minimum=0, maximum=256, label="CPU threads", section="Model")
+    experts_on_cpu: int = _opt(-1, "On a GPU too small for the whole model: how many layers' experts run on the "
+                                   "CPU instead (-1 chooses from the free GPU memory; reload to apply).",
+                               minimum=-1, maximum=128, label="Experts on the CPU (layers)", section="Model")
     theme: str = _opt("system", "Light, dark, or follow the operating system.",
                       choices=("system", "light", "dark"), label="Theme", section="Appearance")
     font_size: int = _opt(11, "Text size of the chat, in points.", minimum=7, maximum=32, label="Font size", section="Appearance")

@@ -107,6 +107,11 @@ def connect(app: "Application") -> None:
     math.ready.connect(chat.on_math_ready)
     MATH.on_ready = math.ready.emit
 
+    # first run: the welcome page in front of the chat while no model is known (it wires its own signals)
+    from app.widgets.welcome_page import install_welcome_page
+
+    w.welcome = install_welcome_page(w, app.models)
+
     # local API server -> window
     app.api_server.failed.connect(lambda message: w.on_error(
         f"The local API server did not start: {message}", "user"))

@@ -88,7 +88,7 @@ def default_engine_factory(request: LoadModel, progress: ProgressCallback) -> En
         torch = importlib.import_module("torch")  # already imported by engine.api at this point
         torch.set_num_threads(request.cpu_threads)
     return Engine.load(request.model_dir, device=request.device, max_context=request.max_context,
-                       progress=progress)
+                       progress=progress, experts_on_cpu=request.experts_on_cpu)
 
 
 class _Coalescer:

@@ -66,6 +66,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "kv_cache_bytes": cfg.kv_cache_bytes(args.context),
         "memory_needed_bytes": cfg.memory_needed_bytes(args.context),
     }
+    info.update(_backend_info(args, cfg))
     if args.json:
         print(json.dumps(info))
         return 0
@@ -77,7 +78,36 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"memory needed:     {info['memory_needed_bytes']:,} ({_human(info['memory_needed_bytes'])}) = "
           f"weights {_human(info['weight_bytes'])} + KV cache {_human(info['kv_cache_bytes'])} "
           f"at {args.context:,} tokens")
+    print(f"backend:           {info['backend_label']}")
+    if info["backend_note"]:
+        print(f"                   ({info['backend_note']})")
     return 0
+
+
+def _backend_info(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
+    """What `select` picks for --device/--backend here, and on a GPU the experts split at --context."""
+    from engine.backends import select
+    from engine.types import ModelInfo, experts_split_text
+
+    choice = select(args.device, args.backend)
+    cpu_layers = 0
+    if choice.device == "cuda":
+        cpu_layers = len(_split(cfg, args.context, args.experts_on_cpu).cpu_layers)
+    label = ModelInfo("", Path(), "original", cfg.num_hidden_layers, 0, 0, 0, 0, 0, 0, 0, device=choice.device,
+                      backend=choice.name, fallback_reason=choice.fallback_reason,
+                      cpu_expert_layers=cpu_layers).backend_label
+    return {"device": choice.device, "backend": choice.name, "fallback_reason": choice.fallback_reason,
+            "backend_note": choice.note, "backend_label": label, "cpu_expert_layers": cpu_layers,
+            "experts_split": experts_split_text(cpu_layers, cfg.num_hidden_layers) if choice.device == "cuda" else None}
+
+
+def _split(cfg: Any, context: int, experts_on_cpu: int | None):
+    import torch
+
+    from engine.backends.split import plan_expert_split
+
+    free = torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else None
+    return plan_expert_split(cfg, context, free, experts_on_cpu=experts_on_cpu)
 
 
 def _load(args: argparse.Namespace):
@@ -87,14 +117,21 @@ def _load(args: argparse.Namespace):
     _check_vocab(args.tokens, ckpt.config.vocab_size)
     import torch
 
-    from engine.backends import select_device
+    from engine.backends import select
     from engine.model import Transformer
 
-    choice = select_device(args.device)
-    if choice.fallback_reason and args.device != "auto":
+    choice = select(args.device, args.backend)
+    if choice.fallback_reason:
         print(f"note: {choice.fallback_reason}", file=sys.stderr)
     torch.set_grad_enabled(False)
-    return Transformer.from_checkpoint(ckpt, device=choice.device)
+    cpu_layers = _split(ckpt.config, _context(args), args.experts_on_cpu).cpu_layers if choice.device == "cuda" else ()
+    return Transformer.from_checkpoint(ckpt, backend=choice.backend, cpu_expert_layers=cpu_layers)
+
+
+def _context(args: argparse.Namespace) -> int:
+    if getattr(args, "max_context", None):
+        return int(args.max_context)
+    return len(args.tokens) + max(0, getattr(args, "max_new_tokens", 0))
 
 
 def cmd_logits(args: argparse.Namespace) -> int:
@@ -110,11 +147,10 @@ def cmd_logits(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     model = _load(args)
     from engine.generate import generate
-    from engine.kv_cache import KVCache
     from engine.sampling import Sampler
 
     context = args.max_context or len(args.tokens) + max(0, args.max_new_tokens)
-    cache = KVCache(model.config, context, device=model.device)
+    cache = model.backend.new_cache(model.config, context)
     try:
         sampler = Sampler(args.temperature, args.top_p, args.seed)
     except ValueError as exc:
@@ -137,7 +173,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     }
     if args.json:
         print(json.dumps({"tokens": out, "finish_reason": r.reason, "stop_token": r.stop_token, "usage": usage,
-                          "device": str(model.device)}))
+                          "device": str(model.device), "backend": model.backend.name,
+                          "cpu_expert_layers": list(model.cpu_expert_layers)}))
     else:
         print(f"finish: {r.reason}; prompt {r.prompt_tokens} tok at {r.prefill_tokens_per_s:.1f} tok/s, "
               f"{r.completion_tokens} generated at {r.decode_tokens_per_s:.1f} tok/s, "
@@ -156,9 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     def device_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+        p.add_argument("--backend", default=None,
+                       help="kernels to run, a name from engine.backends (cpu-avx512, cpu-avx2, cpu-neon, cpu-scalar, "
+                            "cpu-reference, cuda-triton, cuda-torch, mps; default: $LANTERN_BACKEND, else auto)")
+        p.add_argument("--experts-on-cpu", type=int, default=None,
+                       help="on a GPU: layers whose experts run on the CPU (default: as free memory requires)")
 
-    p = sub.add_parser("info", help="describe a checkpoint (no weights are loaded)")
+    p = sub.add_parser("info", help="describe a checkpoint (no weights are loaded) and the backend it would get")
     model_arg(p)
+    device_arg(p)
     p.add_argument("--context", type=int, default=DEFAULT_CONTEXT, help="context length for the memory estimate")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)

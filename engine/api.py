@@ -173,13 +173,17 @@ class Engine:
     # ---- loading ---------------------------------------------------------------------------------
     @classmethod
     def load(cls, model_dir: Path | str, *, device: str = "auto", max_context: int = 8192,
-             progress: ProgressCallback | None = None) -> "Engine":
-        """Load a checkpoint folder (Hugging Face root or `original/`) onto `device`.
+             progress: ProgressCallback | None = None, backend: str | None = None,
+             experts_on_cpu: int | None = None) -> "Engine":
+        """Load a checkpoint folder (Hugging Face root or `original/`) onto `device` with `backend`.
 
-        `max_context` is clipped to the model's own limit (131072). `progress(message, fraction)`
-        is called a few times on the loading thread.
+        `max_context` is clipped to the model's own limit (131072). `backend` is an engine.backends
+        registry name (None: LANTERN_BACKEND, else auto). On a GPU, `experts_on_cpu` layers keep their
+        experts on the CPU (None: as many as free GPU memory requires at this context). `progress(message,
+        fraction)` is called a few times on the loading thread.
         """
-        from engine.backends import select_device
+        from engine.backends import select
+        from engine.backends.split import plan_expert_split
         from engine.model import Transformer
 
         def report(message: str, fraction: float) -> None:
@@ -191,20 +195,21 @@ class Engine:
         if max_context <= 0:
             raise EngineError(f"The context length must be positive (got {max_context}).")
         max_context = min(int(max_context), config.max_context)
-        choice = select_device(device)
+        choice = select(device, backend)
         report("Loading the tokenizer", 0.05)
         tokenizer = load_tokenizer(location.repo_root)
         report(f"Loading weights onto {choice.device}", 0.1)
         needed = config.memory_needed_bytes(max_context)
-        if choice.device.startswith("cuda"):
-            from engine.fit import enough_free   # the one place that decides "will it fit"
-
-            free = _available_bytes(choice.device)
-            if free is not None and not enough_free(needed, free):
-                raise _out_of_memory(f"load the model with a {max_context:,}-token context", choice.device, needed,
-                                     MemoryError("checked before loading"))
+        cpu_layers: tuple[int, ...] = ()
+        if choice.device == "cuda":
+            split = plan_expert_split(config, max_context, _available_bytes("cuda"), experts_on_cpu=experts_on_cpu)
+            cpu_layers = split.cpu_layers
+            if cpu_layers:
+                log.info("%s (GPU needs about %s)", split.describe(), _gib(split.gpu_bytes))
+        elif experts_on_cpu:
+            log.info("experts_on_cpu=%d ignored: the model runs on %s", experts_on_cpu, choice.device)
         try:
-            model = Transformer.from_checkpoint(model_dir, device=choice.device)
+            model = Transformer.from_checkpoint(model_dir, backend=choice.backend, cpu_expert_layers=cpu_layers)
         except (MemoryError, torch.OutOfMemoryError) as exc:
             raise _out_of_memory("load the model", choice.device, config.weight_bytes(), exc) from exc
         info = ModelInfo(
@@ -220,12 +225,14 @@ class Engine:
             memory_needed_bytes=needed,
             max_context=max_context,
             device=choice.device,
-            backend=choice.backend,
+            backend=choice.name,
             fallback_reason=choice.fallback_reason,
+            backend_note=choice.note,
+            cpu_expert_layers=len(cpu_layers),
         )
         report("Ready", 1.0)
-        log.info("loaded %s on %s (%s)%s", info.name, info.device, info.backend,
-                 f"; {info.fallback_reason}" if info.fallback_reason else "")
+        log.info("loaded %s on %s%s", info.name, info.backend_label,
+                 f" ({info.backend_note})" if info.backend_note else "")
         return cls(model, tokenizer, config, info)
 
     @property

@@ -174,6 +174,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--max-tokens", type=int, default=4096, help="reply tokens, reasoning included")
     parser.add_argument("--max-context", type=int, default=8192)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    parser.add_argument("--backend", default=None,
+                        help="engine.backends name, e.g. cpu-avx2, cuda-triton, mps (default: LANTERN_BACKEND, else auto)")
+    parser.add_argument("--experts-on-cpu", type=int, default=None,
+                        help="on a GPU: layers whose experts run on the CPU (default: as memory requires)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--date", default=date.today().isoformat(),
                         help="current date for the system message (default today; 'none' leaves it out)")
@@ -202,7 +206,8 @@ def run_chat(args: argparse.Namespace) -> int:
         print(f"{message}... {fraction:.0%}", file=sys.stderr, flush=True)
 
     try:
-        engine = Engine.load(args.model, device=args.device, max_context=args.max_context, progress=progress)
+        engine = Engine.load(args.model, device=args.device, max_context=args.max_context, progress=progress,
+                             backend=args.backend, experts_on_cpu=args.experts_on_cpu)
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

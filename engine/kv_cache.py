@@ -3,7 +3,13 @@
 Full-attention layers keep every position (`max_context` slots, slot = position). Sliding layers keep a
 ring of `sliding_window + SLIDING_RING_SLACK` slots (slot = position mod ring): a chunk of up to
 SLIDING_RING_SLACK tokens can be appended, and the cache trimmed back up to that far, without losing a
-key some query still needs. The model writes a chunk's keys first, then reads the window it needs.
+key some query still needs.
+
+The cache owns its window arithmetic: `LayerCache.update(start, k, v)` stores a chunk's keys and values
+and returns exactly the keys its queries may see, with their absolute positions (as mlx-lm's rotating
+cache does). `update_at(pos, k, v)` is the same for one token whose position is a device tensor: it
+returns the whole buffer with each slot's position, so a decode step has fixed shapes and never reads the
+device from the host (what a captured CUDA graph needs).
 """
 
 from __future__ import annotations
@@ -19,15 +25,48 @@ log = logging.getLogger(__name__)
 
 
 class LayerCache:
-    """K and V of one layer: [capacity, kv_heads, head_dim] each."""
+    """K and V of one layer: [capacity, kv_heads, head_dim] each; `window` keys per query (None: all)."""
 
     def __init__(self, capacity: int, ring: bool, cfg: ModelConfig, device: torch.device | str,
-                 dtype: torch.dtype) -> None:
+                 dtype: torch.dtype, window: int | None = None, step_memo: dict | None = None) -> None:
         self.capacity = capacity
+        self._memo = step_memo if step_memo is not None else {}   # shared by the layers of one cache
         self.ring = ring
+        self.window = window
+        self.device = torch.device(device)
         shape = (capacity, cfg.num_key_value_heads, cfg.head_dim)
-        self.k = torch.empty(shape, dtype=dtype, device=device)
-        self.v = torch.empty(shape, dtype=dtype, device=device)
+        # zeros, not empty: a fixed-shape step reads whole buffers (masked keys weigh 0, and 0 * NaN is NaN)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self._slots = torch.arange(capacity, device=device)                  # [C] int64, for update_at
+
+    def update(self, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Store k, v [T, kv_heads, head_dim] at positions start..start+T-1; return the keys, values and
+        positions [S] (consecutive) that those T queries can see: from the oldest key the first query's
+        window reaches (0 on full layers) up to the last new one."""
+        t = k.shape[0]
+        self.write(start, k, v)
+        begin = 0 if self.window is None else max(0, start - self.window + 1)
+        keys, values = self.read(begin, start + t)
+        return keys, values, torch.arange(begin, start + t, device=self.device)
+
+    def update_at(self, pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                      torch.Tensor]:
+        """One token at position `pos` ([1] int64 on the cache's device): store k, v [1, kv_heads, head_dim]
+        in slot pos % capacity; return the whole K and V buffers [C, kv_heads, head_dim] and each slot's
+        position [C] (the newest position <= pos that maps to it; > pos for a slot never written, so every
+        mask hides it). No host reads: fixed shapes whatever `pos` holds."""
+        memo = self._memo.get(self.capacity)
+        if memo is None or memo[0] is not pos:          # once per step and capacity (layers share them)
+            behind = (pos - self._slots) % self.capacity                     # [C] 0..C-1: slot is `behind` back
+            positions = pos - behind                                         # [C]
+            positions = torch.where(positions >= 0, positions, pos + 1)      # never written: a future key
+            memo = (pos, pos % self.capacity, positions)
+            self._memo[self.capacity] = memo
+        _, slot, positions = memo                                            # slot [1], positions [C]
+        self.k.index_copy_(0, slot, k)
+        self.v.index_copy_(0, slot, v)
+        return self.k, self.v, positions
 
     def write(self, start: int, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store k, v [T, kv_heads, head_dim] for positions start..start+T-1."""
@@ -67,12 +106,21 @@ class KVCache:
         self.max_context = int(max_context)
         self.window = config.sliding_window
         self.ring_size = min(self.max_context, config.sliding_window + SLIDING_RING_SLACK)
+        self.device = torch.device(device)
+        self._step_memo: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.layers = [
             LayerCache(self.ring_size if config.is_sliding(n) else self.max_context, config.is_sliding(n),
-                       config, device, dtype)
+                       config, device, dtype, config.sliding_window if config.is_sliding(n) else None,
+                       self._step_memo)
             for n in range(config.num_hidden_layers)
         ]
         self.length = 0
+        self.decoders: dict[int, object] = {}   # per-model fast decode steps bound to these buffers (backends)
+
+    def begin_step(self) -> None:
+        """Start a fixed-shape step: slot positions computed by `update_at` are shared by the layers of one
+        step only (the position tensor may be the same buffer, refilled, next step)."""
+        self._step_memo.clear()
 
     @property
     def nbytes(self) -> int:

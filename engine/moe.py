@@ -1,6 +1,6 @@
 """Mixture-of-experts feed-forward on packed MXFP4 experts (pure-torch reference path).
 
-Semantics (shared with any fast kernel, see HELPERS.md): matmul inputs are bf16 values (the normed
+Semantics (shared by every backend's MoE, docs/backends.md): matmul inputs are bf16 values (the normed
 activations as given; the swiglu output rounded to bf16), products accumulated in fp32, biases added in
 fp32, swiglu in fp32, expert outputs weighted and summed in fp32, the result rounded to bf16 once.
 Only the experts some token selected are decoded, one at a time; the rest stay packed.
@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import torch
 
-from engine import kernels
 from engine.mxfp4 import dequantize
 
 SWIGLU_ALPHA = 1.702
@@ -51,7 +50,7 @@ def expert_forward(x: torch.Tensor, experts: PackedExperts, e: int, swiglu_limit
     return torch.addmm(experts.mlp2_bias[e].float(), a.float(), w2.t())         # [N, D] f32
 
 
-def moe_experts(
+def moe_experts_torch(
     h: torch.Tensor,
     expert_idx: torch.Tensor,
     expert_w: torch.Tensor,
@@ -60,22 +59,7 @@ def moe_experts(
 ) -> torch.Tensor:
     """h [T, D] bf16, expert_idx [T, K] int64, expert_w [T, K] f32 -> [T, D] bf16 = sum_k w_k * expert_k(h).
 
-    On CPU with the native kernels built (engine.kernels) this runs the fused MXFP4 kernel, which has the
-    same semantics up to fp32 summation order; otherwise the pure-torch path below.
-    """
-    if kernels.use_native(h.device):
-        return kernels.moe_experts(h, expert_idx, expert_w, experts, swiglu_limit)
-    return moe_experts_torch(h, expert_idx, expert_w, experts, swiglu_limit)
-
-
-def moe_experts_torch(
-    h: torch.Tensor,
-    expert_idx: torch.Tensor,
-    expert_w: torch.Tensor,
-    experts: PackedExperts,
-    swiglu_limit: float,
-) -> torch.Tensor:
-    """Pure-torch moe_experts: decodes each selected expert to fp32 and multiplies (the reference path)."""
+    Decodes each selected expert to fp32 and multiplies (the reference path; reads the ids on the host)."""
     t, d = h.shape
     k = expert_idx.shape[1]
     acc = torch.zeros(t, d, dtype=torch.float32, device=h.device)             # [T, D] f32
@@ -93,3 +77,6 @@ def moe_experts_torch(
         y = expert_forward(h[tok], experts, e, swiglu_limit)                   # [N, D] f32
         acc.index_add_(0, tok, y * flat_w[rows, None])
     return acc.to(torch.bfloat16)
+
+
+moe_experts = moe_experts_torch   # the reference semantics under its historical name

@@ -8,8 +8,8 @@ their concatenation along dim 0. Importing this module does not import torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -20,7 +20,6 @@ class StackedRows:
     """parts[i] [N_i, ...] (same trailing shape and dtype) standing for torch.cat(parts, dim=0)."""
 
     parts: tuple[torch.Tensor, ...]
-    native_args: list[Any] = field(default_factory=list, compare=False, repr=False)  # engine.kernels' cache
 
     def __post_init__(self) -> None:
         assert len(self.parts) >= 1

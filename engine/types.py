@@ -207,8 +207,47 @@ class ModelInfo:
     memory_needed_bytes: int          # weights resident + KV cache at max_context
     max_context: int
     device: str = "cpu"               # "cpu" | "cuda" | "mps" (empty when only inspected)
-    backend: str = ""                 # kernel set in use, e.g. "cpu-reference", "cpu-avx512", "cpu-neon"
-    fallback_reason: str | None = None  # why the requested device/backend was not used
+    backend: str = ""                 # backend name (engine.backends registry), e.g. "cpu-avx2", "cuda-triton"
+    fallback_reason: str | None = None  # why the requested device/backend (or a present GPU) was not used
+    backend_note: str | None = None   # why the device's best kernels are not in use, if not (not a fallback)
+    cpu_expert_layers: int = 0        # layers whose experts run on the CPU next to a too-small GPU
+
+    @property
+    def backend_label(self) -> str:
+        """Short text for the window's status bar, e.g. "CPU · AVX2" (see `backend_label`)."""
+        return backend_label(self)
+
+
+_DEVICE_LABELS = {"cpu": "CPU", "cuda": "CUDA", "mps": "Apple GPU"}
+_BACKEND_LABELS = {
+    "cpu-avx512": "AVX-512", "cpu-avx2": "AVX2", "cpu-neon": "NEON", "cpu-scalar": "scalar",
+    "cpu-reference": "pure torch", "cuda-triton": "Triton", "cuda-torch": "pure torch", "mps": "Metal",
+}
+
+
+def backend_label(info: ModelInfo) -> str:
+    """The one place that turns a backend choice into the status bar's words (torch-free).
+
+    "CPU · AVX2", "CUDA · Triton", "CPU · pure torch", "CUDA · Triton · experts of 14 of 36 layers on the
+    CPU"; "(fell back: reason)" is added only when a GPU or backend was asked for, or a GPU is present,
+    and could not be used (a machine without a GPU running on its CPU is not a fallback).
+    """
+    device = info.device.split(":", 1)[0]
+    text = f"{_DEVICE_LABELS.get(device, device.upper() or '?')} · {_BACKEND_LABELS.get(info.backend, info.backend or 'default')}"
+    if info.backend == "cuda-triton" and device == "cpu":
+        text += " (interpreter)"
+    if info.cpu_expert_layers:
+        text += f" · {experts_split_text(info.cpu_expert_layers, info.num_layers)}"
+    if info.fallback_reason:
+        text += f" (fell back: {info.fallback_reason})"
+    return text
+
+
+def experts_split_text(cpu_layers: int, num_layers: int) -> str:
+    """"experts of 14 of 36 layers on the CPU" (or "all experts on the GPU")."""
+    if cpu_layers <= 0:
+        return "all experts on the GPU"
+    return f"experts of {cpu_layers} of {num_layers} layers on the CPU"
 
 
 class ChatEngine(Protocol):

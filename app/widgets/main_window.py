@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPushButton,
     QSplitter,
+    QStackedWidget,
     QToolBar,
     QVBoxLayout,
 )
@@ -74,7 +75,10 @@ class MainWindow(QMainWindow):
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([260, 920])
         splitter.setChildrenCollapsible(False)
-        self.setCentralWidget(splitter)
+        self.chat_page = splitter
+        self.pages = QStackedWidget()   # the chat; the welcome page goes in front while no model is known
+        self.pages.addWidget(splitter)
+        self.setCentralWidget(self.pages)
         self.status = StatusBar()
         self.setStatusBar(self.status)
         self._build_actions()
@@ -454,10 +458,9 @@ class MainWindow(QMainWindow):
         QMessageBox.information(self, "Keyboard shortcuts", "\n".join(self.shortcut_lines()))
 
     def show_about(self) -> None:
-        QMessageBox.about(self, "About Lantern",
-                          f"Lantern {QApplication.applicationVersion()}\n\nPrivate, offline chat with gpt-oss. "
-                          "Your chats and models stay on this computer.\n\n"
-                          f"Log file: {log_path()}")
+        from app.widgets.about_dialog import AboutDialog  # the license list is read only when asked for
+
+        AboutDialog(self).exec()
 
     # ------------------------------------------------------------------ export and import
 

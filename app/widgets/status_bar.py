@@ -11,19 +11,10 @@ from PySide6.QtWidgets import QLabel, QProgressBar, QSizePolicy, QStatusBar, QWi
 from app.messages import LiveStats
 from engine.types import ModelInfo, Usage
 
-_KERNEL_NAMES = {"avx512": "AVX-512", "avx2": "AVX2", "neon": "NEON", "amx": "AMX", "reference": "",
-                 "torch": "", "triton": "Triton"}
-
 
 def device_label(info: ModelInfo) -> str:
-    """"CPU · AVX2", "CUDA · Triton", "Apple GPU": the one place that turns ModelInfo's device and
-    backend into a short label (to be replaced by the engine's own once it has one)."""
-    device = (info.device or "cpu").split(":")[0]
-    head = {"cpu": "CPU", "cuda": "CUDA", "mps": "Apple GPU"}.get(device, device.upper())
-    parts = [p for p in (info.backend or "").split("-") if p and p != device]
-    kernels = [_KERNEL_NAMES.get(p, p.upper()) for p in parts]
-    kernels = [k for k in kernels if k]
-    return " · ".join([head] + kernels)
+    """"CPU · AVX2", "CUDA · Triton", "Apple GPU · Metal": the engine's own label (engine.types.backend_label)."""
+    return info.backend_label
 
 
 class ElidedLabel(QLabel):
@@ -105,12 +96,10 @@ class StatusBar(QStatusBar):
             return
         self._max_context = info.max_context
         self.model_label.setText(info.name)
-        label = device_label(info)
+        self.device_label.setText(device_label(info))
         tip = f"Runs on {info.device or '?'} with the {info.backend or 'default'} kernels"
         if info.fallback_reason:
-            label += " (fell back)"
-            tip += f"; fell back: {info.fallback_reason}"
-        self.device_label.setText(label)
+            tip += f"; {info.fallback_reason}"
         self.device_label.setToolTip(tip)
         self.model_label.setToolTip(f"{info.name}\n{info.path}")
         self.context_label.setText(f"context 0 / {info.max_context:,}")

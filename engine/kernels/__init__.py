@@ -36,10 +36,6 @@ KernelPath = Literal["auto", "scalar", "avx512", "avx2", "neon"]
 DISABLE_ENV = "LANTERN_NO_NATIVE"  # set to 1 to force the pure-torch path
 PATH_ENV = "LANTERN_CPU_KERNELS"  # avx512 | avx2 | neon | scalar: what path="auto" runs (read at each call)
 
-# Process-wide switch consulted by the engine's dispatch points (engine.moe, engine.model); tests set it to
-# False to run the pure-torch path on a machine where the native kernels are built.
-ENABLED = True
-
 
 @dataclass(frozen=True)
 class KernelStatus:
@@ -159,12 +155,6 @@ def available() -> bool:
     return _load()[0] is not None
 
 
-def use_native(device: torch.device | str) -> bool:
-    """True when the engine should run its CPU hot paths through the native kernels on `device`."""
-    dev_type = device if isinstance(device, str) else device.type
-    return ENABLED and dev_type == "cpu" and available()
-
-
 _threads_override: int | None = None
 
 
@@ -253,12 +243,13 @@ def moe_experts(
     return out
 
 
-def _stacked_args(weight: StackedRows, bias: StackedRows | None, *, keep: bool) -> tuple[Any, ...]:
-    """ctypes arrays (weight pointers, bias pointers, row counts) for a stacked weight; with `keep`, built once
-    per (weight, bias) pair and kept on the weight (the model's own q/k/v: pointers fixed for its lifetime)."""
-    for bias_ref, args in weight.native_args:
-        if bias_ref is bias:
-            return args
+def _stacked_args(weight: StackedRows, bias: StackedRows | None, cache: dict[Any, Any] | None) -> tuple[Any, ...]:
+    """ctypes arrays (weight pointers, bias pointers, row counts) for a stacked weight. With `cache` (the CPU
+    backend's, for the model's own q/k/v: pointers fixed for its lifetime) they are built once per
+    (weight, bias) pair; the entry holds both, so the pointers stay valid and the ids are not reused."""
+    key = (id(weight), id(bias))
+    if cache is not None and key in cache:
+        return cache[key][2]
     n = len(weight.parts)
     for p in weight.parts:
         assert p.is_contiguous() and p.device.type == "cpu", "stacked weight parts must be contiguous CPU tensors"
@@ -267,9 +258,9 @@ def _stacked_args(weight: StackedRows, bias: StackedRows | None, *, keep: bool) 
     ws = (ctypes.c_void_p * n)(*[_ptr(p) for p in weight.parts])
     bs = (ctypes.c_void_p * n)(*([_ptr(b) for b in bias.parts] if bias is not None else [None] * n))
     ns = (ctypes.c_int64 * n)(*weight.rows)
-    args = (ws, bs, ns, n)  # the pointers stay valid: `weight` holds its parts, the entry holds `bias`
-    if keep:
-        weight.native_args.append((bias, args))
+    args = (ws, bs, ns, n)
+    if cache is not None:
+        cache[key] = (weight, bias, args)
     return args
 
 
@@ -281,12 +272,14 @@ def linear_bf16(
     out_dtype: torch.dtype | None = None,
     path: KernelPath = "auto",
     num_threads: int | None = None,
+    arg_cache: dict[Any, Any] | None = None,
 ) -> torch.Tensor:
     """x [T, D] bf16 @ weight [N, D].T bf16 (+ bias [N] bf16) with fp32 sums.
 
     Returns [T, N] float32 when out_dtype is torch.float32 (exact products, fp32 sums, like
     engine.model.logits_fp32), else bf16 rounded once after the fp32 bias add (like F.linear in bf16).
-    `weight` (and then `bias`) may be a StackedRows: the product with their row concatenation, uncopied.
+    `weight` (and then `bias`) may be a StackedRows: the product with their row concatenation, uncopied;
+    `arg_cache` (a dict the caller keeps) then holds its ctypes pointer arrays between calls.
     """
     import torch
 
@@ -308,7 +301,7 @@ def linear_bf16(
         if bias is not None and not isinstance(bias, StackedRows):
             bias = StackedRows(tuple(bias.to(torch.bfloat16).contiguous().split(list(weight.rows))))
         assert bias is None or bias.dtype == torch.bfloat16, bias.dtype
-        ws, bs, ns, n = _stacked_args(weight, bias, keep=keep)
+        ws, bs, ns, n = _stacked_args(weight, bias, arg_cache if keep else None)
         rc = lib.linear_multi(_ptr(x_c), ws, bs, ns, n, _ptr(out), T, D, int(out_dtype == torch.bfloat16),
                               _path_code(path), int(threads))
     else:

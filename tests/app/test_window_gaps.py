@@ -200,9 +200,11 @@ def test_the_status_bar_shows_the_whole_name_elided_in_the_middle_and_a_short_de
     from dataclasses import replace
 
     info = fake_info(Path("/models/openai--gpt-oss-120b-with-a-very-long-local-name"))
-    assert device_label(info) == "CPU" and device_label(replace(info, backend="cpu-avx2")) == "CPU · AVX2"
-    assert device_label(replace(info, backend="cpu-avx512")) == "CPU · AVX-512"
-    assert device_label(replace(info, device="cuda", backend="cuda-triton")) == "CUDA · Triton"
+    plain = replace(info, fallback_reason=None)      # a CPU-only machine on auto: not a fallback
+    assert device_label(plain) == "CPU · pure torch" and device_label(replace(plain, backend="cpu-avx2")) == "CPU · AVX2"
+    assert device_label(replace(plain, backend="cpu-avx512")) == "CPU · AVX-512"
+    assert device_label(replace(plain, device="cuda", backend="cuda-triton")) == "CUDA · Triton"
+    assert device_label(info) == "CPU · pure torch (fell back: CUDA is not available)"
     from app.widgets.status_bar import StatusBar
 
     bar = StatusBar()

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    # Triton kernels run on the CPU under the interpreter, which must be on before triton is first
+    # imported (transformers, an oracle, may import it); engine.backends sets the same.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 from pathlib import Path
 from typing import Callable
 

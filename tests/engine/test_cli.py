@@ -76,3 +76,46 @@ def test_user_errors_exit_2_with_one_line(args: tuple[str, ...], tiny_model_dir:
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in r.stderr
     assert "no-such-model" in lines[0] or "999999" in lines[0]
+
+
+def test_backend_flag_and_info_json(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.__main__ import main
+
+    r = run("info", "--model", str(tiny_model_dir), "--json", "--device", "cpu", "--backend", "cpu-reference")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["backend"] == "cpu-reference" and info["fallback_reason"] is None
+    assert info["backend_label"] == "CPU · pure torch"
+    capsys.readouterr()
+    if not torch.cuda.is_available():
+        assert main(["info", "--model", str(tiny_model_dir), "--json", "--backend", "cuda-triton"]) == 0
+        asked = json.loads(capsys.readouterr().out)
+        assert asked["device"] == "cpu" and asked["fallback_reason"].startswith("cuda-triton requested but")
+    assert main(["info", "--model", str(tiny_model_dir), "--backend", "vulkan"]) == 2
+    assert "Unknown backend" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="runs the Triton interpreter (no GPU)")
+def test_triton_kernels_on_the_cpu_through_the_cli(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import importlib.util
+
+    from engine.backends import select
+
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("triton is not installed")
+    out = tmp_path / "t.npy"
+    r = run("logits", "--model", str(tiny_model_dir / "original"), "--tokens", "1,2,3,200005,17", "--out", str(out),
+            "--device", "cpu", "--backend", "cuda-triton")
+    assert r.returncode == 0, r.stderr
+    model = Transformer.from_checkpoint(tiny_model_dir, backend=select("cpu", "cuda-triton").backend)
+    assert np.array_equal(np.load(out), model(torch.tensor([1, 2, 3, 200005, 17])).numpy())
+
+
+def test_backend_from_the_environment(tiny_model_dir: Path) -> None:
+    import os
+
+    r = subprocess.run([sys.executable, "-m", "engine", "generate", "--model", str(tiny_model_dir), "--tokens", "5,6",
+                        "--max-new-tokens", "2", "--temperature", "0", "--json"], cwd=REPO, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "LANTERN_BACKEND": "cpu-reference"})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["backend"] == "cpu-reference"

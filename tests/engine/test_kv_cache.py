@@ -100,3 +100,28 @@ def test_context_full_and_sizes(tiny_model_dir: Path) -> None:
     big = KVCache(cfg, 4096)
     assert big.nbytes == per_token * (4096 + min(4096, cfg.sliding_window + engine.kv_cache.SLIDING_RING_SLACK))
     assert big.nbytes == cfg.kv_cache_bytes(4096)
+
+
+def test_update_at_positions_with_one_refilled_position_buffer(tiny_model_dir: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fixed-shape update (a CUDA graph's): each slot's position is the newest <= pos that maps to it,
+    slots never written read as future keys, and the per-step memo follows a position buffer refilled in place."""
+    monkeypatch.setattr(engine.kv_cache, "SLIDING_RING_SLACK", 2)
+    cfg = Transformer.from_checkpoint(tiny_model_dir).config
+    cache = KVCache(cfg, 32)
+    ring, full = cache.layers[0], cache.layers[1]
+    assert ring.capacity == cfg.sliding_window + 2 and full.capacity == 32
+    pos = torch.zeros(1, dtype=torch.long)
+    kv = torch.zeros(1, cfg.num_key_value_heads, cfg.head_dim, dtype=torch.bfloat16)
+    for p in range(25):
+        pos.fill_(p)
+        cache.begin_step()
+        kv.fill_(p)
+        _, _, kp_full = full.update_at(pos, kv, kv)
+        k_ring, _, kp_ring = ring.update_at(pos, kv, kv)
+        assert kp_full[:p + 1].tolist() == list(range(p + 1)) and (kp_full[p + 1:] > p).all()
+        for slot in range(ring.capacity):
+            newest = p - (p - slot) % ring.capacity
+            assert int(kp_ring[slot]) == (newest if newest >= 0 else p + 1)
+            if newest >= 0:
+                assert float(k_ring[slot, 0, 0]) == float(torch.tensor(newest, dtype=torch.bfloat16))

@@ -160,8 +160,7 @@ def test_backend_reports_native_kernels(monkeypatch: pytest.MonkeyPatch) -> None
     assert choice.backend in ("cpu-avx512", "cpu-avx2", "cpu-neon", "cpu-scalar")
     assert (choice.backend_reason is None) == (choice.backend in ("cpu-avx512", "cpu-neon"))
     assert (choice.backend == "cpu-avx512") == kernels.path_available("avx512")
-    monkeypatch.setattr(kernels, "ENABLED", False)
-    off = select_device("cpu")
+    off = select_device("cpu", "cpu-reference")
     assert off.backend == "cpu-reference" and off.backend_reason
 
 

@@ -12,15 +12,16 @@ import pytest
 import torch
 
 from engine import kernels
+from engine.backends import select
 from engine.kv_cache import KVCache
 from engine.model import Transformer
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason=f"native kernels not built: {kernels.status().reason}")
 
 
-def _logits(model: Transformer, tokens: torch.Tensor, native: bool, monkeypatch: pytest.MonkeyPatch) -> torch.Tensor:
-    monkeypatch.setattr(kernels, "ENABLED", native)
-    return model(tokens)
+def _model(root: Path, native: bool) -> Transformer:
+    """The model on the CPU's native kernels (LANTERN_CPU_KERNELS honoured) or on pure torch."""
+    return Transformer.from_checkpoint(root, backend=select("cpu", None if native else "cpu-reference").backend)
 
 
 def _greedy(model: Transformer, prompt: torch.Tensor, n: int) -> list[int]:
@@ -49,10 +50,10 @@ def _force_path(monkeypatch: pytest.MonkeyPatch, path: str | None) -> None:
 def test_native_forward_matches_torch_path(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                            path: str | None) -> None:
     _force_path(monkeypatch, path)
-    model = Transformer.from_checkpoint(tiny_model_dir)
+    model = _model(tiny_model_dir, True)
     tokens = torch.randint(0, model.config.vocab_size, (40,), generator=torch.Generator().manual_seed(0))
-    ref = _logits(model, tokens, False, monkeypatch)
-    got = _logits(model, tokens, True, monkeypatch)
+    ref = _model(tiny_model_dir, False)(tokens)
+    got = model(tokens)
     scale = ref.abs().max().item()
     # The torch path refines only each row's top-64 logits to exact fp32 (the tail is a bf16 GEMM);
     # the native path is exact fp32 everywhere. So: tight on the top 64, bf16 rounding on the rest.
@@ -71,11 +72,9 @@ def test_native_forward_matches_torch_path(tiny_model_dir: Path, monkeypatch: py
 def test_native_greedy_tokens_match_torch_path(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                path: str | None) -> None:
     _force_path(monkeypatch, path)
-    model = Transformer.from_checkpoint(tiny_model_dir)
+    model = _model(tiny_model_dir, True)
     prompt = torch.randint(0, model.config.vocab_size, (12,), generator=torch.Generator().manual_seed(1))
-    monkeypatch.setattr(kernels, "ENABLED", False)
-    ref = _greedy(model, prompt, 12)
-    monkeypatch.setattr(kernels, "ENABLED", True)
+    ref = _greedy(_model(tiny_model_dir, False), prompt, 12)
     got = _greedy(model, prompt, 12)
     assert got == ref
 
@@ -89,8 +88,7 @@ def test_native_rms_norm_matches_torch(monkeypatch: pytest.MonkeyPatch, t: int) 
     x = (torch.randn(t, 2880, generator=gen) * 3).bfloat16()
     scale = torch.rand(2880, generator=gen) + 0.5
     got = kernels.rms_norm(x, scale, 1e-5)
-    monkeypatch.setattr(kernels, "ENABLED", False)
-    ref = rms_norm(x, scale, 1e-5)
+    ref = rms_norm(x, scale, 1e-5)                                      # engine.model.rms_norm: pure torch
     assert ((got.float() - ref.float()).abs() <= ref.float().abs() * 2.0**-7).all()
     assert (got == ref).float().mean().item() >= 0.99
     assert not torch.equal(kernels.rms_norm(x, scale * 1.01, 1e-5), got)   # the scale is really applied

@@ -24,8 +24,8 @@ from typing import Callable
 import pytest
 import torch
 
-import engine.kernels
 import engine.moe
+from engine.backends import select
 from engine.model import Transformer
 from tests.engine.oracles import hf_logits, reference_logits
 
@@ -117,8 +117,7 @@ def _break(model: Transformer, how: str, monkeypatch: pytest.MonkeyPatch) -> Non
             layer.window = None
         elif how == "no_sinks":
             layer.sinks = torch.full_like(layer.sinks, float("-inf"))
-    if how == "deinterleaved_gate_up":
-        monkeypatch.setattr(engine.kernels, "ENABLED", False)   # the patched swiglu lives in the torch path
+    if how == "deinterleaved_gate_up":                 # the patched swiglu lives in the torch path
         monkeypatch.setattr(engine.moe, "swiglu", _swiglu_deinterleaved)
 
 
@@ -136,7 +135,8 @@ def test_negative_controls_break_parity(name: str, how: str, model_dir_for: Call
     root = model_dir_for(name)
     tokens = prompt(SEQ_LEN[name])
     o = oracles_for(root, tokens)
-    model = Transformer.from_checkpoint(root)
+    backend = select("cpu", "cpu-reference" if how == "deinterleaved_gate_up" else None).backend
+    model = Transformer.from_checkpoint(root, backend=backend)
     _break(model, how, monkeypatch)
     broken = model(torch.tensor(tokens))
     d = typical_diff(broken, o.ref)

@@ -43,8 +43,7 @@ def test_native_stacked_linear_is_the_concatenated_one_bit_for_bit(path: str, t:
     assert not torch.equal(kernels.linear_bf16(x, swapped, None, path=path), kernels.linear_bf16(x, w, None, path=path))
 
 
-def test_torch_stacked_linear_matches_f_linear(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kernels, "ENABLED", False)
+def test_torch_stacked_linear_matches_f_linear() -> None:
     gen = torch.Generator().manual_seed(3)
     w, b, w_cat, b_cat = _parts(gen, (64, 8, 8), 64)
     x = torch.randn(4, 64, generator=gen).bfloat16()
