@@ -67,19 +67,21 @@ def test_long_output_is_cut_in_the_middle(unsandboxed: PythonSession) -> None:
 
 
 def test_a_run_past_the_wall_time_is_interrupted_and_the_state_survives(tmp_path: Path) -> None:
-    session = PythonSession(tmp_path / "w", limits=SandboxLimits(timeout_s=1.0, interrupt_grace_s=1),
+    # The grace for the interrupt is the default's 3 s: on a loaded machine 1 s was sometimes too little for
+    # the kernel to be scheduled and report the KeyboardInterrupt, and it was killed instead.
+    session = PythonSession(tmp_path / "w", limits=SandboxLimits(timeout_s=1.0, interrupt_grace_s=3),
                             isolation=no_isolation("test"))
     try:
         session.run("kept = 'still here'")
         started = time.monotonic()
         out = session.run("import time\nprint('before', flush=True)\ntime.sleep(30)")
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 8
         assert out.startswith("before\n") and "Timed out after 1 seconds" in out
         assert session.run("kept") == "'still here'\n"
         # code that ignores the interrupt is killed; the next run gets a fresh kernel
         started = time.monotonic()
         out = session.run("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass")
-        assert time.monotonic() - started < 8
+        assert time.monotonic() - started < 12
         assert "restarted" in out and "variables are lost" in out
         assert "NameError" in session.run("kept")
         assert session.run("1 + 1") == "2\n"
@@ -231,8 +233,18 @@ def test_memory_is_limited(sandboxed: PythonSession) -> None:
 _FORK_LIMIT_ENFORCED: list[bool] = []
 
 
-def _host_processes() -> int:
-    return sum(1 for name in os.listdir("/proc") if name.isdigit())
+def _sandbox_processes(session: PythonSession) -> int:
+    """The processes of the sandbox: the one Lantern started and everything below it (a PID namespace's
+    processes keep their parents in the host's tree). Not all of the host's: the machine is shared."""
+    import psutil
+
+    pid = session.pid
+    if pid is None:
+        return 0
+    try:
+        return 1 + len(psutil.Process(pid).children(recursive=True))
+    except psutil.NoSuchProcess:
+        return 0
 
 
 @needs_bwrap
@@ -254,13 +266,15 @@ def test_the_number_of_processes_is_limited(sandboxed: PythonSession) -> None:
 def test_a_fork_bomb_is_contained(sandboxed: PythonSession) -> None:
     if not _FORK_LIMIT_ENFORCED:
         pytest.skip("the process limit was not shown to hold: not running a fork bomb on a shared machine")
-    baseline = _host_processes()
+    sandboxed.run("1")
+    baseline = _sandbox_processes(sandboxed)          # bwrap, its namespace's init, the kernel
+    assert baseline >= 2
     peak = [baseline]
     done = threading.Event()
 
     def watch() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], _host_processes())
+            peak[0] = max(peak[0], _sandbox_processes(sandboxed))
             time.sleep(0.01)
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
@@ -272,7 +286,6 @@ def test_a_fork_bomb_is_contained(sandboxed: PythonSession) -> None:
         watcher.join(2)
     assert time.monotonic() - started < STRICT.timeout_s + 5
     assert "BlockingIOError" in out or "Timed out" in out or "process ended" in out, out
-    assert peak[0] - baseline <= STRICT.max_processes + 8, (baseline, peak[0])
-    time.sleep(0.5)
-    assert _host_processes() <= baseline + 4              # nothing is left behind
+    assert peak[0] - baseline <= STRICT.max_processes + 4, (baseline, peak[0])
+    assert _sandbox_processes(sandboxed) <= baseline   # nothing is left behind, not even a zombie
     assert "2\n" == sandboxed.run("1 + 1")

@@ -115,23 +115,56 @@ def _own_forks() -> list[int]:
     return out
 
 
+def _dead_or_forked_children(forks: list[int]) -> list[int]:
+    """This kernel's own children that are among `forks` or are dead or dying (a zombie's command line
+    reads empty, so _own_forks does not see it): the ones to wait for."""
+    me = os.getpid()
+    out = []
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            if int(fields[1]) != me:
+                continue
+            if pid in forks or fields[0] in (b"Z", b"X"):
+                out.append(pid)
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if not f.read():                 # exiting: its memory is gone already
+                    out.append(pid)
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
 def _reap_forks() -> None:
     """After a cell: end the kernel copies it forked and left running (a fork bomb keeps churning
-    within the process limit otherwise). Programs it started (which exec'd) are left alone."""
+    within the process limit otherwise), and wait for those that are the kernel's own children, so
+    that none stays a zombie holding one of the sandbox's few process slots. Programs it started
+    (which exec'd) are left alone."""
     for _ in range(100):
         pids = _own_forks()
-        if not pids:
-            return
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        try:
-            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+        for pid in _dead_or_forked_children(pids):
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
                 pass
-        except ChildProcessError:
+        if not pids:
+            break
+    try:                                         # and any child already dead (also where there is no /proc)
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
             pass
+    except ChildProcessError:
+        pass
 
 
 class Kernel:

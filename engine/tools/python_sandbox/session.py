@@ -121,6 +121,11 @@ class PythonSession:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The host's id of the process Lantern started (bwrap, or the kernel itself without it)."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
     def _config(self, workdir_inside: str, drop_to_uid: int | None = None, *, count_processes: bool = False) -> dict:
         """The kernel's limits. The process limit only inside bubblewrap: elsewhere RLIMIT_NPROC counts
         every process of the user (a desktop has hundreds), so it would stop the kernel itself."""
