@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed-stamp
 PYTEST := QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
-.PHONY: run test test-slow test-gpu kernels bench bench-peer screenshots package clean help
+.PHONY: run test test-kernel-paths test-slow test-gpu kernels bench bench-peer screenshots package clean help
 
 help:
 	@echo "make run          start the Lantern window"
@@ -34,6 +34,17 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PYTEST) -q -m "not slow and not gpu"
+	$(MAKE) --no-print-directory test-kernel-paths
+
+# The tests that run the native kernels on the path LANTERN_CPU_KERNELS picks (marker auto_path), again with
+# each other path this CPU runs forced (scalar; avx2 too on an AVX-512 machine), so that one machine checks
+# them all. Nothing to do when the kernels are not built or LANTERN_NO_NATIVE=1.
+test-kernel-paths: $(STAMP)
+	@for p in $$($(PY) -c "from engine import kernels; print(*kernels.runnable_paths()[1:])"); do \
+	  echo "kernel tests again with LANTERN_CPU_KERNELS=$$p"; \
+	  LANTERN_CPU_KERNELS=$$p $(PYTEST) -q -m "auto_path and not slow and not gpu" \
+	    tests/engine/test_moe_kernel.py tests/engine/test_native_model.py tests/engine/test_attention_fast.py || exit 1; \
+	done
 
 test-slow: $(STAMP)
 	$(PYTEST) -q -m "slow"

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-_ABI_VERSION = 8
+_ABI_VERSION = 9
 _PATHS = {"auto": 0, "scalar": 1, "avx512": 2, "avx2": 3, "neon": 4}
 _BACKENDS = {1: "cpu-scalar", 2: "cpu-avx512", 3: "cpu-avx2", 4: "cpu-neon"}
 KernelPath = Literal["auto", "scalar", "avx512", "avx2", "neon"]
@@ -59,6 +59,8 @@ class _Lib:
         self.cdll.lk_best_path.restype = ctypes.c_int
         self.cdll.lk_path_available.restype = ctypes.c_int
         self.cdll.lk_path_available.argtypes = [ctypes.c_int]
+        self.cdll.lk_hide_paths.restype = ctypes.c_uint
+        self.cdll.lk_hide_paths.argtypes = [ctypes.c_uint]
         f = self.cdll.lk_moe_experts
         f.restype = ctypes.c_int
         f.argtypes = [ctypes.c_void_p] * 10 + [ctypes.c_int64] * 5 + [ctypes.c_float, ctypes.c_int, ctypes.c_int]
@@ -107,25 +109,66 @@ def _load() -> tuple[_Lib | None, str | None]:
     return lib, None
 
 
-@lru_cache(maxsize=8)
-def _auto_path(requested: str) -> tuple[int, str | None]:
-    """(path code, note) that path="auto" runs for LANTERN_CPU_KERNELS=`requested` ("" when unset)."""
+_hidden_paths: frozenset[str] = frozenset()  # paths the library acts as if this CPU could not run (tests)
+
+
+@contextlib.contextmanager
+def simulate_cpu_without(*paths: KernelPath) -> Iterator[None]:
+    """Testing: inside the block the library acts as if this CPU could not run `paths` (e.g. "avx512": an
+    AVX2-only CPU). Detection, path="auto", status() and explicit requests all see the smaller CPU."""
+    global _hidden_paths
+    lib, reason = _load()
+    if lib is None:
+        raise RuntimeError(f"native kernels unavailable: {reason}")
+    before = _hidden_paths
+    _hidden_paths = before | frozenset(paths)
+    lib.cdll.lk_hide_paths(sum(1 << _PATHS[p] for p in _hidden_paths))
+    try:
+        yield
+    finally:
+        _hidden_paths = before
+        lib.cdll.lk_hide_paths(sum(1 << _PATHS[p] for p in before))
+
+
+_CPU_LACKS = {_PATHS["avx2"]: "lacks AVX-512 BF16", _PATHS["scalar"]: "has none of AVX-512 BF16, AVX2 + FMA or NEON"}
+_KIND = {_PATHS["avx2"]: "AVX2", _PATHS["scalar"]: "portable scalar"}
+
+
+def _best_reason(code: int) -> str | None:
+    """Why the best path this CPU runs is not one of the widest (None when it is)."""
+    lacks = _CPU_LACKS.get(code)
+    return f"this CPU {lacks}, so the {_KIND[code]} kernels are in use" if lacks else None
+
+
+@lru_cache(maxsize=16)
+def _auto_path_for(requested: str, hidden: frozenset[str]) -> tuple[int, str | None]:
     lib, _ = _load()
     if lib is None:
         return 0, None
     best = lib.cdll.lk_best_path()
     if requested in ("", "auto"):
-        return best, None
+        return best, _best_reason(best)
     if requested not in _PATHS:
         note = f"{PATH_ENV}={requested!r} is not one of avx512, avx2, neon, scalar; ignored"
         log.warning(note)
-        return best, note
-    if not lib.cdll.lk_path_available(_PATHS[requested]):
+        why = _best_reason(best)
+        return best, note + (f"; {why}" if why else "")
+    code = _PATHS[requested]
+    if not lib.cdll.lk_path_available(code):
         note = f"{PATH_ENV}={requested} asks for kernels this CPU cannot run; using {_BACKENDS[best]}"
         log.warning(note)
         return best, note
-    code = _PATHS[requested]
-    return code, (None if code == best else f"{_BACKENDS[code]} forced by {PATH_ENV}={requested}")
+    if code == best:  # honoured, and what the CPU would pick anyway: still say that a setting is in effect
+        lacks = _CPU_LACKS.get(code)
+        return code, f"{_BACKENDS[code]} chosen by {PATH_ENV}={requested} (the best this CPU runs anyway" + (
+            f": it {lacks})" if lacks else ")")
+    return code, f"{_BACKENDS[code]} forced by {PATH_ENV}={requested} (this CPU's best is {_BACKENDS[best]})"
+
+
+def _auto_path(requested: str) -> tuple[int, str | None]:
+    """(path code, reason) that path="auto" runs for LANTERN_CPU_KERNELS=`requested` ("" when unset); the reason
+    is None only when the best path runs and it is one of the widest (AVX-512 BF16, NEON), with no override."""
+    return _auto_path_for(requested, _hidden_paths)
 
 
 def _path_code(path: KernelPath) -> int:
@@ -142,17 +185,28 @@ def path_available(path: KernelPath) -> bool:
 
 
 def status() -> KernelStatus:
-    """Report whether the fast path is active and which one path="auto" runs (loads the library)."""
+    """Whether the native kernels are usable, which backend path="auto" runs and why (loads the library).
+
+    `reason` is None only when the widest kernels this CPU has (AVX-512 BF16, NEON) run with no override;
+    otherwise it says why not (CPU lacks them, LANTERN_CPU_KERNELS), or, when the library is unavailable,
+    why, in words for the user."""
     lib, reason = _load()
     if lib is None:
         return KernelStatus(False, "cpu-reference", reason, None)
     code, note = _auto_path(os.environ.get(PATH_ENV, "").strip().lower())
-    backend = _BACKENDS[code]
-    if note is None and code == _PATHS["avx2"]:
-        note = "CPU lacks AVX-512 BF16; AVX2 kernels in use"
-    elif note is None and code == _PATHS["scalar"]:
-        note = "CPU has none of AVX-512 BF16, AVX2/FMA, NEON; native scalar kernels in use"
-    return KernelStatus(True, backend, note, lib.path)
+    return KernelStatus(True, _BACKENDS[code], note, lib.path)
+
+
+def runnable_paths() -> list[str]:
+    """The native paths this CPU (and OS) can run, the one path="auto" picks without an override first
+    (LANTERN_CPU_KERNELS aside); [] when the library is unavailable."""
+    lib, _ = _load()
+    if lib is None:
+        return []
+    best = lib.cdll.lk_best_path()
+    names = {code: name for name, code in _PATHS.items()}
+    return [names[best]] + [p for p in ("avx512", "avx2", "neon", "scalar")
+                            if _PATHS[p] != best and lib.cdll.lk_path_available(_PATHS[p])]
 
 
 def available() -> bool:

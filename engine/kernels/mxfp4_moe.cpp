@@ -592,21 +592,29 @@ bool cpu_has_avx512bf16() {
 
 enum Path { kAuto = 0, kScalar = 1, kAvx512 = 2, kAvx2 = 3, kNeon = 4 };
 
+// Paths the library acts as if this CPU could not run (lk_hide_paths; bit 1 << path). Tests use it to
+// stand in for an older CPU on a newer one.
+std::atomic<unsigned> g_hidden{0};
+
 // The path to run for `requested` (kAuto: the best this CPU can run), or -1 if the CPU cannot run it.
 int resolve_path(int requested) {
+  const unsigned hidden = g_hidden.load(std::memory_order_relaxed);
+  auto shown = [&](int p) { return ((hidden >> p) & 1u) == 0; };
 #if LK_X86
-  static const bool has512 = cpu_has_avx512bf16();
-  static const bool has2 = cpu_has_avx2_fma();
+  static const bool has512_cpu = cpu_has_avx512bf16();
+  static const bool has2_cpu = cpu_has_avx2_fma();
+  const bool has512 = has512_cpu && shown(kAvx512), has2 = has2_cpu && shown(kAvx2);
   if (requested == kAuto) return has512 ? kAvx512 : has2 ? kAvx2 : kScalar;
   if (requested == kAvx512 && !has512) return -1;
   if (requested == kAvx2 && !has2) return -1;
   if (requested < kAuto || requested > kAvx2) return -1;  // kNeon and anything unknown
   return requested;
 #elif LK_NEON
-  if (requested == kAuto) return kNeon;
-  if (requested == kScalar || requested == kNeon) return requested;
+  if (requested == kAuto) return shown(kNeon) ? kNeon : kScalar;
+  if (requested == kScalar || (requested == kNeon && shown(kNeon))) return requested;
   return -1;
 #else
+  (void)shown;
   if (requested != kAuto && requested != kScalar) return -1;
   return kScalar;
 #endif
@@ -781,7 +789,15 @@ LK_API double lk_read_bytes(const uint8_t* p, int64_t n, int nthreads) {
   return total;
 }
 
-LK_API int lk_abi_version() { return 8; }
+LK_API int lk_abi_version() { return 9; }
+
+// Testing: act as if this CPU could not run the paths in `mask` (bit 1 << path; the scalar path cannot be
+// hidden); 0 restores what the CPU detection found. Returns the mask now in effect.
+LK_API unsigned lk_hide_paths(unsigned mask) {
+  mask &= ~((1u << kAuto) | (1u << kScalar));
+  g_hidden.store(mask, std::memory_order_relaxed);
+  return mask;
+}
 
 // The best path this CPU runs: 1 = scalar, 2 = AVX-512 BF16, 3 = AVX2 + FMA, 4 = NEON (AArch64).
 LK_API int lk_best_path() { return resolve_path(kAuto); }
