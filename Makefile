@@ -101,4 +101,4 @@ bench-peer: kernels $(PEER_STAMP)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache
-	rm -f engine/kernels/*.so engine/kernels/*.pyd
+	rm -f engine/kernels/*.so engine/kernels/*.pyd engine/kernels/*.dll

@@ -1,14 +1,15 @@
-// Lantern CPU kernels: the AVX2 + FMA path (x86-64 CPUs without AVX-512 BF16: most Intel laptops,
-// AMD before Zen 4).
-//
-// Included by mxfp4_moe.cpp inside its anonymous namespace, on x86 only, after <immintrin.h>, <cpuid.h>,
-// kBlock, bf16_to_f32 / f32_to_bf16 and e8m0. Every function is compiled for AVX2+FMA through a target
-// attribute (no global -mavx2), so the one library still loads on every x86-64 CPU; resolve_path() only
-// picks these functions when cpu_has_avx2_fma() says the CPU and the OS (YMM state) support them.
-//
-// Semantics are those stated at the top of mxfp4_moe.cpp: every product is exact in fp32 (an FP4 value
-// times a bf16 value, or bf16 x bf16), so FMA changes nothing but the fp32 summation order.
-#pragma once
+// Lantern CPU kernels: the AVX2 + FMA path (x86-64 CPUs without AVX-512 BF16: most Intel laptops, AMD
+// before Zen 4). Every function is compiled for AVX2 + FMA through a target attribute (no global -mavx2),
+// so the one library still loads on every x86-64 CPU; lantern_kernels.cpp only calls them when
+// cpu_has_avx2_fma() says the CPU and the OS (YMM state) support them.
+#include "common.h"
+
+#if LK_X86
+#include <cpuid.h>
+#include <immintrin.h>
+
+namespace lk {
+namespace {
 
 #define LK_AVX2 __attribute__((target("avx2,fma")))
 
@@ -35,14 +36,14 @@ bool cpu_has_avx2_fma() {
 // 64-element pair (lanes 0-3 belong to the first block, 4-7 to the second: one scale per half).
 constexpr int kPair = 2 * kBlock;
 
-inline int64_t avx2_pos(int64_t i) {
+int64_t avx2_pos(int64_t i) {
   const int64_t p = i / kPair, e = i % kPair, blk = e / kBlock, el = e % kBlock;
   const int64_t q = el % 4, j = (el % 16) / 4, h = el / 16;
   const int64_t m = (q & 1) * 4 + h * 2 + (q >> 1);
   return p * kPair + 8 * m + blk * 4 + j;
 }
 
-inline int64_t avx2_xlen(int64_t G) { return (G + 1) / 2 * kPair; }  // an odd last block is zero padded
+int64_t avx2_xlen(int64_t G) { return (G + 1) / 2 * kPair; }  // an odd last block is zero padded
 
 struct E8m0Table {
   alignas(16) float v[256][4];  // four copies: a pair's scale vector is two 16-byte loads
@@ -365,29 +366,6 @@ LK_AVX2 void dense_tile_avx2(const uint16_t* w, int64_t ldw, const float* xf, in
     for (int t = 0; t < NT; ++t) out[r * os + t] = hsum8(acc[r][t]);
 }
 
-// nrows weight rows against T tokens (xf from dense_x_avx2); out[r*os + t].
-LK_AVX2 void dense_rows_avx2(const uint16_t* w, int64_t nrows, const float* xf, int64_t T, int64_t D, float* out,
-                             int64_t os) {
-  const int64_t Dp = dense_pad(D);
-  int64_t r = 0;
-  if (T == 1) {
-    for (; r + 4 <= nrows; r += 4) dense_tile_avx2<4, 1>(w + r * D, D, xf, Dp, D, out + r * os, os);
-    for (; r < nrows; ++r) dense_tile_avx2<1, 1>(w + r * D, D, xf, Dp, D, out + r * os, os);
-    return;
-  }
-  constexpr int64_t kTokBlock = 16;  // the x block stays in cache while the row chunk streams past it
-  for (int64_t t0 = 0; t0 < T; t0 += kTokBlock) {
-    const int64_t t1 = std::min(T, t0 + kTokBlock);
-    for (r = 0; r + 2 <= nrows; r += 2) {
-      int64_t t = t0;
-      for (; t + 4 <= t1; t += 4) dense_tile_avx2<2, 4>(w + r * D, D, xf + t * Dp, Dp, D, out + r * os + t, os);
-      for (; t < t1; ++t) dense_tile_avx2<2, 1>(w + r * D, D, xf + t * Dp, Dp, D, out + r * os + t, os);
-    }
-  }
-  for (; r < nrows; ++r)
-    for (int64_t t = 0; t < T; ++t) dense_tile_avx2<1, 1>(w + r * D, D, xf + t * Dp, Dp, D, out + r * os + t, os);
-}
-
 // ---- decode attention ------------------------------------------------------------------------------------
 // exp(x) for x <= 0 (the Cephes expf polynomial of exp_neg, ~1 ulp); x < -87.3 gives 0. 2^n is built by
 // adding n to the exponent field (n >= -126 here, so it is a normal fp32).
@@ -471,3 +449,42 @@ LK_AVX2 void attn_head_avx2(const uint16_t* q, const uint16_t* k, const uint16_t
       for (int i = 0; i < 8; ++i) out[g * d + j * 8 + i] = f32_to_bf16(tmp[i]);
     }
 }
+
+const void* dense_prepare_avx2(const uint16_t* x, int64_t T, int64_t D, std::vector<float>& buf) {
+  buf.resize(static_cast<size_t>(T * dense_pad(D)));
+  dense_x_avx2(x, T, D, buf.data());
+  return buf.data();
+}
+
+struct Avx2Dense {  // dense_rows_tiled's tile: 2 rows x 4 tokens for prefill (x rows fp32, stride dense_pad(D))
+  using X = float;
+  static constexpr int kRows = 2, kToks = 4;
+  template <int NR, int NT>
+  LK_AVX2 static void tile(const uint16_t* w, int64_t ldw, const float* x, int64_t ldx, int64_t D, float* out,
+                           int64_t os) {
+    dense_tile_avx2<NR, NT>(w, ldw, x, ldx, D, out, os);
+  }
+};
+
+// nrows weight rows against T tokens (x from dense_prepare_avx2); out[r*os + t].
+LK_AVX2 void dense_rows_avx2(const uint16_t* w, int64_t nrows, const void* x, int64_t T, int64_t D, float* out,
+                             int64_t os) {
+  dense_rows_tiled<Avx2Dense>(w, nrows, static_cast<const float*>(x), dense_pad(D), T, D, out, os);
+}
+
+const Isa kAvx2 = {LK_PATH_AVX2, cpu_has_avx2_fma, avx2_pos, avx2_xlen, rows_avx2, dense_prepare_avx2,
+                   dense_rows_avx2, attn_head_avx2};
+
+}  // namespace
+
+const Isa* isa_avx2() { return &kAvx2; }
+
+}  // namespace lk
+
+#else  // not x86-64
+
+namespace lk {
+const Isa* isa_avx2() { return nullptr; }
+}  // namespace lk
+
+#endif
