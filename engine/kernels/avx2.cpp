@@ -466,10 +466,65 @@ struct Avx2Dense {  // dense_rows_tiled's tile: 2 rows x 4 tokens for prefill (x
   }
 };
 
-// nrows weight rows against T tokens (x from dense_prepare_avx2); out[r*os + t].
+// 4 weight rows [D] bf16 (row stride D) widened to fp32 in x's layout (per 16 elements the 8 even ones, then
+// the 8 odd ones; zero padded to dense_pad(D)): wf [4, dense_pad(D)].
+LK_AVX2 void dense_widen_rows_avx2(const uint16_t* w, int64_t D, float* wf) {
+  const int64_t Dp = dense_pad(D);
+  const __m256i hi = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
+  for (int r = 0; r < 4; ++r) {
+    const uint16_t* row = w + r * D;
+    float* o = wf + r * Dp;
+    int64_t i = 0;
+    for (; i + 16 <= D; i += 16) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + i));
+      _mm256_storeu_ps(o + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+      _mm256_storeu_ps(o + i + 8, _mm256_castsi256_ps(_mm256_and_si256(v, hi)));
+    }
+    if (i < D) {  // the last few weights, zero padded (as dense_tile_avx2's tail)
+      alignas(32) uint16_t tail[16] = {0};
+      std::memcpy(tail, row + i, static_cast<size_t>(D - i) * sizeof(uint16_t));
+      const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(tail));
+      _mm256_storeu_ps(o + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+      _mm256_storeu_ps(o + i + 8, _mm256_castsi256_ps(_mm256_and_si256(v, hi)));
+    }
+  }
+}
+
+// nrows weight rows against T tokens (x from dense_prepare_avx2); out[r*os + t]. One token, or a few: the
+// shared tiling (each tile widens its bf16 weights as it goes). Several tokens (prefill): 4 rows are widened
+// to fp32 once, then 4 x 3 fp32 tiles over L1-sized slices of them serve every token: per output the same
+// fused multiply-adds in the same order as dense_tile_avx2 (so the same bits), but the widening is done once
+// per row instead of once per 4 tokens, and the inner loop is loads and FMAs only.
 LK_AVX2 void dense_rows_avx2(const uint16_t* w, int64_t nrows, const void* x, int64_t T, int64_t D, float* out,
                              int64_t os) {
-  dense_rows_tiled<Avx2Dense>(w, nrows, static_cast<const float*>(x), dense_pad(D), T, D, out, os);
+  const float* xf = static_cast<const float*>(x);
+  const int64_t Dp = dense_pad(D);
+  if (T < 4) {
+    dense_rows_tiled<Avx2Dense>(w, nrows, xf, Dp, T, D, out, os);
+    return;
+  }
+  constexpr int64_t kSlice = 512;  // elements: 4 rows + 3 tokens of a slice stay in L1 (14 KB)
+  thread_local std::vector<float> wbuf, acc;
+  thread_local std::vector<const float*> xp;
+  wbuf.resize(static_cast<size_t>(4 * Dp));
+  acc.resize(static_cast<size_t>(8 * 4 * T));
+  xp.resize(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) xp[t] = xf + t * Dp;
+  int64_t r = 0;
+  for (; r + 4 <= nrows; r += 4) {
+    dense_widen_rows_avx2(w + r * D, D, wbuf.data());
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    for (int64_t i0 = 0; i0 < Dp; i0 += kSlice) {
+      const int64_t i1 = std::min(Dp, i0 + kSlice);
+      int64_t t = 0;
+      for (; t + 3 <= T; t += 3) f32_tile_avx2<4, 3>(wbuf.data(), Dp, xp.data() + t, i0, i1, acc.data() + 32 * t);
+      for (; t < T; ++t) f32_tile_avx2<4, 1>(wbuf.data(), Dp, xp.data() + t, i0, i1, acc.data() + 32 * t);
+    }
+    for (int64_t t = 0; t < T; ++t)
+      for (int rr = 0; rr < 4; ++rr) out[(r + rr) * os + t] = hsum8(_mm256_loadu_ps(acc.data() + 8 * (4 * t + rr)));
+  }
+  for (; r < nrows; ++r)
+    for (int64_t t = 0; t < T; ++t) dense_tile_avx2<1, 1>(w + r * D, D, xf + t * Dp, Dp, D, out + r * os + t, os);
 }
 
 const Isa kAvx2 = {LK_PATH_AVX2, cpu_has_avx2_fma, avx2_pos, avx2_xlen, rows_avx2, dense_prepare_avx2,
