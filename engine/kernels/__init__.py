@@ -451,6 +451,36 @@ def rms_norm(x: torch.Tensor, scale: torch.Tensor, eps: float, *, num_threads: i
     return out
 
 
+def fma_peak(path: KernelPath = "auto", *, num_threads: int | None = None, seconds: float = 0.2,
+             repeats: int = 3) -> float:
+    """Peak fp32 rate of `path` on this CPU (FLOP/s, an FMA counting 2), best of `repeats` probes of about
+    `seconds` each: independent FMA chains in the path's widest registers on `num_threads` threads."""
+    import torch
+
+    lib = _lib()
+    threads = num_threads if num_threads is not None else torch.get_num_threads()
+    rate = ctypes.c_double()
+    code = _path_code(path)
+    iterations = 20_000
+    while True:  # calibrate: a probe of about `seconds` (4 units per thread of `iterations` steps)
+        _check(lib.cdll.lk_fma_peak(code, int(threads), iterations, ctypes.byref(rate)), "lk_fma_peak", path)
+        took = 4 * threads * iterations * _flops_per_step(code) / max(rate.value, 1.0) / threads
+        if took >= seconds / 4 or iterations > 1 << 34:
+            break
+        iterations *= 4
+    iterations = max(1, int(iterations * seconds / max(took, 1e-9)))
+    best = 0.0
+    for _ in range(repeats):
+        _check(lib.cdll.lk_fma_peak(code, int(threads), iterations, ctypes.byref(rate)), "lk_fma_peak", path)
+        best = max(best, rate.value)
+    return best
+
+
+def _flops_per_step(code: int) -> float:
+    """Flops one probe step does on a path (only to size the probe; the library counts the real ones)."""
+    return {"scalar": 16.0, "avx2": 192.0, "avx512": 512.0, "neon": 128.0}.get(_NAMES.get(code, ""), 192.0)
+
+
 def read_bandwidth(buffer: torch.Tensor, *, num_threads: int | None = None, repeats: int = 3) -> float:
     """Best-of-`repeats` streaming read rate of `buffer` (bytes/s), touching every 64-byte line."""
     import time

@@ -527,8 +527,22 @@ LK_AVX2 void dense_rows_avx2(const uint16_t* w, int64_t nrows, const void* x, in
     for (int64_t t = 0; t < T; ++t) dense_tile_avx2<1, 1>(w + r * D, D, xf + t * Dp, Dp, D, out + r * os + t, os);
 }
 
+// 12 independent chains of 8-lane FMAs (two FMA units x 4-5 cycles latency need 8-10 in flight).
+LK_AVX2 double fma_probe_avx2(int64_t iterations) {
+  constexpr int kChains = 12;
+  __m256 a[kChains];
+  for (int j = 0; j < kChains; ++j) a[j] = _mm256_set1_ps(1.0f + 0.001f * static_cast<float>(j));
+  const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+  for (int64_t i = 0; i < iterations; ++i)
+    for (int j = 0; j < kChains; ++j) a[j] = _mm256_fmadd_ps(a[j], m, c);
+  __m256 s = a[0];
+  for (int j = 1; j < kChains; ++j) s = _mm256_add_ps(s, a[j]);
+  probe_sink(hsum8(s));
+  return 2.0 * 8.0 * kChains * static_cast<double>(iterations);
+}
+
 const Isa kAvx2 = {LK_PATH_AVX2, cpu_has_avx2_fma, avx2_pos, avx2_xlen, rows_avx2, dense_prepare_avx2,
-                   dense_rows_avx2, attn_head_avx2};
+                   dense_rows_avx2, attn_head_avx2, fma_probe_avx2};
 
 }  // namespace
 

@@ -363,8 +363,22 @@ LK_TARGET void dense_rows_avx512(const uint16_t* w, int64_t nrows, const void* x
   dense_rows_tiled<Avx512Dense>(w, nrows, static_cast<const uint16_t*>(x), D, T, D, out, os);
 }
 
+// 16 independent chains of 16-lane FMAs.
+LK_TARGET double fma_probe_avx512(int64_t iterations) {
+  constexpr int kChains = 16;
+  __m512 a[kChains];
+  for (int j = 0; j < kChains; ++j) a[j] = _mm512_set1_ps(1.0f + 0.001f * static_cast<float>(j));
+  const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+  for (int64_t i = 0; i < iterations; ++i)
+    for (int j = 0; j < kChains; ++j) a[j] = _mm512_fmadd_ps(a[j], m, c);
+  __m512 s = a[0];
+  for (int j = 1; j < kChains; ++j) s = _mm512_add_ps(s, a[j]);
+  probe_sink(_mm512_reduce_add_ps(s));
+  return 2.0 * 16.0 * kChains * static_cast<double>(iterations);
+}
+
 const Isa kAvx512 = {LK_PATH_AVX512, cpu_has_avx512bf16, lane_pos, lane_len, rows_avx512, dense_prepare_avx512,
-                     dense_rows_avx512, attn_head_avx512};
+                     dense_rows_avx512, attn_head_avx512, fma_probe_avx512};
 
 }  // namespace
 

@@ -91,7 +91,12 @@ struct Isa {
   DensePrepareFn dense_prepare;
   DenseRowsFn dense_rows;
   AttnHeadFn attn_head;          // nullptr: no decode-attention kernel on this path
+  double (*fma_probe)(int64_t iterations);  // runs independent FMA chains; returns the flops it did
 };
+
+// Keeps a probe's result alive (the compiler must not drop the arithmetic).
+inline volatile float g_probe_sink = 0.0f;
+inline void probe_sink(float v) { g_probe_sink = v; }
 
 // The table of each path, or nullptr where that source was built for another architecture.
 const Isa* isa_scalar();

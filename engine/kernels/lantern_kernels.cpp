@@ -466,6 +466,24 @@ LK_API lk_status lk_moe_experts(const uint16_t* h, const int64_t* expert_idx, co
   return LK_OK;
 }
 
+LK_API lk_status lk_fma_peak(lk_path path, int nthreads, int64_t iterations, double* flops_per_s) {
+  const Isa* isa = resolve(path);
+  if (isa == nullptr) return LK_ERR_PATH;
+  if (iterations < 1 || flops_per_s == nullptr) return LK_ERR_ARGUMENT;
+  nthreads = std::max(1, std::min(nthreads, 64));
+  const int64_t units = 4 * static_cast<int64_t>(nthreads);  // small units: a late helper costs little
+  std::vector<double> flops(static_cast<size_t>(units), 0.0);
+  const auto t0 = std::chrono::steady_clock::now();
+  parallel_for(nthreads, units, [&](int64_t u) {
+    flops[u] = isa->fma_probe(iterations);
+  });
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double total = 0.0;
+  for (double f : flops) total += f;
+  *flops_per_s = seconds > 0.0 ? total / seconds : 0.0;
+  return LK_OK;
+}
+
 }  // extern "C"
 
 #ifdef LK_PYTHON_MODULE

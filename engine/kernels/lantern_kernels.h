@@ -17,7 +17,7 @@
 
 #include <stdint.h>
 
-#define LK_ABI_VERSION 10
+#define LK_ABI_VERSION 11
 
 #if defined(_WIN32)
 #if defined(LK_BUILDING)
@@ -109,6 +109,11 @@ LK_API lk_status lk_rms_norm(const uint16_t* x, const float* scale, float eps, u
 /* Streaming read of n bytes at p (every 64-byte line) split over nthreads; a checksum of what was read goes
  * to *checksum so that the reads are not optimised away (bandwidth probe). */
 LK_API lk_status lk_read_bytes(const uint8_t* p, int64_t n, int nthreads, double* checksum);
+
+/* Peak-rate probe: independent fp32 fused multiply-add chains in `path`'s widest registers (the scalar path:
+ * plain multiply + add), 4 * nthreads work units of `iterations` steps each, shared by nthreads threads;
+ * *flops_per_s = fp32 floating-point operations (an FMA counts 2) per second of wall time. */
+LK_API lk_status lk_fma_peak(lk_path path, int nthreads, int64_t iterations, double* flops_per_s);
 
 #ifdef __cplusplus
 }

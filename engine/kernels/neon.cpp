@@ -372,8 +372,22 @@ void attn_head_neon(const uint16_t* q, const uint16_t* k, const uint16_t* v, int
     }
 }
 
+// 16 independent chains of 4-lane FMAs.
+double fma_probe_neon(int64_t iterations) {
+  constexpr int kChains = 16;
+  float32x4_t a[kChains];
+  for (int j = 0; j < kChains; ++j) a[j] = vdupq_n_f32(1.0f + 0.001f * static_cast<float>(j));
+  const float32x4_t m = vdupq_n_f32(0.999999f), c = vdupq_n_f32(1e-7f);
+  for (int64_t i = 0; i < iterations; ++i)
+    for (int j = 0; j < kChains; ++j) a[j] = vfmaq_f32(c, a[j], m);
+  float32x4_t s = a[0];
+  for (int j = 1; j < kChains; ++j) s = vaddq_f32(s, a[j]);
+  probe_sink(vaddvq_f32(s));
+  return 2.0 * 4.0 * kChains * static_cast<double>(iterations);
+}
+
 const Isa kNeon = {LK_PATH_NEON, neon_always, neon_pos, neon_len, rows_neon, dense_prepare_neon, dense_rows_neon,
-                   attn_head_neon};
+                   attn_head_neon, fma_probe_neon};
 
 }  // namespace
 

@@ -46,8 +46,19 @@ void dense_rows_scalar(const uint16_t* w, int64_t nrows, const void* xp, int64_t
     }
 }
 
+double fma_probe_scalar(int64_t iterations) {  // 8 chains of multiply + add (contraction is off)
+  float a[8];
+  for (int j = 0; j < 8; ++j) a[j] = 1.0f + 0.001f * static_cast<float>(j);
+  for (int64_t i = 0; i < iterations; ++i)
+    for (int j = 0; j < 8; ++j) a[j] = a[j] * 0.999999f + 1e-7f;
+  float s = 0.0f;
+  for (float v : a) s += v;
+  probe_sink(s);
+  return 2.0 * 8.0 * static_cast<double>(iterations);
+}
+
 const Isa kScalar = {LK_PATH_SCALAR, always, pos_identity, len_blocks, rows_scalar, dense_prepare_scalar,
-                     dense_rows_scalar, nullptr};
+                     dense_rows_scalar, nullptr, fma_probe_scalar};
 
 }  // namespace
 

@@ -83,6 +83,19 @@ def test_attention_without_a_kernel_is_none_and_a_foreign_path_raises() -> None:
                                         sinks, 0.125) is None
 
 
+@needs_lib
+def test_fma_peak_probe() -> None:
+    scalar = kernels.fma_peak("scalar", num_threads=1, seconds=0.02, repeats=1)
+    best = kernels.fma_peak("auto", num_threads=1, seconds=0.02, repeats=1)
+    assert scalar > 1e8 and best > 0
+    if kernels.runnable_paths()[0] != "scalar":
+        assert best > 2 * scalar          # SIMD FMA chains beat the plain scalar multiply-add
+    other = "avx512" if kernels.path_available("neon") else "neon"
+    if not kernels.path_available(other):
+        with pytest.raises(kernels.KernelError, match="LK_ERR_PATH"):
+            kernels.fma_peak(other, num_threads=1, seconds=0.01, repeats=1)
+
+
 @pytest.fixture
 def fresh_load(monkeypatch: pytest.MonkeyPatch) -> typing.Iterator[None]:
     """_load() recomputed inside the test and again after it (the real library comes back)."""

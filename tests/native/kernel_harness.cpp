@@ -321,6 +321,12 @@ int main(int argc, char** argv) {
   for (int64_t nt : {1, 2, 3, 6, 9}) ok &= rows_case(rng, 7, nt, 5, best);
   // Decode attention with sinks.
   for (int64_t S : {1, 17, 300}) ok &= attn_case(rng, S, best);
+  // The peak-rate probe runs on this path (its figure means nothing under emulation; only that it works).
+  double flops = 0.0;
+  const int rc = lk_fma_peak(best, 2, 20000, &flops);
+  const bool probe_ok = rc == LK_OK && flops > 0.0;
+  std::printf("CASE fma_peak rc=%d GFLOP/s=%.1f %s\n", rc, flops / 1e9, probe_ok ? "PASS" : "FAIL");
+  ok &= probe_ok;
   std::printf("RESULT %s best_path=%d\n", ok ? "PASS" : "FAIL", best);
   return ok ? 0 : 1;
 }
