@@ -70,7 +70,9 @@ def _assert_meaningful(stdout: str) -> None:
     """Every case ran and passed, and the MoE outputs are mostly finite (so 'identical' means something)."""
     cases = _cases(stdout)
     assert len(cases) >= 21, stdout
-    assert all(line.endswith("PASS") for line in cases), stdout
+    # SKIP: lk_attn_decode on a path without an attention kernel (an x86 CPU without AVX2 runs scalar)
+    assert all(line.endswith(("PASS", "SKIP")) for line in cases), stdout
+    assert sum(line.endswith("SKIP") for line in cases) <= 3, stdout
     assert sum("mxfp4_rows" in line for line in cases) == 5, stdout
     assert sum("fma_peak" in line for line in cases) == 1, stdout
     for line in cases:
