@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Union
 
+from app.remote.target import RemoteTarget
 from engine.types import FinishReason, GenerationParams, Message, ModelInfo, Usage
 
 # ---------------------------------------------------------------- GUI -> worker
@@ -24,6 +25,7 @@ class LoadModel:
     device: str = "auto"              # "auto" | "cpu" | "cuda" | "mps"
     max_context: int = 8192
     cpu_threads: int = 0              # 0: let the runtime decide
+    remote: RemoteTarget | None = None    # a model on a server the user added: no weights are loaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,7 @@ class ChatFinished:
     reason: FinishReason
     usage: Usage = field(default_factory=Usage)
     error: str | None = None          # user-facing message when reason == "error"
+    note: str | None = None           # Finished.note (e.g. the server sent no reasoning)
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,12 @@ EngineFactory = Callable[[LoadModel, ProgressCallback], EngineLike]
 
 
 def default_engine_factory(request: LoadModel, progress: ProgressCallback) -> EngineLike:
-    """Load the real engine. Runs on the worker thread: this is where torch gets imported."""
+    """Load the real engine, or connect to the server a remote model runs on. Runs on the worker
+    thread: this is where torch gets imported (not at all for a remote model)."""
+    if request.remote is not None:
+        from app.remote.factory import open_remote_engine
+
+        return open_remote_engine(request.remote, progress)
     from engine import Engine  # lazy: pulls in torch
 
     if request.cpu_threads > 0:
@@ -154,7 +159,8 @@ class _Server:
                                 error=None if self.cancel_event.is_set() else "The reply ended unexpectedly.")
         if finished.reason == "error":
             self.emit(WorkerFailed(request.request_id, "user", finished.error or "Generation failed."))
-        self.emit(ChatFinished(request.request_id, finished.reason, finished.usage, finished.error))
+        self.emit(ChatFinished(request.request_id, finished.reason, finished.usage, finished.error,
+                               getattr(finished, "note", None)))
 
 
 def serve(requests: "queue.SimpleQueue[Request] | queue.Queue[Request]", emit: Callable[[Event], None],

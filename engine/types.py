@@ -75,6 +75,7 @@ class Finished:
     reason: FinishReason
     usage: Usage = field(default_factory=Usage)
     error: str | None = None          # user-facing message when reason == "error"
+    note: str | None = None           # a remark to show with the reply (e.g. a server sent no reasoning)
 
 
 ChatEvent = Union[Delta, Finished]
@@ -98,6 +99,7 @@ class ModelInfo:
     device: str = "cpu"               # "cpu" | "cuda" | "mps" (empty when only inspected)
     backend: str = ""                 # kernel set in use, e.g. "cpu-reference", "cpu-avx512", "cpu-neon"
     fallback_reason: str | None = None  # why the requested device/backend was not used
+    remote_host: str | None = None    # set when a server the user added runs the model ("gpu-box:8000")
 
 
 class ChatEngine(Protocol):
