@@ -80,6 +80,11 @@ class Application:
                 if resumed:
                     log.info("resumed downloads: %s", ", ".join(resumed))
         last = self.settings.settings.last_model
+        if autoload and last:
+            from app.widgets.remote_hooks import autoload_remote
+
+            if autoload_remote(self.window, last):   # the last model ran on a server the user added
+                return
         if autoload and last and Path(last).is_dir():
             log.info("loading the last model: %s", last)
             self.window.request_load(Path(last), interactive=False)

@@ -77,7 +77,7 @@ class Turn:
 
 
 def usage_dict(usage: Usage, thought_seconds: float | None, finish_reason: str | None = None,
-               max_tokens: int | None = None) -> dict[str, Any]:
+               max_tokens: int | None = None, note: str | None = None) -> dict[str, Any]:
     """What is stored with a reply: the engine's Usage, plus the thinking time and, for a reply cut
     off by the length limit or a tool call, why it ended (the chat shows a note for those)."""
     data: dict[str, Any] = dataclasses.asdict(usage)
@@ -87,6 +87,8 @@ def usage_dict(usage: Usage, thought_seconds: float | None, finish_reason: str |
         data["finish_reason"] = finish_reason
         if max_tokens:
             data["max_tokens"] = int(max_tokens)
+    if note:
+        data["note"] = note        # e.g. "Reasoning was not available from <server>" (shown with the reply)
     return data
 
 
@@ -129,6 +131,17 @@ class ChatController(QObject):
         self._load_request_id = rid
         self.loading = Path(model_dir)
         self.worker.submit(LoadModel(rid, Path(model_dir), s.device, s.context_length, s.cpu_threads))
+        self.model_changed.emit()
+
+    def load_remote(self, target: Any) -> None:
+        """Use a model on a server the user added (an app.remote.target.RemoteTarget): no weights load."""
+        if self.turn is not None:
+            self.stop()
+        s = self.settings.settings
+        rid = next(self._ids)
+        self._load_request_id = rid
+        self.loading = target.pseudo_path
+        self.worker.submit(LoadModel(rid, target.pseudo_path, s.device, s.context_length, s.cpu_threads, remote=target))
         self.model_changed.emit()
 
     def unload_model(self) -> None:
@@ -270,7 +283,10 @@ class ChatController(QObject):
 
     def _start_reply(self, parent_id: int) -> None:
         assert self.conversation_id is not None
-        saver = StreamingSaver.start(self.store, self.conversation_id, parent_id, interval_s=SAVE_INTERVAL_S)
+        model = self.model
+        saver = StreamingSaver.start(self.store, self.conversation_id, parent_id, interval_s=SAVE_INTERVAL_S,
+                                     model=model.name if model is not None else None,
+                                     remote_host=getattr(model, "remote_host", None))
         self.thread = self.store.thread(self.conversation_id)  # add_message made the reply the active leaf
         rid = next(self._ids)
         s = self.settings.settings
@@ -371,7 +387,7 @@ class ChatController(QObject):
         self.last_usage = event.usage
         try:
             turn.saver.finish(status, usage=usage_dict(event.usage, turn.thought_seconds, event.reason,
-                                                       turn.max_tokens),
+                                                       turn.max_tokens, getattr(event, "note", None)),
                               error=event.error if event.reason == "error" else None)
             if self.conversation_id == turn.conversation_id:
                 self.thread = self.store.thread(self.conversation_id)

@@ -97,7 +97,13 @@ def _v2_reasoning_errors_search(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT INTO titles_fts(titles_fts) VALUES ('rebuild')")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_reasoning_errors_search)
+def _v3_reply_origin(conn: sqlite3.Connection) -> None:
+    """Which model wrote a reply, and the server it ran on (NULL: this computer). Older replies keep NULLs."""
+    conn.execute("ALTER TABLE messages ADD COLUMN model TEXT")
+    conn.execute("ALTER TABLE messages ADD COLUMN remote_host TEXT")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_reasoning_errors_search, _v3_reply_origin)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -50,6 +50,8 @@ class StoredMessage:
     error: str | None  # why a reply failed, or INTERRUPTED_NOTE
     usage: dict[str, Any] | None  # per-reply usage numbers (engine.types.Usage as a dict)
     created_at: float  # unix seconds
+    model: str | None = None  # assistant: the model that wrote it (None: not recorded, older replies)
+    remote_host: str | None = None  # assistant: the server it ran on ("gpu-box:8000"); None: this computer
 
 
 @dataclass(frozen=True)

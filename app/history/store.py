@@ -31,7 +31,8 @@ __all__ = ["HistoryStore", "default_db_path"]
 log = logging.getLogger(__name__)
 
 _MESSAGE_COLUMNS = (
-    "id, conversation_id, parent_id, role, channel, content, reasoning, status, error, usage_json, created_at"
+    "id, conversation_id, parent_id, role, channel, content, reasoning, status, error, usage_json, created_at,"
+    " model, remote_host"
 )
 _CONVERSATION_COLUMNS = "id, title, created_at, updated_at, active_leaf_id"
 
@@ -52,6 +53,7 @@ def _message(row: sqlite3.Row) -> StoredMessage:
         id=row["id"], conversation_id=row["conversation_id"], parent_id=row["parent_id"], role=row["role"],
         channel=row["channel"], content=row["content"], reasoning=row["reasoning"], status=row["status"],
         error=row["error"], usage=None if usage is None else json.loads(usage), created_at=row["created_at"],
+        model=row["model"], remote_host=row["remote_host"],
     )
 
 
@@ -244,8 +246,12 @@ class HistoryStore:
         *,
         reasoning: str = "",
         error: str | None = None,
+        model: str | None = None,
+        remote_host: str | None = None,
     ) -> StoredMessage:
         """Append a message under ``parent_id`` (None: a first message) and make it the active leaf.
+
+        ``model``/``remote_host``: for a reply, the model that writes it and the server it runs on.
 
         An edit or a regenerate is simply another child of the same parent (a sibling).
         The first user message of an untitled conversation also sets its title.
@@ -262,8 +268,9 @@ class HistoryStore:
                 self._in_conversation(db, conversation_id, parent_id)
             cur = db.execute(
                 "INSERT INTO messages (conversation_id, parent_id, role, channel, content, reasoning, status, error,"
-                " usage_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, parent_id, role, channel, content, reasoning, status, error, usage_json, now),
+                " usage_json, created_at, model, remote_host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, parent_id, role, channel, content, reasoning, status, error, usage_json, now,
+                 model, remote_host),
             )
             db.execute(
                 "UPDATE conversations SET active_leaf_id = ?, updated_at = ? WHERE id = ?",
@@ -415,9 +422,9 @@ class HistoryStore:
         status = "stopped" if m.status == "streaming" else m.status
         cur = db.execute(
             "INSERT INTO messages (conversation_id, parent_id, role, channel, content, reasoning, status, error,"
-            " usage_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " usage_json, created_at, model, remote_host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (conversation_id, parent_id, m.role, m.channel, m.content, m.reasoning, status, m.error,
-             _usage_json(m.usage), m.created_at),
+             _usage_json(m.usage), m.created_at, getattr(m, "model", None), getattr(m, "remote_host", None)),
         )
         return int(cur.lastrowid)
 

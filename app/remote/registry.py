@@ -181,3 +181,17 @@ def default_registry_path() -> Path:
     from app.paths import config_dir
 
     return config_dir() / FILE_NAME
+
+
+_registries: dict[Path, ServerRegistry] = {}
+_registries_lock = threading.Lock()
+
+
+def default_registry() -> ServerRegistry:
+    """The registry of the user's config folder (one per folder and process; the window and the Models
+    dialog share it)."""
+    path = default_registry_path()
+    with _registries_lock:
+        if path not in _registries:
+            _registries[path] = ServerRegistry(path)
+        return _registries[path]

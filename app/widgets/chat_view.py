@@ -151,6 +151,8 @@ class ChatView(QWidget):
         w.edit_submitted.connect(self.edit_submitted)
         w.regenerate_requested.connect(self.regenerate_requested)
         w.sibling_requested.connect(self.sibling_requested)
+        if m.role == "assistant":
+            w.set_origin(getattr(m, "model", None), getattr(m, "remote_host", None))
         turn = self._turn
         if turn is not None and m.id == turn.message_id:
             self.live = w
@@ -163,8 +165,9 @@ class ChatView(QWidget):
             w.set_tool_calls(tool_calls_of(usage))
             w.set_status(m.status, getattr(m, "error", None))
             if m.role == "assistant":
-                w.set_note(finish_note(usage.get("finish_reason"), usage.get("max_tokens"),
-                                       usage.get("completion_tokens")))
+                notes = (finish_note(usage.get("finish_reason"), usage.get("max_tokens"),
+                                     usage.get("completion_tokens")), usage.get("note"))
+                w.set_note(" ".join(n for n in notes if n) or None)
         return w
 
     def _update_more(self) -> None:

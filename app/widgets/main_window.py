@@ -266,8 +266,8 @@ class MainWindow(QMainWindow):
         self.status.on_usage(event.usage)
         status = {"stop": "done", "length": "done", "tool_call": "done", "cancelled": "stopped"}.get(
             event.reason, "error")
-        self.chat.finish_live(status, event.error, turn,
-                              note=finish_note(event.reason, turn.max_tokens, event.usage.completion_tokens))
+        notes = (finish_note(event.reason, turn.max_tokens, event.usage.completion_tokens), getattr(event, "note", None))
+        self.chat.finish_live(status, event.error, turn, note=" ".join(n for n in notes if n) or None)
         self._update_composer()
 
     def on_model_changed(self) -> None:
@@ -278,6 +278,8 @@ class MainWindow(QMainWindow):
             self.status.on_model(c.model)
         if self._models_panel is not None:
             self._models_panel.set_loaded(c.model.path if c.model is not None else None)
+        if getattr(self, "servers_section", None) is not None:
+            self.servers_section.set_current(c.model.path if c.model is not None else None)
         self._update_composer()
         if not c.thread:
             self.refresh_thread()
@@ -313,7 +315,10 @@ class MainWindow(QMainWindow):
 
     def reload_model(self) -> None:
         if self.controller.model is not None:
-            self.request_load(self.controller.model.path)
+            from app.widgets.remote_hooks import reload_remote
+
+            if not reload_remote(self, self.controller.model.path):
+                self.request_load(self.controller.model.path)
 
     # ------------------------------------------------------------------ loading and memory
 
@@ -466,6 +471,9 @@ class MainWindow(QMainWindow):
             row.addStretch(1)
             row.addWidget(close)
             layout.addWidget(panel, 1)
+            from app.widgets.remote_hooks import add_servers_section
+
+            add_servers_section(self, dialog, layout)   # "Add a server…" and the models servers offer
             layout.addLayout(row)
             self._models_panel = panel
             self._models_dialog = dialog

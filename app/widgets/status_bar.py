@@ -57,6 +57,7 @@ class StatusBar(QStatusBar):
     def on_model(self, info: ModelInfo | None) -> None:
         """Show where the model runs, and why, if it fell back."""
         self.progress.setVisible(False)
+        self.model_label.setStyleSheet("")
         if info is None:
             self.model_label.setText("No model loaded")
             for label in (self.device_label, self.speed_label, self.ttft_label, self.context_label):
@@ -65,6 +66,17 @@ class StatusBar(QStatusBar):
             return
         self._max_context = info.max_context
         self.model_label.setText(info.name)
+        if info.remote_host:     # a model on a server: say so, and that messages leave this computer
+            from app.remote.labels import status_texts
+
+            model_text, where_text, tip = status_texts(info)
+            self.model_label.setText(model_text)
+            self.model_label.setStyleSheet("background:#1f4e99;color:white;border-radius:7px;font-weight:600;")
+            self.model_label.setToolTip(tip)
+            self.device_label.setText(where_text)
+            self.device_label.setToolTip(tip)
+            self.context_label.setText(f"context 0 / {info.max_context:,}" if info.max_context else "")
+            return
         text = f"{info.device or '?'} · {info.backend or 'default'}"
         if info.fallback_reason:
             text += f" (fell back: {info.fallback_reason})"

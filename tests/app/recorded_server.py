@@ -44,6 +44,7 @@ class RecordedServer:
     replies_started: threading.Event = field(default_factory=threading.Event)
     auth_error_body: str = '{"error":"Unauthorized"}'                      # vLLM's answer to a wrong key
     models_status: int = 200
+    tls: tuple[str, str] | None = None      # (certificate file, key file): serve https
 
     def __post_init__(self) -> None:
         owner = self
@@ -130,6 +131,12 @@ class RecordedServer:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
+        if self.tls is not None:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="recorded-server", daemon=True)
 
@@ -139,7 +146,7 @@ class RecordedServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/v1"
 
     def chat_bodies(self) -> list[dict[str, Any]]:
         return [r.body for r in self.requests if r.method == "POST" and r.body is not None]
