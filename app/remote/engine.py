@@ -27,7 +27,7 @@ import httpx2
 
 from app.remote.client import (auth_headers, error_for_exception, error_for_reported, error_for_status, join,
                                list_models, make_client)
-from app.remote.conversation import request_body, tools_of
+from app.remote.conversation import request_body
 from app.remote.errors import ModelNotFound, RemoteError
 from app.remote.policy import ensure_allowed
 from app.remote.stream import ReplyAssembler, ServerReportedError, error_in
@@ -173,7 +173,7 @@ class RemoteEngine:
 
     def chat(self, session: Any, messages: Sequence[Message], params: GenerationParams,
              should_stop: Callable[[], bool] = lambda: False) -> Iterator[ChatEvent]:
-        body = request_body(self.target.model, messages, params, tools_of(params))
+        body = request_body(self.target.model, messages, params)
         return self._events(body, should_stop)
 
     # ---- the stream ------------------------------------------------------------------------------

@@ -7,23 +7,21 @@ from engine.harmony import prompt_messages
 from engine.types import Message
 
 
-def test_earlier_reasoning_and_tool_traffic_are_dropped_later_system_messages_kept() -> None:
+def test_what_the_server_sees_is_what_harmony_keeps() -> None:
+    """Earlier reasoning dropped, later system messages kept: the rule is engine.harmony's, not restated."""
     messages = [Message("system", "Be brief."), Message("user", "weather?"),
                 Message("assistant", "need tool", channel="analysis"),
                 Message("assistant", '{"city":"Oslo"}', channel="commentary", recipient="functions.get_weather"),
                 Message("tool", '{"temp": 3}', channel="commentary", recipient="functions.get_weather"),
                 Message("assistant", "3 °C.", channel="final"),
                 Message("developer", "Answer in French."), Message("user", "and tomorrow?")]
-    assert openai_messages(messages) == [
-        {"role": "system", "content": "Be brief.\n\nAnswer in French."},
-        {"role": "user", "content": "weather?"},
-        {"role": "assistant", "content": "3 °C."},
-        {"role": "user", "content": "and tomorrow?"},
-    ]
-    # the same messages survive as harmony's renderer keeps them
+    sent = openai_messages(messages)
     instructions, kept = prompt_messages(messages)
-    assert instructions == "Be brief.\n\nAnswer in French."
-    assert [m.content for m in kept] == ["weather?", "3 °C.", "and tomorrow?"]
+    assert sent[0] == {"role": "system", "content": "Be brief.\n\nAnswer in French."} and instructions == sent[0]["content"]
+    texts = [m.get("content") or m.get("tool_calls", [{}])[0].get("function", {}).get("arguments") for m in sent[1:]]
+    assert texts == [m.content for m in kept]
+    assert not any("need tool" in str(m) for m in sent)          # the earlier chain of thought is gone
+    assert sent[-1] == {"role": "user", "content": "and tomorrow?"}
 
 
 def test_a_tool_turn_in_progress_keeps_its_reasoning_and_links_the_result_to_its_call() -> None:
@@ -51,3 +49,17 @@ def test_a_tool_turn_in_progress_keeps_its_reasoning_and_links_the_result_to_its
 def test_a_result_without_its_call_is_left_out() -> None:
     messages = [Message("user", "hi"), Message("tool", "orphan", recipient="functions.x")]
     assert openai_messages(messages) == [{"role": "user", "content": "hi"}]
+
+
+def test_a_result_named_by_tool_name_answers_its_call() -> None:
+    """engine.types.tool_result() names the tool in `tool_name` (recipient "assistant")."""
+    import pytest
+
+    if "tool_name" not in Message.__dataclass_fields__:
+        pytest.skip("Message.tool_name (the engine's tool support) has not landed on this branch")
+    from engine.types import tool_result  # type: ignore[attr-defined]
+
+    messages = [Message("user", "weather?"),
+                Message("assistant", '{"city":"Oslo"}', channel="commentary", recipient="functions.get_weather"),
+                tool_result("functions.get_weather", '{"temp": 3}')]
+    assert openai_messages(messages)[-1] == {"role": "tool", "tool_call_id": "call_1", "content": '{"temp": 3}'}

@@ -180,15 +180,28 @@ def test_the_request_carries_the_conversation_effort_and_sampling(server: Record
 
 
 def test_tools_in_the_parameters_are_sent(server: RecordedServer) -> None:
+    """GenerationParams.tools / tool_choice (the engine's tool support; a stand-in where it has not landed)."""
     @dataclass(frozen=True)
     class WithTools(GenerationParams):
         tools: tuple = ()
+        tool_choice: str = "auto"
 
-    tool = {"name": "get_weather", "description": "Weather in a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
-    run(engine_for(server, "vllm-tool-call"), params=WithTools(tools=(tool,)))
+    @dataclass(frozen=True)
+    class Tool:
+        name: str
+        description: str = ""
+        parameters: object = None
+
+    params = {"type": "object", "properties": {"city": {"type": "string"}}}
+    tools = (Tool("get_weather", "Weather in a city", params), Tool("now"))
+    run(engine_for(server, "vllm-tool-call"), params=WithTools(tools=tools))
     body = server.chat_bodies()[-1]
-    assert body["tools"] == [{"type": "function", "function": tool}] and body["tool_choice"] == "auto"
+    assert body["tools"] == [
+        {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", "parameters": params}},
+        {"type": "function", "function": {"name": "now", "parameters": {"type": "object", "properties": {}}}}]
+    assert body["tool_choice"] == "auto"
+    run(engine_for(server, "vllm-tool-call"), params=WithTools(tools=tools, tool_choice="none"))
+    assert "tools" not in server.chat_bodies()[-1]
 
 
 def test_connect_checks_the_model_and_reads_its_context(server: RecordedServer) -> None:
