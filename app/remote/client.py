@@ -122,7 +122,8 @@ def error_for_exception(exc: BaseException, base_url: str, *, mid_reply: bool = 
     if is_certificate_error(exc):
         return CertificateNotTrusted(
             f"The certificate of {host} could not be verified ({_reason(exc)}). If this server uses a "
-            "self-signed certificate, check its fingerprint and trust it in the server's settings.")
+            "self-signed certificate, compare its fingerprint with the server's and trust it for this server "
+            "(Models → On servers you run → Edit).")
     if mid_reply:
         return Unreachable(f"The connection to {host} was lost in the middle of the reply ({_reason(exc)}). "
                            "What arrived is kept; regenerate to try again.")

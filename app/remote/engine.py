@@ -41,6 +41,9 @@ POLL_S = 0.05
 
 ProgressCallback = Callable[[str, float], None]
 
+MIN_RATE_SPAN_S = 0.2
+"""Tokens per second are reported only when the reply streamed over at least this long."""
+
 
 def reasoning_unavailable_note(host: str) -> str:
     return (f"Reasoning was not available from {host}: the server sent only the answer "
@@ -281,7 +284,9 @@ class _Timing:
         completion = reply.completion_tokens if reply.saw_usage else self.pieces
         ttft = (self.first - self.started) if self.first is not None else 0.0
         decode = 0.0
-        if self.first is not None and self.last is not None and self.last > self.first and completion > 1:
+        # Only over a stretch long enough to mean something (a burst of buffered pieces does not).
+        if self.first is not None and self.last is not None and self.last - self.first >= MIN_RATE_SPAN_S \
+                and completion > 1:
             decode = (completion - 1) / (self.last - self.first)
         return Usage(prompt_tokens=reply.prompt_tokens, reused_tokens=reply.cached_tokens,
                      completion_tokens=completion, decode_tokens_per_s=decode, time_to_first_token_s=ttft)

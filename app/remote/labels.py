@@ -19,7 +19,7 @@ def status_texts(info: ModelInfo) -> tuple[str, str, str]:
     host = info.remote_host or "?"
     tip = (f"{info.name} runs on the server {host} ({info.backend}).\nYour messages, the instructions and this "
            "chat's history are sent to that server for every reply; nothing runs on this computer.")
-    return f"{info.name} · {badge_text(host)}", f"remote server {host} · messages leave this computer", tip
+    return f"{info.name} {badge_text(host)}", "remote: messages leave this computer", tip
 
 
 def plain_http_warning(host: str) -> str:

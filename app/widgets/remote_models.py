@@ -88,7 +88,9 @@ class _ServerCard(QFrame):
             row.addWidget(QLabel(model.id))
             row.addWidget(host_badge(server.host))
             if model.max_context:
-                row.addWidget(_muted(QLabel(f"context {model.max_context:,} tokens")))
+                context = _muted(QLabel(f"context {model.max_context:,} tokens"))
+                context.setWordWrap(False)
+                row.addWidget(context)
             row.addStretch(1)
             in_use = current == (server.id, model.id)
             use = QPushButton("In use" if in_use else "Use")

@@ -86,7 +86,7 @@ def test_add_a_server_pick_its_model_and_chat(qtbot, app_env) -> None:  # noqa: 
     use_model(qtbot, application, section, saved.id, "vllm-reasoning")
     assert not window._models_dialog.isVisible()
     assert controller.model.remote_host == host
-    assert window.status.model_label.text() == f"vllm-reasoning · on {host}"
+    assert window.status.model_label.text() == f"vllm-reasoning on {host}"
     assert "messages leave this computer" in window.status.device_label.text()
     assert application.settings.settings.last_model.startswith("remote:")
 
