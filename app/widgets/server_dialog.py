@@ -139,10 +139,8 @@ class ServerDialog(QDialog):
         self.warning.setVisible(bool(notes))
         self.test_button.setEnabled(bool(self.url_edit.text().strip()) and not self._call.running)
 
-    def _key(self) -> str | None:
-        typed = self.key_edit.text().strip()
-        if typed:
-            return typed
+    def _stored_key(self) -> str | None:
+        """The key kept for the server being edited (a keyring read: call it off the GUI thread)."""
         return self.registry.key(self.server.id) if self.server is not None and self.server.has_key else None
 
     # ---- Test connection ------------------------------------------------------------------------
@@ -152,7 +150,7 @@ class ServerDialog(QDialog):
         except InvalidServerAddress as exc:
             self._show_error(str(exc))
             return
-        key = self._key()
+        typed_key = self.key_edit.text().strip()
         pem = self._offered_pem if self.trust_box.isChecked() or (self.server and self.server.trusted_cert_pem) \
             else None
         self.result.setStyleSheet("")
@@ -161,6 +159,7 @@ class ServerDialog(QDialog):
         self.models_list.setVisible(False)
 
         def work() -> _TestResult | _CertificateOffer:
+            key = typed_key or self._stored_key()
             try:
                 return _TestResult(url, list_models(url, key, pem), pem)
             except CertificateNotTrusted as exc:

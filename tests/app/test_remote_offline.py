@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-
 import pytest
 
 from app.models import network
@@ -17,42 +14,10 @@ from app.remote.tls import fetch_certificate
 from engine.types import GenerationParams, Message
 from tests.app.recorded_server import RecordedServer
 from tests.app.recorded_streams import recordings
+from tests.app.remote_support import is_loopback_address as _loopback
+from tests.app.remote_support import sockets  # noqa: F401 - the fixture
 
 FAR = ("http://10.20.30.40:8000/v1", "https://gpu-box.example.org/v1", "http://[2001:db8::1]:8000/v1")
-
-
-def _loopback(address: object) -> bool:
-    host = address[0] if isinstance(address, tuple) else address
-    try:
-        return ipaddress.ip_address(str(host)).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-@pytest.fixture
-def sockets(monkeypatch: pytest.MonkeyPatch):
-    """Every connect and name lookup is recorded; only loopback ones go through."""
-    attempts: list[object] = []
-    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
-    real_create, real_getaddrinfo = socket.create_connection, socket.getaddrinfo
-
-    def guard(real):  # noqa: ANN001, ANN202
-        def wrapped(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-            address = args[1] if real in (real_connect, real_connect_ex) else args[0]
-            if real is real_getaddrinfo:
-                address = (args[0], args[1] if len(args) > 1 else None)
-            attempts.append(address)
-            if not _loopback(address):
-                raise OSError("network disabled by test")
-            return real(*args, **kwargs)
-        return wrapped
-
-    monkeypatch.setattr(socket.socket, "connect", guard(real_connect))
-    monkeypatch.setattr(socket.socket, "connect_ex", guard(real_connect_ex))
-    monkeypatch.setattr(socket, "create_connection", guard(real_create))
-    monkeypatch.setattr(socket, "getaddrinfo", guard(real_getaddrinfo))
-    yield attempts
-    network.set_offline(False)
 
 
 def _far_attempts(attempts: list[object]) -> list[object]:

@@ -16,7 +16,7 @@ from app.settings import SettingsStore
 from tests.app.fakes import DEFAULT_ANALYSIS
 from tests.app.recorded_server import RecordedServer
 from tests.app.recorded_streams import FINAL, recordings
-from tests.app.remote_support import memory_keyring
+from tests.app.remote_support import memory_keyring, sockets  # noqa: F401 - a fixture
 
 KEY = "sk-window-5d2e"
 
@@ -191,3 +191,43 @@ def test_the_last_remote_model_is_used_again_at_start(qtbot, tmp_path: Path, mon
             assert len([r for r in server.requests if r.path == "/v1/models"]) == 2
         finally:
             application.shutdown()
+
+
+def test_nothing_is_sent_anywhere_until_a_server_is_added(qtbot, tmp_path: Path, monkeypatch,  # noqa: ANN001
+                                                          sockets: list) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    monkeypatch.setenv("LANTERN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LANTERN_CONFIG_DIR", str(tmp_path / "config"))
+    settings = SettingsStore(tmp_path / "config" / "settings.json")
+    application = Application(QApplication.instance(), store=HistoryStore(tmp_path / "h.sqlite3"), settings=settings)
+    qtbot.addWidget(application.window)
+    try:
+        application.start(autoload=True, resume_downloads=False)
+        application.window.open_models()
+        section = application.window.servers_section
+        assert section.cards == [] and section.add_button.isEnabled()
+        qtbot.wait(200)
+    finally:
+        application.shutdown()
+    assert sockets == []                                        # no connection, no name lookup, anywhere
+    assert not (tmp_path / "config" / "servers.json").exists()
+
+
+def test_editing_a_server_changes_its_key_in_the_keyring_only(qtbot, app_env) -> None:  # noqa: ANN001
+    application, server, tmp_path = app_env
+    registry = default_registry()
+    saved, _ = registry.add(server.url, api_key="sk-old")
+    application.window.open_models()
+    dialog = application.window.servers_section.make_dialog(registry.get(saved.id))
+    assert dialog.url_edit.text() == server.url and "leave empty to keep it" in dialog.key_edit.placeholderText()
+    dialog.test_button.click()                                  # with the stored (wrong) key
+    qtbot.waitUntil(lambda: "refused the API key" in dialog.result.text(), timeout=5000)
+    dialog.key_edit.setText(KEY)
+    dialog.name_edit.setText("Lab box")
+    dialog.test_button.click()
+    qtbot.waitUntil(dialog.save_button.isEnabled, timeout=5000)
+    dialog.save_button.click()
+    qtbot.waitUntil(lambda: dialog.saved_server is not None, timeout=5000)
+    assert registry.key(saved.id) == KEY and registry.get(saved.id).label == "Lab box"
+    assert registry.get(saved.id).models and "sk-old" not in (tmp_path / "config" / "servers.json").read_text()
