@@ -1,4 +1,4 @@
-"""Engine command line: `python -m engine info|logits|generate [...]` (and `chat` when engine.chat_cli exists).
+"""Engine command line: `python -m engine info|logits|generate|serve [...]` (and `chat` when engine.chat_cli exists).
 
 User errors (EngineError) print one line on stderr and exit with code 2, without a traceback.
 """
@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
         from engine import chat_cli
 
         chat_cli.add_parser(sub)
+    from engine.server import serve
+
+    serve.add_parser(sub)
     return parser
 
 

@@ -101,8 +101,9 @@ def _bytes_on_disk(location: CheckpointLocation) -> int:
 class Session:
     """One conversation's KV cache and the token ids it holds (made by `Engine.new_session`)."""
 
-    def __init__(self, engine: "Engine") -> None:
+    def __init__(self, engine: "Engine", own_cache: bool = False) -> None:
         self._engine = weakref.ref(engine)
+        self._own_cache = own_cache   # keeps a KV cache of its own (never handed over; see new_session)
         self._cache = None            # engine.kv_cache.KVCache, allocated on first use
         self._tokens: list[int] = []  # == the tokens in the cache (len == cache.length), unless _live
         self._live: tuple[list[int], list[int]] | None = None   # (prompt, generated) of a stream in flight
@@ -218,8 +219,10 @@ class Engine:
     def model(self) -> torch.nn.Module:
         return self._model
 
-    def new_session(self) -> Session:
-        session = Session(self)
+    def new_session(self, own_cache: bool = False) -> Session:
+        """A new conversation. Sessions share one KV cache (the memory estimate counts one); with
+        `own_cache` the session allocates its own (the local API server's pool keeps a few warm)."""
+        session = Session(self, own_cache)
         self._sessions.add(session)
         return session
 
@@ -261,6 +264,8 @@ class Engine:
         from engine.kv_cache import KVCache
 
         owner = self._cache_owner() if self._cache_owner is not None else None
+        if session._own_cache:
+            owner = None              # allocates its own below, and never becomes the shared owner
         if session._cache is None and owner is not None and owner is not session and owner._cache is not None:
             session._cache, owner._cache = owner._cache, None   # hand over the memory; owner re-prefills later
             owner.reset()
@@ -274,12 +279,12 @@ class Engine:
                 raise _out_of_memory("hold the conversation's memory (KV cache)", device,
                                      self.config.kv_cache_bytes(self._info.max_context), exc) from exc
             session._tokens = []
-        self._cache_owner = weakref.ref(session)
+        if not session._own_cache:
+            self._cache_owner = weakref.ref(session)
 
     def _chat_events(self, session: Session, prompt: list[int], params: GenerationParams,
                      should_stop: Callable[[], bool]) -> Iterator[ChatEvent]:
         from engine.generate import generate
-        from engine.sampling import Sampler
 
         generated: list[int] = []
         reused = 0
@@ -307,7 +312,7 @@ class Engine:
             gen = generate(
                 self._model, cache, prompt[reused:],
                 max_new_tokens=max_new,
-                sampler=Sampler(params.temperature, top_p=params.top_p, seed=params.seed),
+                sampler=self._sampler(params),
                 stop_tokens=self._stop_ids,
                 should_stop=lambda: superseded() or should_stop(),
             )
@@ -343,6 +348,16 @@ class Engine:
         if reason == "stop" and result.stop_token == self.tokenizer.special("<|call|>"):
             reason = "tool_call"
         yield Finished(reason, self._usage(prompt, reused, generated, result))
+
+    def _sampler(self, params: GenerationParams):
+        from engine.sampling import Sampler
+
+        sampler = Sampler(params.temperature, top_p=params.top_p, seed=params.seed)
+        if params.response_format is not None:   # structured output: only the final body is constrained
+            from engine.structured import constrain_final_channel
+
+            return constrain_final_channel(sampler, self.tokenizer, params.response_format)
+        return sampler
 
     @staticmethod
     def _usage(prompt: list[int], reused: int, generated: list[int], result: "GenerationResult | None") -> Usage:

@@ -174,6 +174,11 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return VOCAB_SIZE
 
+    @property
+    def tiktoken_encoding(self) -> tiktoken.Encoding:
+        """The underlying tiktoken Encoding (for libraries that build their own token tables, e.g. grammars)."""
+        return self._enc
+
     def encode(self, text: str, allow_special: bool = False) -> list[int]:
         """Token ids of `text`. Unless `allow_special`, text such as "<|end|>" is encoded as plain text."""
         if allow_special:

@@ -16,6 +16,8 @@ Role = Literal["system", "developer", "user", "assistant", "tool"]
 Channel = Literal["analysis", "commentary", "final"]
 FinishReason = Literal["stop", "length", "cancelled", "error", "tool_call"]
 Layout = Literal["huggingface", "original"]
+BuiltinTool = Literal["browser", "python"]
+ToolChoice = Literal["auto", "none", "required"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,12 +26,55 @@ class Message:
 
     `channel` is set on assistant messages: "analysis" (chain of thought), "commentary" or
     "final" (the answer). `recipient` is set on tool calls (e.g. "functions.get_weather").
+    `content_type` is the header's content type as the model wrote it ("json", "code",
+    "<|constrain|>json"), kept so that a tool call re-renders exactly (docs/harmony-tools.md).
+    `tool_name` is the author of a role="tool" message, the tool that produced the result
+    (e.g. "functions.get_weather", "browser.search", "python"); see `tool_result`.
     """
 
     role: Role
     content: str
     channel: Channel | None = None
     recipient: str | None = None
+    content_type: str | None = None
+    tool_name: str | None = None
+
+
+def tool_result(tool_name: str, content: str, channel: Channel | None = "commentary") -> Message:
+    """A tool's result for the model: rendered `<|start|>{tool_name} to=assistant<|channel|>{channel}...`.
+
+    Function results go on "commentary"; a built-in tool answers on the channel of its call
+    (usually "analysis").
+    """
+    return Message(role="tool", content=content, channel=channel, recipient="assistant", tool_name=tool_name)
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionTool:
+    """A developer-defined function the model may call (rendered into harmony's `functions` namespace).
+
+    `name` is the caller's name; harmony.function_names() gives the name the model sees (sanitised
+    to an identifier when needed). `parameters` is a JSON Schema (usually an object schema), or
+    None for a function that takes no arguments.
+    """
+
+    name: str
+    description: str = ""
+    parameters: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """Structured output: the final answer must be JSON matching `schema` (JSON Schema, a dict).
+
+    Rendered as the developer message's `# Response Formats` section; only the `final` channel's
+    body is constrained while sampling (docs/harmony-tools.md).
+    """
+
+    name: str
+    schema: Any
+    description: str | None = None
+    strict: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +87,12 @@ class GenerationParams:
     reasoning_effort: ReasoningEffort = "medium"
     seed: int | None = None
     current_date: str | None = None   # "YYYY-MM-DD" for the system message; None leaves it out
+    # Tools (docs/harmony-tools.md). Built-ins go in the system message, functions in the developer one.
+    builtin_tools: tuple[BuiltinTool, ...] = ()
+    tools: tuple[FunctionTool, ...] = ()
+    tool_choice: ToolChoice = "auto"       # "none": functions are not rendered at all
+    allowed_tools: tuple[str, ...] | None = None   # with "required": the (caller's) names it may call
+    response_format: ResponseFormat | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +106,7 @@ class Delta:
     channel: Channel
     text: str
     recipient: str | None = None
+    content_type: str | None = None   # the message header's content type, e.g. "<|constrain|>json", "code"
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,6 +177,9 @@ def test_parse_typical_reply(tok: Tokenizer) -> None:
      [("analysis", "xyz"), ("final", "w")]),
     # recipient after the channel (what the model really emits for tool calls)
     ("<|channel|>commentary to=functions.f <|constrain|>json<|message|>{}<|call|>", [("commentary", "{}")]),
+    # built-in tool calls with the `code` content type
+    ('<|channel|>analysis to=browser.search code<|message|>{"query": "x"}<|call|>', [("analysis", '{"query": "x"}')]),
+    ("<|channel|>analysis to=python code<|message|>print(1)<|call|>", [("analysis", "print(1)")]),
     # <|start|>assistant<|channel|> left out after <|end|> (openai/harmony#60: "Unexpected token 12606")
     ("<|channel|>analysis<|message|>a<|end|>commentary to=functions.f <|constrain|>json<|message|>{}<|call|>",
      [("analysis", "a"), ("commentary", "{}")]),
@@ -190,6 +193,23 @@ def test_lenient_cases(tok: Tokenizer, text: str, expected: list[tuple[str, str]
     assert [(m.channel, m.content) for m in p.messages if m.content] == expected
     joined = "".join(d.text for d in deltas)
     assert joined == "".join(c for _, c in expected)
+
+
+def test_tool_call_message_keeps_content_type(tok: Tokenizer) -> None:
+    p, deltas = _parse(tok, _ids(tok, "<|channel|>analysis to=browser.search code<|message|>{}<|call|>"))
+    assert p.final_messages() == [Message("assistant", "{}", channel="analysis", recipient="browser.search",
+                                          content_type="code")]
+    assert [(d.recipient, d.content_type) for d in deltas] == [("browser.search", "code")]
+    p, _ = _parse(tok, _ids(tok, "<|channel|>commentary to=functions.f <|constrain|>json<|message|>{}<|call|>"))
+    assert p.final_messages()[0].content_type == "<|constrain|>json"
+
+
+def test_header_words_that_are_prose_become_content(tok: Tokenizer) -> None:
+    # the model forgot <|message|>: words that cannot be a recipient or content type are the answer
+    p, deltas = _parse(tok, _ids(tok, "<|channel|>final Yes, of course.<|return|>"))
+    assert [(m.channel, m.recipient, m.content) for m in p.messages] == [("final", None, " Yes, of course.")]
+    p, deltas = _parse(tok, _ids(tok, "<|channel|>final Hello there<|return|>"))
+    assert "".join(d.text for d in deltas) == " Hello there"
 
 
 def test_tool_call_recipient(tok: Tokenizer) -> None:
@@ -211,6 +231,20 @@ TOOL_CALL_STREAMS = [
     # a preamble to the user (commentary, no recipient), then the call
     "<|channel|>commentary<|message|>Checking…<|end|><|start|>assistant<|channel|>commentary to=functions.f "
     "<|constrain|>json<|message|>{}<|call|>",
+    # built-in tools: the content type is `code` (openai/harmony test-data; third-party logs for python)
+    '<|channel|>analysis to=browser.search code<|message|>{"query": "news", "topn": 10}<|call|>',
+    "<|channel|>commentary to=browser.search code<|message|>{\"query\": \"current US president\"}<|call|>",
+    "<|channel|>analysis<|message|>Compute.<|end|><|start|>assistant<|channel|>analysis to=python code<|message|>"
+    "import math\nprint(math.sqrt(9001))<|call|>",
+    "<|channel|>commentary to=functions.f code<|message|>x = 1<|call|>",
+    "<|channel|>commentary to=functions.f <|constrain|>code<|message|>x = 1<|call|>",
+    # no space before <|constrain|> (harmony inserts one)
+    "<|channel|>commentary to=functions.f<|constrain|>json<|message|>{}<|call|>",
+    # recipient and content type before the channel (harmony's test_simple_tool_call)
+    "<|channel|>analysis<|message|>a<|end|><|start|>assistant to=functions.lookup_weather<|channel|>analysis code"
+    '<|message|>{"location": "SF"}<|call|>',
+    # a bare tool name without `to=`
+    "<|channel|>commentary functions.get_weather <|constrain|>json<|message|>{}<|call|>",
 ]
 
 
@@ -225,14 +259,16 @@ def test_delta_recipient_matches_openai_harmony(tok: Tokenizer, enc: oh.HarmonyE
     for t in ids:
         ref.process(t)
         if ref.last_content_delta:
-            ref_chars += [(ref.current_channel, ref.current_recipient)] * len(ref.last_content_delta)
+            ref_chars += [(ref.current_channel, ref.current_recipient, ref.current_content_type)] * len(
+                ref.last_content_delta)
         for d in p.feed(t):
-            our_chars += [(d.channel, d.recipient)] * len(d.text)
+            our_chars += [(d.channel, d.recipient, d.content_type)] * len(d.text)
     for d in p.finish():
-        our_chars += [(d.channel, d.recipient)] * len(d.text)
+        our_chars += [(d.channel, d.recipient, d.content_type)] * len(d.text)
     assert our_chars == ref_chars
-    assert any(r is not None for _, r in ref_chars)   # the stream really holds a tool call
-    assert [m.recipient for m in p.messages] == [m.recipient for m in ref.messages]
+    assert any(r is not None for _, r, _ in ref_chars)   # the stream really holds a tool call
+    assert [(m.recipient, m.content_type) for m in p.messages] == [(m.recipient, m.content_type)
+                                                                   for m in ref.messages]
 
 
 def _random_wellformed(rng: random.Random, tok: Tokenizer) -> list[int]:
@@ -246,9 +282,11 @@ def _random_wellformed(rng: random.Random, tok: Tokenizer) -> list[int]:
         header = f"<|channel|>{channel}"
         r = rng.random()
         if channel == "commentary" and r < 0.4:
-            header += " to=functions.f <|constrain|>json"
+            header += " to=functions.f " + rng.choice(["<|constrain|>json", "json", "code", "<|constrain|>code"])
         elif channel == "commentary" and r < 0.7:
             header = " to=functions.g" + header + " json"   # recipient before the channel
+        elif channel == "analysis" and r < 0.3:
+            header += rng.choice([" to=browser.search code", " to=python code", " to=browser.open"])
         ids += _ids(tok, header + "<|message|>")
         ids += tok.encode("".join(rng.choice(words) for _ in range(rng.randint(1, 12))))
         ids += _ids(tok, "<|return|>" if k == n - 1 else "<|end|>")
@@ -268,8 +306,8 @@ def test_parser_agrees_with_openai_harmony(tok: Tokenizer, enc: oh.HarmonyEncodi
                 ref_deltas.append((ref.current_channel, ref.last_content_delta))
                 ref_recipients.append((ref.current_recipient, ref.last_content_delta))
         p, deltas = _parse(tok, ids)
-        theirs = [(m.channel, m.recipient, "".join(c.text for c in m.content)) for m in ref.messages]
-        ours = [(m.channel, m.recipient, m.content) for m in p.messages]
+        theirs = [(m.channel, m.recipient, m.content_type, "".join(c.text for c in m.content)) for m in ref.messages]
+        ours = [(m.channel, m.recipient, m.content_type, m.content) for m in p.messages]
         assert ours == theirs
         assert "".join(d.text for d in deltas) == "".join(t for _, t in ref_deltas)
         assert [d.channel for d in deltas for _ in d.text] == [c for c, t in ref_deltas for _ in t]
