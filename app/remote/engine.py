@@ -140,6 +140,7 @@ class RemoteEngine:
         self._poll_s = poll_s
         self._calls: set[_StreamCall] = set()
         self._closed = False
+        self._server_reasons = False        # this server has sent reasoning before
         context = max_context or target.max_context
         self._info = ModelInfo(
             name=target.model, path=target.pseudo_path, layout="original", num_layers=0, num_experts=0,
@@ -246,7 +247,10 @@ class RemoteEngine:
             call.abort()                               # no-op after a clean end; closes an abandoned stream
             self._calls.discard(call)
         note = None
-        if not reply.saw_reasoning and reply.saw_output:
+        self._server_reasons = self._server_reasons or reply.saw_reasoning
+        if not reply.saw_reasoning and reply.saw_output and not self._server_reasons:
+            # gpt-oss always reasons first: no reasoning at all means the server does not pass it on
+            # (once it has sent some, a reply without any is just a reply without any).
             note = reasoning_unavailable_note(self.target.host)
         yield Finished(reply.finish_reason or "stop", timing.usage(reply), note=note)
 

@@ -215,3 +215,14 @@ def test_connect_checks_the_model_and_reads_its_context(server: RecordedServer) 
     engine.close()
     with pytest.raises(ModelNotFound, match="it offers: vllm-reasoning-content, vllm-reasoning"):
         RemoteEngine.connect(RemoteTarget("s1", server.url, "gpt-oss-999b"))
+
+
+def test_no_note_once_the_server_has_shown_it_sends_reasoning() -> None:
+    from tests.app.recorded_streams import vllm_stream
+
+    with RecordedServer({"m": Recording(vllm_stream("reasoning")), "n": Recording(vllm_stream(None))}) as server:
+        engine = RemoteEngine(RemoteTarget("s1", server.url, "m"))
+        assert list(engine.chat(engine.new_session(), HELLO, GenerationParams()))[-1].note is None
+        engine.target = RemoteTarget("s1", server.url, "n")     # same server, a reply without reasoning
+        assert list(engine.chat(engine.new_session(), HELLO, GenerationParams()))[-1].note is None
+        engine.close()

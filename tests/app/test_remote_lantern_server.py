@@ -21,7 +21,7 @@ import pytest
 
 from app.messages import ChatFinished, LoadModel, ModelReady, Shutdown, StartChat
 from app.remote.engine import RemoteEngine
-from app.remote.errors import AuthFailed
+from app.remote.errors import AuthFailed, ModelNotFound
 from app.remote.target import RemoteTarget
 from app.worker import default_engine_factory, serve
 from engine.types import Delta, Finished, GenerationParams, Message
@@ -125,3 +125,47 @@ def test_lantern_serve_through_the_worker_loop(lantern_server: str) -> None:
         default_keys().delete(target.server_id)
     assert any(isinstance(e, ModelReady) and e.info.remote_host for e in events)
     assert [e.reason for e in events if isinstance(e, ChatFinished)][0] in ("stop", "length")
+
+
+def test_the_remote_reply_is_the_local_reply(lantern_server: str, tiny_model_dir: Path) -> None:
+    """Same checkpoint, greedy: what the window gets from the server is what it gets from a local run."""
+    import datetime
+
+    from engine import Engine
+
+    params = GenerationParams(temperature=0.0, max_tokens=24, reasoning_effort="low",
+                              current_date=datetime.date.today().isoformat())   # the server dates its prompt too
+    history = [Message("developer", "Be brief."), Message("user", "Hello there")]
+    local = Engine.load(tiny_model_dir, device="cpu", max_context=1024)
+    local_events = list(local.chat(local.new_session(), history, params))
+    local.close()
+    remote = RemoteEngine.connect(_target(lantern_server), KEY)
+    remote_events = list(remote.chat(remote.new_session(), history, params))
+    remote.close()
+
+    def per_channel(events: list) -> dict:
+        out: dict = {}
+        for e in events:
+            if isinstance(e, Delta):
+                key = "call" if e.recipient else ("analysis" if e.channel == "analysis" else "answer")
+                out[key] = out.get(key, "") + e.text
+        return out
+
+    assert per_channel(local_events) and per_channel(remote_events) == per_channel(local_events)
+    assert remote_events[-1].reason == local_events[-1].reason
+    assert remote_events[-1].usage.completion_tokens == local_events[-1].usage.completion_tokens
+    assert remote_events[-1].usage.prompt_tokens == local_events[-1].usage.prompt_tokens
+
+
+def test_lantern_serve_errors_in_lantern_words(lantern_server: str) -> None:
+    target = _target(lantern_server)
+    unknown = RemoteEngine(RemoteTarget("lantern", lantern_server, "gpt-oss-999b"), KEY)
+    fin = list(unknown.chat(unknown.new_session(), [Message("user", "hi")], GREEDY))[-1]
+    assert fin.reason == "error" and "does not serve a model named “gpt-oss-999b”" in fin.error
+    unknown.close()
+    with pytest.raises(ModelNotFound):
+        RemoteEngine.connect(RemoteTarget("lantern", lantern_server, "gpt-oss-999b"), KEY)
+    engine = RemoteEngine.connect(target, KEY)
+    fin = list(engine.chat(engine.new_session(), [Message("user", "word " * 20000)], GREEDY))[-1]
+    assert fin.reason == "error" and "too long for the model's context" in fin.error, fin.error
+    engine.close()
