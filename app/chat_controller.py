@@ -1,8 +1,10 @@
 """User actions -> worker requests and history writes; worker events -> state the widgets show.
 
-Owns the request ids: an event whose id is not the live turn's (or the pending load's) is
-dropped, so a stopped or replaced turn can never write into the chat. Nothing is destroyed:
-regenerate and edit add siblings in the history tree.
+Owns the chat's request ids: an event whose id is not the live turn's is dropped, so a stopped or
+replaced turn can never write into the chat. Nothing is destroyed: regenerate and edit add siblings
+in the history tree. Widgets read and change the history only through this controller's methods.
+Which model is loaded is the ModelController's (app/model_controller.py); `model`/`loading` here
+read it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import json
 import logging
 import sqlite3
 import time
@@ -20,24 +23,12 @@ from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from app.messages import (
-    ChatDelta,
-    ChatFinished,
-    ChatStarted,
-    Event,
-    LoadModel,
-    LoadProgress,
-    ModelReady,
-    ModelUnloaded,
-    Request,
-    StartChat,
-    UnloadModel,
-    WorkerFailed,
-)
-from app.history.errors import HistoryError
+from app.history.errors import HistoryError, NotFound
+from app.history.models import ChatSettings
 from app.history.streaming import StreamingSaver
+from app.messages import ChatDelta, ChatFinished, ChatStarted, ChatUpdate, Event, LiveStats, Request, StartChat, WorkerFailed
 from app.settings import SettingsStore
-from engine.types import Message, ModelInfo, Usage
+from engine.types import Delta, Message, ModelInfo, Usage
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +58,8 @@ class Turn:
     first_final_at: float | None = None
     stop_requested: bool = False
     max_tokens: int = 0                # the reply limit it runs under (for the "cut off" note)
+    stats: LiveStats | None = None     # the latest prefill/decode progress
+    max_context: int = 0               # the loaded model's context (for the meter)
 
     @property
     def thought_seconds(self) -> float | None:
@@ -76,80 +69,94 @@ class Turn:
         return self.first_final_at - self.first_analysis_at
 
 
-def usage_dict(usage: Usage, thought_seconds: float | None, finish_reason: str | None = None,
-               max_tokens: int | None = None, note: str | None = None) -> dict[str, Any]:
-    """What is stored with a reply: the engine's Usage, plus the thinking time and, for a reply cut
-    off by the length limit or a tool call, why it ended (the chat shows a note for those)."""
+def usage_dict(usage: Usage, thought_seconds: float | None, max_tokens: int | None = None,
+               max_context: int | None = None, note: str | None = None) -> dict[str, Any]:
+    """What is stored with a reply: the engine's Usage, plus the thinking time, the reply limit it ran
+    under (for the "cut off" note), the model's context (so reopening the chat shows the meter) and a
+    remark to show with it (e.g. "Reasoning was not available from <server>")."""
     data: dict[str, Any] = dataclasses.asdict(usage)
     if thought_seconds is not None:
         data["thought_seconds"] = round(thought_seconds, 2)
-    if finish_reason in ("length", "tool_call"):
-        data["finish_reason"] = finish_reason
-        if max_tokens:
-            data["max_tokens"] = int(max_tokens)
+    if max_tokens:
+        data["max_tokens"] = int(max_tokens)
+    if max_context:
+        data["max_context"] = int(max_context)
     if note:
-        data["note"] = note        # e.g. "Reasoning was not available from <server>" (shown with the reply)
+        data["note"] = note
     return data
 
 
+def context_used(thread: list[Any]) -> tuple[int, int] | None:
+    """(tokens, context) the last reply of `thread` left in the model's context, if it recorded them."""
+    for m in reversed(thread):
+        usage = getattr(m, "usage", None) or {}
+        if m.role == "assistant" and usage.get("prompt_tokens"):
+            return int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0)), \
+                int(usage.get("max_context", 0))
+    return None
+
+
 class ChatController(QObject):
-    """The window's logic, kept apart from its widgets (tests drive it directly)."""
+    """The window's chat logic, kept apart from its widgets (tests drive it directly)."""
 
     conversations_changed = Signal()
     thread_changed = Signal()                 # the shown thread must be rebuilt
-    turn_updated = Signal(object)             # Turn: new streamed text
+    turn_updated = Signal(object)             # Turn: new streamed text or progress
     turn_finished = Signal(object, object)    # ChatFinished, Turn
-    model_changed = Signal()                  # loaded/unloaded/loading state changed
-    load_progress = Signal(float, str)
+    model_changed = Signal()                  # re-sent from the ModelController (scripts listen here)
+    chat_settings_changed = Signal()          # the shown chat's effort/instructions changed
     error = Signal(str, str)                  # message, kind ("user" | "bug")
 
-    def __init__(self, store: Any, settings: SettingsStore, worker: WorkerLike) -> None:
+    def __init__(self, store: Any, settings: SettingsStore, worker: WorkerLike, models: Any = None) -> None:
         super().__init__()
         self.store = store
         self.settings = settings
         self.worker = worker
+        self.models = models
         self._ids = itertools.count(1)
         self.conversation_id: int | None = None
         self.thread: list[Any] = []
         self.turn: Turn | None = None
-        self.model: ModelInfo | None = None
-        self.loading: Path | None = None
-        self._load_request_id: int | None = None
         self._chat_request_ids: set[int] = set()   # every StartChat sent (to drop failures of abandoned turns)
         self.last_usage: Usage | None = None
+        self._new_chat_settings = ChatSettings()   # for a chat not created yet (made on its first send)
         # Deltas trigger the streaming saver's writes; this timer makes a pause in them save too.
         self._save_timer = QTimer(self)
         self._save_timer.timeout.connect(self._poll_saver)
 
-    # ------------------------------------------------------------------ model
+    # ------------------------------------------------------------------ model (the ModelController's)
+
+    @property
+    def model(self) -> ModelInfo | None:
+        return self.models.model if self.models is not None else None
+
+    @property
+    def loading(self) -> Path | None:
+        state = self.models.loading if self.models is not None else None
+        return state.path if state is not None else None
+
+    @property
+    def loading_label(self) -> str | None:
+        """What is loading, as the user calls it (a folder's name, or "<model> on <host>")."""
+        state = self.models.loading if self.models is not None else None
+        return state.label if state is not None else None
 
     def load_model(self, model_dir: Path) -> None:
+        """Load without the memory question (scripts, the self-test); the window asks first."""
         if self.turn is not None:
             self.stop()
-        s = self.settings.settings
-        rid = next(self._ids)
-        self._load_request_id = rid
-        self.loading = Path(model_dir)
-        self.worker.submit(LoadModel(rid, Path(model_dir), s.device, s.context_length, s.cpu_threads))
-        self.model_changed.emit()
+        self.models.load_now(Path(model_dir))
 
     def load_remote(self, target: Any) -> None:
         """Use a model on a server the user added (an app.remote.target.RemoteTarget): no weights load."""
         if self.turn is not None:
             self.stop()
-        s = self.settings.settings
-        rid = next(self._ids)
-        self._load_request_id = rid
-        self.loading = target.pseudo_path
-        self.worker.submit(LoadModel(rid, target.pseudo_path, s.device, s.context_length, s.cpu_threads, remote=target))
-        self.model_changed.emit()
+        self.models.load_remote(target)
 
     def unload_model(self) -> None:
         if self.turn is not None:
             self.stop()
-        rid = next(self._ids)
-        self._load_request_id = rid
-        self.worker.submit(UnloadModel(rid))
+        self.models.unload()
 
     @property
     def busy(self) -> bool:
@@ -157,11 +164,101 @@ class ChatController(QObject):
 
     def composer_block_reason(self) -> str | None:
         """Why the user cannot send now, or None if they can."""
-        if self.loading is not None:
-            return f"Loading {self.loading.name}…"
+        if self.loading_label is not None:
+            return f"Loading {self.loading_label}…"
         if self.model is None:
             return "No model loaded. Open one with Models… (Ctrl+M) or Open model folder… (Ctrl+O)."
         return None
+
+    # ------------------------------------------------------------------ history, for the widgets
+
+    def list_conversations(self) -> list[Any]:
+        return list(self.store.list_conversations())
+
+    def search(self, query: str) -> list[Any]:
+        return list(self.store.search(query))
+
+    def conversation_title(self, conversation_id: int | None = None) -> str | None:
+        cid = self.conversation_id if conversation_id is None else conversation_id
+        if cid is None:
+            return None
+        try:
+            return self.store.get_conversation(cid).title
+        except NotFound:
+            return None
+
+    def export_text(self, kind: str) -> str:
+        """The shown chat as Markdown ("md") or JSON ("json")."""
+        assert self.conversation_id is not None
+        if kind == "md":
+            return str(self.store.export_markdown(self.conversation_id))
+        return json.dumps(self.store.export_json(self.conversation_id), indent=2, ensure_ascii=False)
+
+    def import_chat(self, path: Path) -> int:
+        """Add the chat of an exported JSON file as a new chat and open it. Raises HistoryError
+        (ImportFormatError: not a Lantern export), OSError or ValueError (not JSON) for the user."""
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        conversation = self.store.import_json(data)
+        self.conversations_changed.emit()
+        self.open_conversation(conversation.id)
+        return int(conversation.id)
+
+    def context_used(self) -> tuple[int, int] | None:
+        """(tokens, context) the shown chat's last reply left in the context (the meter on reopening)."""
+        return context_used(self.thread)
+
+    def recovered_conversation(self) -> int | None:
+        """The chat holding the newest reply that a crash cut off (found when the history opened)."""
+        ids = getattr(self.store, "recovered_ids", ())
+        for message_id in sorted(ids, reverse=True):
+            try:
+                return int(self.store.get_message(message_id).conversation_id)
+            except NotFound:
+                continue
+        return None
+
+    # ------------------------------------------------------------------ per-chat settings
+
+    @property
+    def chat_settings(self) -> ChatSettings:
+        """The shown chat's own effort/instructions (None fields: the defaults from Settings)."""
+        if self.conversation_id is None:
+            return self._new_chat_settings
+        try:
+            return self.store.get_conversation(self.conversation_id).settings
+        except NotFound:
+            return ChatSettings()
+
+    @property
+    def effective_effort(self) -> str:
+        return self.chat_settings.reasoning_effort or self.settings.settings.reasoning_effort
+
+    @property
+    def effective_instructions(self) -> str:
+        own = self.chat_settings.instructions
+        return own if own is not None else self.settings.settings.instructions
+
+    def set_chat_settings(self, settings: ChatSettings) -> None:
+        if self.conversation_id is None:
+            self._new_chat_settings = settings
+        else:
+            with self._history_writes():
+                self.store.set_chat_settings(self.conversation_id, settings)
+        self.chat_settings_changed.emit()
+
+    def set_chat_effort(self, effort: str | None) -> None:
+        """This chat's reasoning effort (None or the default's value: follow the default)."""
+        current = self.chat_settings
+        own = None if effort in (None, self.settings.settings.reasoning_effort) else effort
+        self.set_chat_settings(ChatSettings(own, current.instructions))
+
+    def set_chat_instructions(self, text: str | None) -> None:
+        """This chat's instructions (None: the default from Settings; "" means none at all)."""
+        self.set_chat_settings(ChatSettings(self.chat_settings.reasoning_effort, text))
+
+    def save_preset(self, name: str, text: str) -> None:
+        presets = tuple(p for p in self.settings.settings.instruction_presets if p[0] != name.strip())
+        self.settings.update(instruction_presets=presets + ((name.strip(), text),))
 
     # ------------------------------------------------------------------ conversations
 
@@ -169,7 +266,9 @@ class ChatController(QObject):
         """An empty chat; the conversation is created on the first send so empty ones don't pile up."""
         self.conversation_id = None
         self.thread = []
+        self._new_chat_settings = ChatSettings()
         self.thread_changed.emit()
+        self.chat_settings_changed.emit()
 
     def open_conversation(self, conversation_id: int) -> None:
         self.conversation_id = conversation_id
@@ -184,6 +283,7 @@ class ChatController(QObject):
     def reload_thread(self) -> None:
         self.thread = self.store.thread(self.conversation_id) if self.conversation_id is not None else []
         self.thread_changed.emit()
+        self.chat_settings_changed.emit()
 
     def rename(self, conversation_id: int, title: str) -> None:
         self.store.rename_conversation(conversation_id, title.strip())
@@ -230,6 +330,9 @@ class ChatController(QObject):
         with self._history_writes():
             if self.conversation_id is None:
                 self.conversation_id = self.store.create_conversation().id
+                if self._new_chat_settings.to_json():
+                    self.store.set_chat_settings(self.conversation_id, self._new_chat_settings)
+                self._new_chat_settings = ChatSettings()
             parent = self.thread[-1].id if self.thread else None
             user = self.store.add_message(self.conversation_id, parent, "user", text)  # the first one titles the chat
             self._start_reply(user.id)
@@ -290,11 +393,13 @@ class ChatController(QObject):
         self.thread = self.store.thread(self.conversation_id)  # add_message made the reply the active leaf
         rid = next(self._ids)
         s = self.settings.settings
-        self.turn = Turn(rid, self.conversation_id, saver.message_id, saver, max_tokens=s.max_tokens)
+        self.turn = Turn(rid, self.conversation_id, saver.message_id, saver, max_tokens=s.max_tokens,
+                         max_context=self.model.max_context if self.model is not None else 0)
         self._chat_request_ids.add(rid)
         self._save_timer.start(max(20, int(SAVE_INTERVAL_S * 500)))  # half the bound: writes lag <= 1.5x
-        history = self._engine_messages(self.thread[:-1], s.instructions)
-        self.worker.submit(StartChat(rid, str(self.conversation_id), tuple(history), s.generation_params()))
+        history = self._engine_messages(self.thread[:-1], self.effective_instructions)
+        self.worker.submit(StartChat(rid, str(self.conversation_id), tuple(history),
+                                     s.generation_params(reasoning_effort=self.effective_effort)))
         self.thread_changed.emit()
 
     @staticmethod
@@ -313,8 +418,8 @@ class ChatController(QObject):
     # ------------------------------------------------------------------ worker events
 
     def on_event(self, event: Event) -> None:
-        """Slot for EngineWorker.event (runs on the GUI thread)."""
-        if isinstance(event, (ChatStarted, ChatDelta, ChatFinished)):
+        """Slot for the worker's chat events (runs on the GUI thread)."""
+        if isinstance(event, (ChatStarted, ChatDelta, ChatUpdate, ChatFinished)):
             if self.turn is None or event.request_id != self.turn.request_id:
                 log.debug("dropped stale %s", type(event).__name__)
                 return
@@ -322,50 +427,38 @@ class ChatController(QObject):
                 if self.turn.stop_requested:  # stop pressed before the worker took the turn
                     self.worker.cancel()
             elif isinstance(event, ChatDelta):
-                self._on_delta(self.turn, event)
+                self._on_update(self.turn, (Delta(event.channel, event.text, event.recipient),), None)  # type: ignore[arg-type]
+            elif isinstance(event, ChatUpdate):
+                self._on_update(self.turn, event.pieces, event.stats)
             else:
                 self._on_finished(self.turn, event)
-        elif isinstance(event, (LoadProgress, ModelReady, ModelUnloaded)):
-            if event.request_id != self._load_request_id:
-                log.debug("dropped stale %s", type(event).__name__)
-                return
-            if isinstance(event, LoadProgress):
-                self.load_progress.emit(event.fraction, event.stage)
-            elif isinstance(event, ModelReady):
-                self.model, self.loading = event.info, None
-                self.settings.update(last_model=str(event.info.path))
-                self.model_changed.emit()
-            else:
-                self.model, self.loading = None, None
-                self.model_changed.emit()
         elif isinstance(event, WorkerFailed):
-            if event.request_id is not None and event.request_id == self._load_request_id:
-                self.loading = None
-                self.model = None  # the worker let go of the previous model before trying
-                self.model_changed.emit()
-            elif self.turn is not None and event.request_id not in (None, self.turn.request_id):
+            if self.turn is not None and event.request_id not in (None, self.turn.request_id):
                 return  # a failure of a turn nobody waits for any more
-            elif self.turn is None and event.request_id in self._chat_request_ids:
+            if self.turn is None and event.request_id in self._chat_request_ids:
                 return  # the failure of a turn already given up (its chat deleted while it ran)
             self.error.emit(event.message, event.kind)
 
-    def _on_delta(self, turn: Turn, event: ChatDelta) -> None:
+    def _on_update(self, turn: Turn, pieces: tuple[Delta, ...], stats: LiveStats | None) -> None:
         now = time.monotonic()
-        try:
-            turn.saver.add(event.channel, event.text, event.recipient)
-        except Exception as error:  # noqa: BLE001 - the text is kept; the next write retries
-            log.warning("could not save the streaming reply: %s", error)
-        if event.recipient:  # a tool call's arguments: shown apart, never as the answer
-            turn.tool_calls = turn.saver.tool_calls
-            if turn.first_final_at is None:
-                turn.first_final_at = now   # the thinking is over: it decided to call a tool
-        elif event.channel == "analysis":
-            turn.analysis += event.text
-            turn.first_analysis_at = turn.first_analysis_at or now
-        else:  # final, or commentary addressed to the user (a preamble): answer text
-            turn.final += event.text
-            if turn.first_final_at is None:
-                turn.first_final_at = now
+        if stats is not None:
+            turn.stats = stats
+        for piece in pieces:
+            try:
+                turn.saver.add(piece.channel, piece.text, piece.recipient)
+            except Exception as error:  # noqa: BLE001 - the text is kept; the next write retries
+                log.warning("could not save the streaming reply: %s", error)
+            if piece.recipient:  # a tool call's arguments: shown apart, never as the answer
+                turn.tool_calls = turn.saver.tool_calls
+                if turn.first_final_at is None:
+                    turn.first_final_at = now   # the thinking is over: it decided to call a tool
+            elif piece.channel == "analysis":
+                turn.analysis += piece.text
+                turn.first_analysis_at = turn.first_analysis_at or now
+            else:  # final, or commentary addressed to the user (a preamble): answer text
+                turn.final += piece.text
+                if turn.first_final_at is None:
+                    turn.first_final_at = now
         self.turn_updated.emit(turn)
 
     def _poll_saver(self) -> None:
@@ -386,9 +479,9 @@ class ChatController(QObject):
         self.turn = None
         self.last_usage = event.usage
         try:
-            turn.saver.finish(status, usage=usage_dict(event.usage, turn.thought_seconds, event.reason,
-                                                       turn.max_tokens, getattr(event, "note", None)),
-                              error=event.error if event.reason == "error" else None)
+            turn.saver.finish(status, usage=usage_dict(event.usage, turn.thought_seconds, turn.max_tokens,
+                                                       turn.max_context, getattr(event, "note", None)),
+                              error=event.error if event.reason == "error" else None, finish_reason=event.reason)
             if self.conversation_id == turn.conversation_id:
                 self.thread = self.store.thread(self.conversation_id)
         except Exception as error:  # noqa: BLE001 - sqlite (disk full, locked, I/O): tell the user, go on
@@ -404,6 +497,6 @@ class ChatController(QObject):
             turn, self.turn = self.turn, None
             self.worker.cancel()
             try:
-                turn.saver.finish("stopped", usage=usage_dict(Usage(), turn.thought_seconds))
+                turn.saver.finish("stopped", usage=usage_dict(Usage(), turn.thought_seconds), finish_reason="cancelled")
             except Exception as error:  # noqa: BLE001 - quitting: the next start marks it stopped anyway
                 log.warning("could not save the reply while quitting: %s", error)

@@ -31,7 +31,16 @@ class GuiThreadGarbageCollector(QObject):
         self._timer.start()
 
     def collect_due(self) -> int:
-        """Collect the oldest generation whose count passed its threshold (as CPython would)."""
+        """Collect the oldest generation whose count passed its threshold (as CPython would).
+
+        While the engine thread imports torch (app/engine_import.py), nothing is collected: the import
+        makes ~170,000 objects that any collection would walk on this thread (even the youngest
+        generation holds them all: automatic collection is off), and they are moved out of the
+        collector's sight once the import is done."""
+        from app.engine_import import importing
+
+        if importing():
+            return 0
         counts = gc.get_count()
         for generation in (2, 1, 0):
             if counts[generation] > self._thresholds[generation]:

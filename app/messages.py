@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal, Union
 
 from app.remote.target import RemoteTarget
-from engine.types import FinishReason, GenerationParams, Message, ModelInfo, Usage
+from engine.types import Delta, ErrorKind, FinishReason, GenerationParams, Message, ModelInfo, Usage
 
 # ---------------------------------------------------------------- GUI -> worker
 
@@ -55,7 +55,20 @@ Request = Union[LoadModel, UnloadModel, StartChat, Shutdown]
 class LoadProgress:
     request_id: int
     fraction: float                   # 0..1
-    stage: str
+    stage: str                        # what is happening, e.g. "Loading weights onto cpu"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadFailed:
+    """A LoadModel did not end in a loaded model. `model_kept`: the model loaded before is still
+    loaded (the new folder was checked and refused before anything was unloaded). kind "cancelled":
+    the user cancelled it; "user": an EngineError they can act on; "bug": anything else."""
+
+    request_id: int
+    kind: Literal["user", "bug", "cancelled"]
+    message: str
+    model_kept: bool = False
+    details: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +91,7 @@ class ChatStarted:
 
 @dataclass(frozen=True, slots=True)
 class ChatDelta:
-    """Reply text on one channel, coalesced to at most one event per ~30 ms per channel."""
+    """Reply text on one channel (a ChatUpdate carries them; tests may send one alone)."""
 
     request_id: int
     channel: str                      # "analysis" | "commentary" | "final"
@@ -87,12 +100,61 @@ class ChatDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveStats:
+    """Where a reply is, from the engine's progress events: reading the prompt, then writing."""
+
+    phase: Literal["prefill", "decode"]
+    prompt_tokens: int                # the whole prompt (reused + new)
+    prefill_done: int                 # of the new part, fed so far
+    prefill_total: int                # the new part (not served from the cache)
+    prefill_elapsed_s: float
+    completion_tokens: int = 0
+    decode_elapsed_s: float = 0.0
+
+    @property
+    def context_tokens(self) -> int:
+        """Tokens in the context now."""
+        return self.prompt_tokens - self.prefill_total + self.prefill_done + self.completion_tokens
+
+    @property
+    def prefill_fraction(self) -> float:
+        return self.prefill_done / self.prefill_total if self.prefill_total else 1.0
+
+    @property
+    def prefill_seconds_left(self) -> float | None:
+        if self.prefill_done <= 0 or self.prefill_elapsed_s <= 0:
+            return None
+        return self.prefill_elapsed_s / self.prefill_done * max(0, self.prefill_total - self.prefill_done)
+
+    @property
+    def tokens_per_s(self) -> float:
+        steps = max(0, self.completion_tokens - 1)
+        return steps / self.decode_elapsed_s if self.decode_elapsed_s > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChatUpdate:
+    """What a turn did since the last update: text pieces (in order, one per channel change) and the
+    latest progress. The worker sends at most one per COALESCE_SECONDS (app/worker.py): the only
+    place streaming is coalesced; the window renders each update it gets."""
+
+    request_id: int
+    pieces: tuple[Delta, ...] = ()
+    stats: LiveStats | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ChatFinished:
     request_id: int
     reason: FinishReason
     usage: Usage = field(default_factory=Usage)
     error: str | None = None          # user-facing message when reason == "error"
+    error_kind: ErrorKind | None = None   # "bug" for a failure that is not the user's
     note: str | None = None           # Finished.note (e.g. the server sent no reasoning)
+
+    @property
+    def is_bug(self) -> bool:
+        return self.reason == "error" and self.error_kind in (None, "bug")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,4 +168,5 @@ class WorkerFailed:
     details: str = ""
 
 
-Event = Union[LoadProgress, ModelReady, ModelUnloaded, ChatStarted, ChatDelta, ChatFinished, WorkerFailed]
+Event = Union[LoadProgress, LoadFailed, ModelReady, ModelUnloaded, ChatStarted, ChatDelta, ChatUpdate, ChatFinished,
+              WorkerFailed]

@@ -38,3 +38,12 @@ def default_models_dir() -> Path:
 def log_path() -> Path:
     """The app's log file (a windowed build has no console to print tracebacks to)."""
     return data_dir() / "logs" / "lantern.log"
+
+
+def documents_dir() -> Path:
+    """Where file dialogs for exports and imports open: the user's documents folder (home if none)."""
+    try:
+        folder = Path(platformdirs.user_documents_dir())
+    except Exception:  # noqa: BLE001 - an odd desktop setup: the home folder will do
+        folder = Path.home()
+    return folder if folder.is_dir() else Path.home()

@@ -2,14 +2,23 @@
 
 One thread owns the engine (which is not thread-safe). The GUI puts typed requests on a queue and
 receives typed events through one signal; Qt queues each emission to the GUI thread, so widgets
-are only touched there. Cancel is a `threading.Event` the engine polls between tokens.
+are only touched there. Cancel is a `threading.Event` the engine polls between prefill chunks and
+tokens; a load is cancelled the same way, at its next stage.
+
+A load first checks the new folder (its files' headers and the tokenizer, with `check`): a folder
+that is not a usable model is refused while the model loaded before stays loaded. A model on a server
+(`LoadModel.remote`) is connected to first and the model loaded before unloaded only once that worked. Streaming is
+coalesced here and only here: at most one ChatUpdate per COALESCE_SECONDS, holding the text pieces
+and the latest prefill/decode progress.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 import queue
+import sys
 import threading
 import time
 import traceback
@@ -18,10 +27,12 @@ from typing import Any, Callable, Protocol
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.messages import (
-    ChatDelta,
     ChatFinished,
     ChatStarted,
+    ChatUpdate,
     Event,
+    LiveStats,
+    LoadFailed,
     LoadModel,
     LoadProgress,
     ModelReady,
@@ -32,14 +43,14 @@ from app.messages import (
     UnloadModel,
     WorkerFailed,
 )
-from engine.errors import EngineError
-from engine.types import ChatEngine, Delta, Finished
+from engine.errors import EngineError, error_kind
+from engine.types import ChatEngine, DecodeProgress, Delta, Finished, PrefillProgress
 
 log = logging.getLogger(__name__)
 
 COALESCE_SECONDS = 0.03
-"""At most one ChatDelta per channel per this interval (a change of channel or recipient flushes at
-once, and the first piece of the new channel goes out at once too, as the first piece of a reply does)."""
+"""At most one ChatUpdate per this interval; the first piece of a reply and of each new channel (the
+answer after the reasoning) go out at once, so a slow model's first words never wait."""
 
 
 class EngineLike(ChatEngine, Protocol):
@@ -50,6 +61,22 @@ class EngineLike(ChatEngine, Protocol):
 
 ProgressCallback = Callable[[float, str], None]
 EngineFactory = Callable[[LoadModel, ProgressCallback], EngineLike]
+FolderCheck = Callable[[LoadModel], None]
+"""Raises EngineError if the folder cannot be loaded; runs before the current model is unloaded."""
+
+
+class LoadCancelled(Exception):
+    """Raised from the load's progress callback once the user cancelled the load."""
+
+
+def check_model_folder(request: LoadModel) -> None:
+    """The real engine's check before unloading anything: every tensor's header (present, dtype,
+    shape, inside its file: a truncated download fails here) and the tokenizer. Torch-free."""
+    from engine.checkpoint import open_checkpoint
+    from engine.tokenizer import load_tokenizer
+
+    checkpoint = open_checkpoint(request.model_dir)
+    load_tokenizer(checkpoint.location.repo_root)
 
 
 def default_engine_factory(request: LoadModel, progress: ProgressCallback) -> EngineLike:
@@ -59,7 +86,9 @@ def default_engine_factory(request: LoadModel, progress: ProgressCallback) -> En
         from app.remote.factory import open_remote_engine
 
         return open_remote_engine(request.remote, progress)
-    from engine import Engine  # lazy: pulls in torch
+    from app.engine_import import import_engine
+
+    Engine = import_engine().Engine  # noqa: N806 - lazy: pulls in torch (without freezing the window)
 
     if request.cpu_threads > 0:
         torch = importlib.import_module("torch")  # already imported by engine.api at this point
@@ -69,33 +98,54 @@ def default_engine_factory(request: LoadModel, progress: ProgressCallback) -> En
 
 
 class _Coalescer:
-    """Buffers deltas of one turn; flushes on channel change or once the interval has passed."""
+    """Collects one turn's text pieces and progress; sends a ChatUpdate at most every `interval`."""
 
     def __init__(self, request_id: int, emit: Callable[[Event], None], interval: float) -> None:
         self._request_id = request_id
         self._emit = emit
         self._interval = interval
-        self._channel: str | None = None
-        self._recipient: str | None = None
-        self._parts: list[str] = []
+        self._pieces: list[Delta] = []
+        self._stats: LiveStats | None = None
+        self._dirty = False
         self._last_flush = 0.0
+        self._seen: tuple[str, str | None] | None = None
+        self._prefill: PrefillProgress | None = None
 
     def add(self, delta: Delta) -> None:
-        recipient = getattr(delta, "recipient", None)
-        if self._channel is not None and (delta.channel, recipient) != (self._channel, self._recipient):
-            self.flush()
-            # Not held back: the answer's first words (or a slow model's next token) could otherwise
-            # wait in this buffer until the next token arrives.
+        key = (delta.channel, getattr(delta, "recipient", None))
+        last = self._pieces[-1] if self._pieces else None
+        if last is not None and (last.channel, last.recipient) == key:
+            self._pieces[-1] = Delta(delta.channel, last.text + delta.text, key[1])
+        else:
+            self._pieces.append(Delta(delta.channel, delta.text, key[1]))
+        if key != self._seen:        # a new channel (or the reply's first piece) goes out at once
+            self._seen = key
             self._last_flush = 0.0
-        self._channel, self._recipient = delta.channel, recipient
-        self._parts.append(delta.text)
+        self._dirty = True
+        self._maybe_flush()
+
+    def prefill(self, p: PrefillProgress) -> None:
+        self._prefill = p
+        self._stats = LiveStats("prefill", p.reused + p.total, p.done, p.total, p.elapsed_s)
+        self._dirty = True
+        self._maybe_flush()
+
+    def decode(self, d: DecodeProgress) -> None:
+        p = self._prefill
+        prompt, total, elapsed = (p.reused + p.total, p.total, p.elapsed_s) if p is not None else (0, 0, 0.0)
+        self._stats = LiveStats("decode", prompt, total, total, elapsed, d.tokens, d.elapsed_s)
+        self._dirty = True
+        self._maybe_flush()
+
+    def _maybe_flush(self) -> None:
         if time.monotonic() - self._last_flush >= self._interval:
             self.flush()
 
     def flush(self) -> None:
-        if self._parts and self._channel is not None:
-            self._emit(ChatDelta(self._request_id, self._channel, "".join(self._parts), self._recipient))
-        self._parts.clear()
+        if self._dirty:
+            self._emit(ChatUpdate(self._request_id, tuple(self._pieces), self._stats))
+        self._pieces = []
+        self._dirty = False
         self._last_flush = time.monotonic()
 
 
@@ -103,10 +153,13 @@ class _Server:
     """State of one `serve()` call: the engine, its session, and how to answer each request."""
 
     def __init__(self, emit: Callable[[Event], None], cancel_event: threading.Event,
-                 engine_factory: EngineFactory, coalesce_seconds: float) -> None:
+                 engine_factory: EngineFactory, coalesce_seconds: float, check: FolderCheck | None,
+                 cancel_load: threading.Event) -> None:
         self.emit = emit
         self.cancel_event = cancel_event
+        self.cancel_load = cancel_load
         self.engine_factory = engine_factory
+        self.check = check
         self.coalesce_seconds = coalesce_seconds
         self.engine: EngineLike | None = None
         self.session: Any = None
@@ -118,15 +171,85 @@ class _Server:
             engine.close()
 
     def load(self, request: LoadModel) -> None:
-        self.close_engine()
+        """Check the folder, then unload the current model, then load the new one (stages reported)."""
+        rid = request.request_id
 
         def progress(fraction: float | str, stage: str | float = "") -> None:
             if isinstance(fraction, str):  # engine.Engine.load calls progress(message, fraction)
                 fraction, stage = stage, fraction
-            self.emit(LoadProgress(request.request_id, float(fraction), str(stage)))
+            if self.cancel_load.is_set():
+                raise LoadCancelled()
+            self.emit(LoadProgress(rid, float(fraction), str(stage)))
 
-        self.engine = self.engine_factory(request, progress)
-        self.emit(ModelReady(request.request_id, self.engine.info))
+        if request.remote is not None:
+            self._load_remote(request, progress)
+            return
+        try:
+            progress(0.0, "Checking the model files")
+            if self.check is not None:
+                self.check(request)
+            if self.cancel_load.is_set():
+                raise LoadCancelled()
+        except LoadCancelled:
+            self.emit(LoadFailed(rid, "cancelled", "Loading was cancelled.", model_kept=self.engine is not None))
+            return
+        except Exception as error:  # noqa: BLE001 - refused before anything was unloaded
+            self._load_failed(rid, error, model_kept=self.engine is not None)
+            return
+        if self.engine is not None:
+            self.emit(LoadProgress(rid, 0.0, "Unloading the previous model"))
+            self.close_engine()
+        engine: EngineLike | None = None
+        try:
+            engine = self.engine_factory(request, progress)
+            if self.cancel_load.is_set():
+                raise LoadCancelled()
+        except LoadCancelled:
+            if engine is not None:
+                engine.close()
+            self.emit(LoadFailed(rid, "cancelled", "Loading was cancelled."))
+            return
+        except Exception as error:  # noqa: BLE001
+            self._load_failed(rid, error, model_kept=False)
+            return
+        self.engine = engine
+        self.emit(ModelReady(rid, engine.info))
+
+    def _load_remote(self, request: LoadModel, progress: ProgressCallback) -> None:
+        """A model on a server: connect first (the factory lists the server's models), and only once
+        that worked unload the model loaded now. No weights come here, so nothing has to make room:
+        a server that does not answer, refuses the key or does not serve the model (or a cancel while
+        connecting) leaves the loaded model loaded."""
+        rid = request.request_id
+        kept = self.engine is not None
+        engine: EngineLike | None = None
+        try:
+            engine = self.engine_factory(request, progress)
+            if self.cancel_load.is_set():
+                raise LoadCancelled()
+        except LoadCancelled:
+            if engine is not None:
+                engine.close()
+            self.emit(LoadFailed(rid, "cancelled", "Loading was cancelled.", model_kept=kept))
+            return
+        except Exception as error:  # noqa: BLE001
+            self._load_failed(rid, error, model_kept=kept)
+            return
+        if self.engine is not None:
+            self.emit(LoadProgress(rid, 1.0, "Unloading the previous model"))
+            self.close_engine()
+        self.engine = engine
+        self.emit(ModelReady(rid, engine.info))
+
+    def _load_failed(self, request_id: int, error: Exception, *, model_kept: bool) -> None:
+        if isinstance(error, EngineError):
+            log.warning("load %d failed: %s", request_id, error)
+            self.emit(LoadFailed(request_id, "user", str(error), model_kept=model_kept))
+        else:
+            details = traceback.format_exc()
+            log.error("bug while loading (request %d):\n%s", request_id, details)
+            self.emit(LoadFailed(request_id, "bug", f"Internal error: {type(error).__name__}: {error}",
+                                 model_kept=model_kept, details=details))
 
     def unload(self, request: UnloadModel) -> None:
         self.close_engine()
@@ -138,7 +261,7 @@ class _Server:
         if self.engine is None:
             message = "No model is loaded. Open one from Models first."
             self.emit(WorkerFailed(request.request_id, "user", message))
-            self.emit(ChatFinished(request.request_id, "error", error=message))
+            self.emit(ChatFinished(request.request_id, "error", error=message, error_kind="user"))
             return
         # One live session, for the conversation that chatted last: its KV cache prefix is reused.
         if self.session is None or self.session_conversation != request.conversation_id:
@@ -150,29 +273,63 @@ class _Server:
                                       should_stop=self.cancel_event.is_set):
             if isinstance(event, Delta):
                 coalescer.add(event)
+            elif isinstance(event, PrefillProgress):
+                coalescer.prefill(event)
+            elif isinstance(event, DecodeProgress):
+                coalescer.decode(event)
             elif isinstance(event, Finished):
                 finished = event
         coalescer.flush()
         if finished is None:  # the engine promises exactly one Finished; don't leave the GUI waiting
             log.error("engine.chat ended without a Finished event (request %d)", request.request_id)
-            finished = Finished("cancelled" if self.cancel_event.is_set() else "error",
-                                error=None if self.cancel_event.is_set() else "The reply ended unexpectedly.")
+            cancelled = self.cancel_event.is_set()
+            finished = Finished("cancelled" if cancelled else "error",
+                                error=None if cancelled else "The reply ended unexpectedly.",
+                                error_kind=None if cancelled else "bug")
         if finished.reason == "error":
-            self.emit(WorkerFailed(request.request_id, "user", finished.error or "Generation failed."))
+            kind = "bug" if finished.is_bug else "user"
+            self.emit(WorkerFailed(request.request_id, kind, finished.error or "Generation failed."))
         self.emit(ChatFinished(request.request_id, finished.reason, finished.usage, finished.error,
+                               finished.error_kind if finished.reason == "error" else None,
                                getattr(finished, "note", None)))
+
+
+ENGINE_NICENESS = 5
+"""The engine thread runs this much below the GUI thread (Linux niceness; "below normal" on Windows), so
+that when the cores are busy the scheduler gives the window its turn first; on an idle machine it
+changes nothing."""
+
+
+def lower_thread_priority() -> bool:
+    """Lower the calling thread's CPU priority (threads it starts inherit it). False where unsupported."""
+    try:
+        if sys.platform.startswith("linux"):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ENGINE_NICENESS)
+            return True
+        if sys.platform == "win32":
+            import ctypes
+
+            kernel32 = ctypes.WinDLL("kernel32")  # type: ignore[attr-defined]
+            return bool(kernel32.SetThreadPriority(kernel32.GetCurrentThread(), -1))  # BELOW_NORMAL
+    except (OSError, AttributeError) as error:
+        log.debug("could not lower the engine thread's priority: %s", error)
+    return False
 
 
 def serve(requests: "queue.SimpleQueue[Request] | queue.Queue[Request]", emit: Callable[[Event], None],
           cancel_event: threading.Event, engine_factory: EngineFactory = default_engine_factory,
-          *, coalesce_seconds: float = COALESCE_SECONDS) -> None:
+          *, coalesce_seconds: float = COALESCE_SECONDS, check: FolderCheck | None = None,
+          cancel_load: threading.Event | None = None, lower_priority: bool = False) -> None:
     """Answer requests until Shutdown. Never raises: every failure becomes a WorkerFailed event.
 
     EngineError (the user can act on it) -> WorkerFailed(kind="user"); any other exception is
     logged with its traceback -> WorkerFailed(kind="bug"). A failed StartChat also ends its turn
-    with ChatFinished(reason="error"), so the GUI never waits forever.
+    with ChatFinished(reason="error"), so the GUI never waits forever; a failed LoadModel answers
+    with LoadFailed (saying whether the previous model is still loaded).
     """
-    server = _Server(emit, cancel_event, engine_factory, coalesce_seconds)
+    server = _Server(emit, cancel_event, engine_factory, coalesce_seconds, check, cancel_load or threading.Event())
+    if lower_priority:
+        lower_thread_priority()
     while True:
         request = requests.get()
         if isinstance(request, Shutdown):
@@ -184,6 +341,8 @@ def serve(requests: "queue.SimpleQueue[Request] | queue.Queue[Request]", emit: C
                 server.unload(request)
             elif isinstance(request, StartChat):
                 server.chat(request)
+            elif hasattr(request, "run_on_worker"):   # a local API server job (app/api_server.py)
+                request.run_on_worker(server.engine)
             else:
                 raise TypeError(f"unknown request {request!r}")
         except Exception as error:  # noqa: BLE001 - the thread must survive anything
@@ -205,7 +364,7 @@ def _report(emit: Callable[[Event], None], request: Request | None, error: Excep
         log.error("bug while handling %r:\n%s", request, details)
         emit(WorkerFailed(request_id, "bug", f"Internal error: {type(error).__name__}: {error}", details))
     if isinstance(request, StartChat):
-        emit(ChatFinished(request.request_id, "error", error=str(error)))
+        emit(ChatFinished(request.request_id, "error", error=str(error), error_kind=error_kind(error)))
 
 
 class EngineWorker(QObject):
@@ -213,11 +372,17 @@ class EngineWorker(QObject):
 
     event = Signal(object)
 
-    def __init__(self, engine_factory: EngineFactory = default_engine_factory) -> None:
+    def __init__(self, engine_factory: EngineFactory = default_engine_factory,
+                 check: FolderCheck | None = None) -> None:
         super().__init__()
         self._requests: queue.SimpleQueue[Request] = queue.SimpleQueue()
         self._cancel = threading.Event()
+        self._cancel_load = threading.Event()
         self._factory = engine_factory
+        if check is None:   # the real engine's check; a test factory brings its own (or none)
+            check = check_model_folder if engine_factory is default_engine_factory else getattr(
+                engine_factory, "check", None)
+        self._check = check
         self._thread = QThread()
         self._thread.setObjectName("engine-worker")
         self.moveToThread(self._thread)
@@ -229,10 +394,17 @@ class EngineWorker(QObject):
 
     @Slot()
     def _run(self) -> None:
-        serve(self._requests, self.event.emit, self._cancel, self._factory)
+        serve(self._requests, self.event.emit, self._cancel, self._factory, check=self._check,
+              cancel_load=self._cancel_load, lower_priority=True)
 
     def submit(self, request: Request) -> None:
+        if isinstance(request, LoadModel):
+            self._cancel_load.clear()
         self._requests.put(request)
+
+    def cancel_load(self) -> None:
+        """Ask the load in progress to stop at its next stage (the model it replaced stays unloaded)."""
+        self._cancel_load.set()
 
     def cancel(self) -> None:
         """Ask the current turn to stop at the next token (or prefill chunk)."""
@@ -244,6 +416,7 @@ class EngineWorker(QObject):
             return True
         self._stopped = True
         self._cancel.set()
+        self._cancel_load.set()
         self._requests.put(Shutdown())
         self._thread.quit()
         done = self._thread.wait(timeout_ms) if self._thread.isRunning() else True

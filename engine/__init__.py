@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import ConfigError, ContextFull, DeviceError, EngineError, ModelFilesError, OutOfMemory
 from engine.types import (
     ChatEvent,
+    DecodeProgress,
     Delta,
     Finished,
     GenerationParams,
     Message,
     ModelInfo,
+    PrefillProgress,
     ReasoningEffort,
     Usage,
 )
@@ -24,7 +26,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from engine.api import Engine, Session
 
 __all__ = [
-    "ChatEvent", "ConfigError", "ContextFull", "Delta", "DeviceError", "Engine", "EngineError", "Finished",
+    "ChatEvent", "ConfigError", "ContextFull", "DecodeProgress", "Delta", "DeviceError", "Engine", "EngineError",
+    "Finished", "PrefillProgress",
     "GenerationParams", "Message", "ModelFilesError", "ModelInfo", "OutOfMemory", "ReasoningEffort", "Session",
     "Usage",
 ]

@@ -3,13 +3,18 @@
     engine = Engine.load(model_dir, device="auto", max_context=8192, progress=None)
     session = engine.new_session()
     for event in engine.chat(session, messages, GenerationParams(...), should_stop=lambda: False):
-        ...   # Delta(channel, text, recipient) events, then exactly one Finished(reason, usage, error)
+        ...   # PrefillProgress per prefill chunk, then Delta(channel, text, recipient) and DecodeProgress
+        ...   # per token, then exactly one Finished(reason, usage, error, error_kind)
 
 Errors (all `EngineError` subclasses, messages fit to show a user):
 * `Engine.load` raises ModelFilesError / ConfigError (bad folder), DeviceError, OutOfMemory.
 * `Engine.chat` raises ContextFull *when called* (before any event is produced) if the prompt plus
   room for a reply does not fit in `max_context`. Once iteration starts it never raises: running
-  out of memory or any other failure ends the stream with Finished(reason="error", error=message).
+  out of memory or any other failure ends the stream with Finished(reason="error", error=message,
+  error_kind=...): "out_of_memory", "model_files", ... for what the user can act on, "bug" otherwise.
+* Progress (engine.types): a `PrefillProgress(done, total, elapsed_s, reused)` after every prefill
+  chunk (`prefill_chunk` tokens, 256 by default) of the part of the prompt not served from the cache,
+  and a `DecodeProgress(tokens, elapsed_s)` after every sampled token.
 * Finished.reason: "stop" (the model ended its turn), "tool_call" (it stopped on <|call|>; Lantern
   runs no tools), "length" (max_tokens or the context limit reached), "cancelled" (should_stop()
   returned True; checked between prefill chunks and between tokens), "error".
@@ -27,6 +32,7 @@ This module imports torch; `engine` and `engine.types` do not (they import it la
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -35,10 +41,19 @@ from typing import TYPE_CHECKING
 import torch
 
 from engine.config import CheckpointLocation, ModelConfig, load_config
-from engine.errors import ContextFull, EngineError, OutOfMemory
+from engine.errors import ContextFull, EngineError, OutOfMemory, error_kind
 from engine.harmony import StreamParser, render_conversation, stop_tokens
 from engine.tokenizer import Tokenizer, load_tokenizer
-from engine.types import ChatEvent, Finished, GenerationParams, Message, ModelInfo, Usage
+from engine.types import (
+    ChatEvent,
+    DecodeProgress,
+    Finished,
+    GenerationParams,
+    Message,
+    ModelInfo,
+    PrefillProgress,
+    Usage,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from engine.generate import GenerationResult
@@ -182,8 +197,10 @@ class Engine:
         report(f"Loading weights onto {choice.device}", 0.1)
         needed = config.memory_needed_bytes(max_context)
         if choice.device.startswith("cuda"):
+            from engine.fit import enough_free   # the one place that decides "will it fit"
+
             free = _available_bytes(choice.device)
-            if free is not None and needed > free:
+            if free is not None and not enough_free(needed, free):
                 raise _out_of_memory(f"load the model with a {max_context:,}-token context", choice.device, needed,
                                      MemoryError("checked before loading"))
         try:
@@ -317,9 +334,15 @@ class Engine:
                 should_stop=lambda: superseded() or should_stop(),
             )
             try:
+                for step in gen.prefill():
+                    yield PrefillProgress(step.done, step.total, step.elapsed_s, reused)
+                decode_start: float | None = None
                 for token in gen:
+                    now = time.perf_counter()
+                    decode_start = now if decode_start is None else decode_start
                     generated.append(token)
                     yield from parser.feed(token)
+                    yield DecodeProgress(len(generated), now - decode_start)
             finally:
                 if not superseded():
                     session._sync()
@@ -329,7 +352,7 @@ class Engine:
             yield from parser.finish()
             if not superseded():
                 session.reset()
-            yield Finished("error", self._usage(prompt, reused, generated, None), str(exc))
+            yield Finished("error", self._usage(prompt, reused, generated, None), str(exc), error_kind(exc))
             return
         except Exception as exc:  # noqa: BLE001 - the stream must end with exactly one Finished
             yield from parser.finish()
@@ -338,11 +361,11 @@ class Engine:
             if _is_oom(exc):
                 err = _out_of_memory("continue this reply", self._info.device,
                                      self.config.kv_cache_bytes(self._info.max_context), exc)
-                yield Finished("error", self._usage(prompt, reused, generated, None), str(err))
+                yield Finished("error", self._usage(prompt, reused, generated, None), str(err), "out_of_memory")
             else:
                 log.exception("chat failed")
                 yield Finished("error", self._usage(prompt, reused, generated, None),
-                               f"Internal error: {type(exc).__name__}: {exc}")
+                               f"Internal error: {type(exc).__name__}: {exc}", "bug")
             return
         reason = result.reason
         if reason == "stop" and result.stop_token == self.tokenizer.special("<|call|>"):
@@ -353,6 +376,10 @@ class Engine:
         from engine.sampling import Sampler
 
         sampler = Sampler(params.temperature, top_p=params.top_p, seed=params.seed)
+        if params.tool_choice == "required" and params.tools:   # the turn must end in a function call
+            from engine.structured import constrain_tool_call
+
+            return constrain_tool_call(sampler, self.tokenizer, params)
         if params.response_format is not None:   # structured output: only the final body is constrained
             from engine.structured import constrain_final_channel
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from engine.errors import EngineError
-from engine.types import ChatEngine, Delta, Finished, GenerationParams, Message, Usage
+from engine.types import DEFAULT_REASONING_EFFORT, ChatEngine, Delta, Finished, GenerationParams, Message, Usage
 
 DIM, RED, RESET = "\033[2m", "\033[31m", "\033[0m"
 EFFORTS = ("low", "medium", "high")
@@ -114,7 +114,7 @@ class TerminalChat:
                 else:
                     self._write(event.text)
                 last_channel, last_recipient = event.channel, event.recipient
-            else:
+            elif isinstance(event, Finished):
                 finished = event
         self._write("\n")
         for channel in ("analysis", "commentary", "final"):
@@ -166,7 +166,8 @@ class TerminalChat:
 
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, type=Path, help="model folder (Hugging Face repo or original/)")
-    parser.add_argument("--reasoning", choices=EFFORTS, default="low", help="reasoning effort (default low)")
+    parser.add_argument("--reasoning", choices=EFFORTS, default=DEFAULT_REASONING_EFFORT,
+                        help=f"reasoning effort (default {DEFAULT_REASONING_EFFORT}, as in the window)")
     parser.add_argument("--show-reasoning", action="store_true", help="show the chain of thought, dimmed")
     parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0)")
     parser.add_argument("--top-p", type=float, default=1.0)

@@ -6,6 +6,10 @@ Anything else escaping the engine is a bug; the app reports it with its tracebac
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from engine.types import ErrorKind
 
 
 class EngineError(Exception):
@@ -53,3 +57,18 @@ class ContextFull(EngineError):
         )
         self.used_tokens = used_tokens
         self.limit_tokens = limit_tokens
+
+
+def error_kind(error: BaseException) -> "ErrorKind":
+    """Which `engine.types.ErrorKind` an exception is: the user's to act on, or a bug."""
+    if isinstance(error, ContextFull):
+        return "context_full"
+    if isinstance(error, (OutOfMemory, MemoryError)) or type(error).__name__ == "OutOfMemoryError":
+        return "out_of_memory"         # (the last: torch's, without importing torch here)
+    if isinstance(error, ModelFilesError):
+        return "model_files"
+    if isinstance(error, DeviceError):
+        return "device"
+    if isinstance(error, EngineError):
+        return "user"
+    return "bug"

@@ -1,4 +1,9 @@
-"""Token generation against a KV cache: chunked prefill, then one token at a time."""
+"""Token generation against a KV cache: chunked prefill, then one token at a time.
+
+`Generation.prefill()` runs the prefill chunk by chunk and yields a `PrefillStep` after each (so
+`Engine.chat` can report progress on a long prompt); iterating the Generation then decodes. Iterating
+without calling `prefill()` first runs the prefill inside the first `next()`, as before.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,15 @@ from engine.model import Transformer
 from engine.sampling import Sampler
 
 StopReason = Literal["stop", "length", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class PrefillStep:
+    """After one prefill chunk: `done` of `total` tokens fed, `elapsed_s` since the prefill began."""
+
+    done: int
+    total: int
+    elapsed_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +96,10 @@ class Generation:
             raise ValueError("generate() needs at least one token to append")
         cache.check_room(len(self.tokens))                 # ContextFull before anything runs
         self.result: GenerationResult | None = None
+        self._logits: torch.Tensor | None = None      # [V] f32 of the last prompt position, once fed
+        self._fed = 0                                  # prompt tokens fed so far
+        self._t0: float | None = None                  # when the prefill began
+        self._prefill_cancelled = False
         self._it = self._run()
 
     def __iter__(self) -> Iterator[int]:
@@ -90,39 +108,56 @@ class Generation:
     def __next__(self) -> int:
         return next(self._it)
 
+    def prefill(self) -> Iterator[PrefillStep]:
+        """Feed the prompt in chunks of `prefill_chunk` tokens, yielding progress after each.
+
+        Stops early (and the generation then ends "cancelled") when `should_stop()` turns true
+        between chunks. Calling it again, or iterating afterwards, does not feed anything twice.
+        """
+        model, cache, device = self.model, self.cache, self.model.device
+        if self._t0 is None:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            self._t0 = time.perf_counter()
+        ids = torch.tensor(self.tokens, dtype=torch.long, device=device)
+        total = len(self.tokens)
+        # only the last chunk's last position needs logits
+        while self._fed < total and not self._prefill_cancelled:
+            if self.should_stop():
+                self._prefill_cancelled = True
+                return
+            chunk = ids[self._fed:self._fed + self.prefill_chunk]
+            self._logits = model(chunk, cache, last_only=True)[-1]      # [V] f32
+            self._fed += chunk.shape[0]
+            yield PrefillStep(self._fed, total, time.perf_counter() - self._t0)
+
     def _run(self) -> Iterator[int]:
         model, cache, device = self.model, self.cache, self.model.device
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        t0 = time.perf_counter()
-        done = 0
         produced = 0
         reason: StopReason = "length"
         stop_token: int | None = None
         prefill_s = decode_s = ttft = 0.0
 
         def finish() -> None:
-            self.result = GenerationResult(reason, stop_token, done, produced, prefill_s, decode_s, ttft,
+            self.result = GenerationResult(reason, stop_token, self._fed, produced, prefill_s, decode_s, ttft,
                                            peak_memory_bytes(device))
 
-        # ---- prefill, in chunks; only the last chunk's last position needs logits ----
-        ids = torch.tensor(self.tokens, dtype=torch.long, device=device)
-        logits = None
-        while done < len(self.tokens):
-            if self.should_stop():
-                reason = "cancelled"
-                prefill_s = time.perf_counter() - t0
-                finish()
-                return
-            chunk = ids[done:done + self.prefill_chunk]
-            logits = model(chunk, cache, last_only=True)[-1]             # [V] f32
-            done += chunk.shape[0]
+        # ---- prefill (unless the caller already ran it through prefill()) ----
+        for _ in self.prefill():
+            pass
+        assert self._t0 is not None
+        if self._prefill_cancelled:
+            reason = "cancelled"
+            prefill_s = time.perf_counter() - self._t0
+            finish()
+            return
+        logits = self._logits
         if self.max_new_tokens <= 0:
-            prefill_s = time.perf_counter() - t0
+            prefill_s = time.perf_counter() - self._t0
             finish()
             return
         token = self.sampler(logits)                                   # syncs the device
-        prefill_s = ttft = time.perf_counter() - t0
+        prefill_s = ttft = time.perf_counter() - self._t0
 
         # ---- decode ----
         t1 = time.perf_counter()

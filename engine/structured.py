@@ -69,6 +69,21 @@ def _validate(grammar: str) -> tuple[bool, str]:
     return not message, message
 
 
+_SHIFTS = torch.arange(32, dtype=torch.int32)
+
+
+def _only(logits: torch.Tensor, allowed: list[int]) -> torch.Tensor:
+    out = torch.full_like(logits, float("-inf"))
+    out[allowed] = logits[allowed]
+    return out
+
+
+def _allowed_tokens(matcher: Any, vocab: int) -> torch.Tensor:
+    """[vocab] bool: the tokens the matcher accepts next (its bitmask unpacked, bit i of word w = token 32w+i)."""
+    words = torch.frombuffer(bytearray(matcher.compute_bitmask()), dtype=torch.int32)      # [ceil(V/32)]
+    return ((words.unsqueeze(1) >> _SHIFTS) & 1).bool().reshape(-1)[:vocab]
+
+
 class FinalChannelConstraint:
     """`sampler(logits) -> token` that holds the final message's body to a JSON schema."""
 
@@ -90,22 +105,13 @@ class FinalChannelConstraint:
         return self.matcher is not None
 
     def _mask(self, logits: torch.Tensor) -> torch.Tensor:
-        import llguidance.torch as lgt
-
-        with _lock:
-            lt = _lltokenizer(self.tok)
-        bitmask = lgt.allocate_token_bitmask(1, lt.vocab_size)
-        out = logits.reshape(-1).float().cpu().clone()                 # [V] f32
+        out = logits.reshape(-1).float().cpu()                         # [V] f32
+        ends = list(self._ends)
         if self.matcher.is_stopped() or self.matcher.is_error():
-            allowed = torch.full_like(out, float("-inf"))
-            allowed[list(self._ends)] = out[list(self._ends)]
-            return allowed.to(logits.device)
-        lgt.fill_next_token_bitmask(self.matcher, bitmask, 0)
-        end_logits = out[list(self._ends)].clone()
-        lgt.apply_token_bitmask_inplace(out, bitmask[0])
-        if self.matcher.is_accepting():                                # the value is complete: it may end
-            out[list(self._ends)] = end_logits
-        return out.to(logits.device)
+            return _only(out, ends).to(logits.device)
+        allowed = _allowed_tokens(self.matcher, out.shape[0])
+        allowed[ends] = bool(self.matcher.is_accepting())             # the value is complete: it may end
+        return out.masked_fill(~allowed, float("-inf")).to(logits.device)
 
     def __call__(self, logits: torch.Tensor) -> int:
         if self.matcher is not None:
@@ -148,3 +154,114 @@ class FinalChannelConstraint:
 
 def constrain_final_channel(base: Any, tokenizer: Tokenizer, fmt: ResponseFormat) -> FinalChannelConstraint:
     return FinalChannelConstraint(base, tokenizer, fmt)
+
+
+# --- tool_choice "required" / a named function --------------------------------------------------------
+
+
+class RequiredToolCall:
+    """`sampler(logits) -> token` that makes the turn end in a call to one of the allowed functions.
+
+    The model may still reason first (analysis messages, free text), but every message header it
+    writes is held to one of `<|channel|>analysis<|message|>` or
+    `<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>` (NAME allowed), the
+    arguments to the function's JSON schema (a schema the grammar cannot compile: any JSON object),
+    and the call ends with `<|call|>`. A final answer, a preamble or `<|return|>` cannot happen.
+    """
+
+    def __init__(self, base: Any, tokenizer: Tokenizer, params: Any) -> None:
+        from engine.harmony_tools import function_names
+
+        self.base = base
+        self.tok = tokenizer
+        s = tokenizer.special
+        self._start, self._end, self._call = s("<|start|>"), s("<|end|>"), s("<|call|>")
+        self._banned_in_text = [s("<|return|>"), s("<|call|>"), s("<|endoftext|>"), s("<|start|>")]
+        self._assistant = tokenizer.encode("assistant")
+        names = function_names(params.tools)
+        allowed = params.allowed_tools or tuple(t.name for t in params.tools)
+        self.headers: dict[str, list[int]] = {
+            "": tokenizer.encode("<|channel|>analysis<|message|>", allow_special=True)}
+        self.grammars: dict[str, str] = {}
+        for tool in params.tools:
+            if tool.name not in allowed:
+                continue
+            self.headers[tool.name] = tokenizer.encode(
+                f"<|channel|>commentary to=functions.{names[tool.name]} <|constrain|>json<|message|>", allow_special=True)
+            fmt = ResponseFormat(tool.name, tool.parameters if isinstance(tool.parameters, dict) else {"type": "object"})
+            try:
+                self.grammars[tool.name] = grammar_for(fmt)
+            except SchemaError:
+                self.grammars[tool.name] = grammar_for(ResponseFormat(tool.name, {"type": "object"}))
+        self.state = "header"        # header | analysis | after_end | role | arguments | done
+        self._sofar: list[int] = []  # header tokens, or role tokens after <|start|>
+        self.matcher: Any = None
+        self.called: str | None = None
+
+    def _allowed(self) -> list[int] | None:
+        if self.state == "header":
+            k = len(self._sofar)
+            return sorted({seq[k] for seq in self.headers.values() if len(seq) > k and seq[:k] == self._sofar})
+        if self.state == "after_end":
+            return [self._start]
+        if self.state == "role":
+            return [self._assistant[len(self._sofar)]]
+        return None
+
+    def __call__(self, logits: torch.Tensor) -> int:
+        flat = logits.reshape(-1)
+        allowed = self._allowed()
+        if allowed is not None:
+            flat = _only(flat, allowed)
+        elif self.state == "analysis":
+            flat = flat.clone()
+            flat[self._banned_in_text] = float("-inf")
+        elif self.state == "arguments":
+            flat = self._arguments_mask(flat)
+        token = int(self.base(flat))
+        self._advance(token)
+        return token
+
+    def _arguments_mask(self, logits: torch.Tensor) -> torch.Tensor:
+        out = logits.float().cpu()
+        if self.matcher.is_stopped() or self.matcher.is_error():
+            return _only(out, [self._call]).to(logits.device)
+        allowed = _allowed_tokens(self.matcher, out.shape[0])
+        allowed[self.tok.special("<|return|>")] = False     # the grammar's own end token: the call ends in <|call|>
+        allowed[self._call] = bool(self.matcher.is_accepting())
+        return out.masked_fill(~allowed, float("-inf")).to(logits.device)
+
+    def _advance(self, token: int) -> None:
+        if self.state == "header":
+            self._sofar.append(token)
+            for name, seq in self.headers.items():
+                if self._sofar == seq:
+                    if name:
+                        import llguidance
+
+                        with _lock:
+                            lt = _lltokenizer(self.tok)
+                        self.matcher = llguidance.LLMatcher(lt, self.grammars[name], log_level=0)
+                        self.state, self.called = "arguments", name
+                    else:
+                        self.state = "analysis"
+                    self._sofar = []
+                    return
+        elif self.state == "analysis":
+            if token == self._end:
+                self.state = "after_end"
+        elif self.state == "after_end":
+            self.state, self._sofar = "role", []
+        elif self.state == "role":
+            self._sofar.append(token)
+            if len(self._sofar) == len(self._assistant):
+                self.state, self._sofar = "header", []
+        elif self.state == "arguments":
+            if token == self._call:
+                self.state, self.matcher = "done", None
+            else:
+                self.matcher.consume_token(token)
+
+
+def constrain_tool_call(base: Any, tokenizer: Tokenizer, params: Any) -> RequiredToolCall:
+    return RequiredToolCall(base, tokenizer, params)

@@ -6,6 +6,11 @@ Sources, first found wins (docs/gpt-oss-spec.md §4):
 3. the bundled `resources/tokenizer/tokenizer.json.gz`.
 Nothing is ever downloaded. Special tokens live in one table, `SPECIAL_TOKENS`; engine code looks
 them up by name (`Tokenizer.special("<|end|>")`) and never spells an id.
+
+A tokenizer.json byte-identical to the one gpt-oss ships (`GPT_OSS_TOKENIZER_JSON_SHA256`, the bundled
+copy) is read through the bundled `.tiktoken` file instead: the same ranks and pattern (tested), but no
+`json.loads` of 27 MB, which holds the interpreter lock for about half a second and froze the window's
+thread while a model loaded. Tokenizers are kept per file content, so loading a model again is free.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ ENCODING_NAME = "o200k_harmony"
 VOCAB_SIZE = 201088            # embedding rows; ids 200013..201087 are reserved specials
 NUM_BPE_TOKENS = 199998        # o200k_base ranks, ids 0..199997 (rank == id)
 O200K_BASE_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
+# sha256 of gpt-oss's tokenizer.json (resources/tokenizer/tokenizer.json.gz, decompressed).
+GPT_OSS_TOKENIZER_JSON_SHA256 = "0614fe83cadab421296e664e1f48f4261fa8fef6e03e63bb75c20f38e37d07d3"
 
 # o200k pre-tokenizer pattern (spec §4.2), used when the vocabulary comes from the .tiktoken file.
 PAT_STR = "|".join(
@@ -144,8 +151,15 @@ def _check_ranks(ranks: dict[bytes, int], source: Path) -> None:
 
 def _read_json_file(path: Path) -> dict[str, Any]:
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-        data = json.loads(raw)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ModelFilesError(f"tokenizer file cannot be read ({exc})", path=path) from exc
+    return _parse_json(raw, path)
+
+
+def _parse_json(raw: bytes, path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
     except (OSError, ValueError, EOFError) as exc:
         raise ModelFilesError(f"tokenizer file cannot be read ({exc})", path=path) from exc
     if not isinstance(data, dict):
@@ -235,16 +249,37 @@ class StreamingDecoder:
         return out
 
 
+_BY_CONTENT: dict[str, Tokenizer] = {}
+"""Tokenizers built this process, by the sha256 of the file they came from."""
+
+
 def _from_tokenizer_json(path: Path) -> Tokenizer:
-    ranks, pattern = _ranks_from_tokenizer_json(_read_json_file(path), path)
-    _check_ranks(ranks, path)
-    return Tokenizer(ranks, pattern, source=str(path))
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ModelFilesError(f"tokenizer file cannot be read ({exc})", path=path) from exc
+    digest = hashlib.sha256(raw).hexdigest()     # hashlib releases the interpreter lock on large data
+    if digest in _BY_CONTENT:
+        return _BY_CONTENT[digest]
+    tiktoken_file = bundled_tokenizer_dir() / "o200k_base.tiktoken"
+    if digest == GPT_OSS_TOKENIZER_JSON_SHA256 and path.suffix != ".gz" and tiktoken_file.is_file():
+        log.info("%s is gpt-oss's own tokenizer.json: reading the same vocabulary from %s", path, tiktoken_file)
+        tokenizer = _from_tiktoken_file(tiktoken_file)
+    else:
+        ranks, pattern = _ranks_from_tokenizer_json(_parse_json(raw, path), path)
+        _check_ranks(ranks, path)
+        tokenizer = Tokenizer(ranks, pattern, source=str(path))
+    _BY_CONTENT[digest] = tokenizer
+    return tokenizer
 
 
 def _from_tiktoken_file(path: Path) -> Tokenizer:
-    ranks = _ranks_from_tiktoken_file(path)
-    _check_ranks(ranks, path)
-    return Tokenizer(ranks, PAT_STR, source=str(path))
+    key = f"tiktoken:{path.resolve()}"
+    if key not in _BY_CONTENT:      # built once per process (tiktoken holds the interpreter lock ~0.1 s to build)
+        ranks = _ranks_from_tiktoken_file(path)
+        _check_ranks(ranks, path)
+        _BY_CONTENT[key] = Tokenizer(ranks, PAT_STR, source=str(path))
+    return _BY_CONTENT[key]
 
 
 def load_tokenizer(model_dir: Path | str | None = None) -> Tokenizer:

@@ -2,6 +2,16 @@
 
 Importing this module (or `engine` itself) never imports torch: the window can use these
 types before the engine is loaded on the worker thread.
+
+`Engine.chat` yields `ChatEvent`s, in this order:
+* `PrefillProgress` after each prefill chunk (the prompt being read: `done` of `total` new tokens,
+  after `reused` tokens that came from the session's cache), so a front end can say "Reading your
+  message… 43 %" during a long prompt;
+* `Delta` pieces of reply text and `DecodeProgress` after each sampled token (tokens so far and the
+  seconds they took), for live tokens/s and the context meter;
+* exactly one `Finished` last; its `error_kind` says whether an error is the user's to act on
+  (context full, out of memory, bad model files) or a bug.
+A consumer ignores event types it does not know.
 """
 
 from __future__ import annotations
@@ -16,6 +26,12 @@ Role = Literal["system", "developer", "user", "assistant", "tool"]
 Channel = Literal["analysis", "commentary", "final"]
 FinishReason = Literal["stop", "length", "cancelled", "error", "tool_call"]
 Layout = Literal["huggingface", "original"]
+ErrorKind = Literal["context_full", "out_of_memory", "model_files", "device", "user", "bug"]
+"""Why a reply failed: the first five are the user's to act on (an `EngineError`); "bug" is anything else."""
+
+DEFAULT_REASONING_EFFORT: "ReasoningEffort" = "medium"
+"""The reasoning effort when none is chosen: the same for the window, the terminal chat and the API."""
+
 BuiltinTool = Literal["browser", "python"]
 ToolChoice = Literal["auto", "none", "required"]
 
@@ -84,7 +100,7 @@ class GenerationParams:
     temperature: float = 1.0          # 0 means greedy (argmax)
     top_p: float = 1.0
     max_tokens: int = 4096            # reply tokens, reasoning included
-    reasoning_effort: ReasoningEffort = "medium"
+    reasoning_effort: ReasoningEffort = DEFAULT_REASONING_EFFORT
     seed: int | None = None
     current_date: str | None = None   # "YYYY-MM-DD" for the system message; None leaves it out
     # Tools (docs/harmony-tools.md). Built-ins go in the system message, functions in the developer one.
@@ -121,16 +137,59 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class PrefillProgress:
+    """The prompt is being read: `done` of `total` tokens fed so far, `elapsed_s` seconds since the
+    prefill began. `reused` prompt tokens before them came from the session's KV cache (the whole
+    prompt is `reused + total` tokens). Sent after each prefill chunk."""
+
+    done: int
+    total: int
+    elapsed_s: float
+    reused: int = 0
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+    @property
+    def seconds_left(self) -> float | None:
+        """A linear estimate from the speed so far (None before the first chunk is timed)."""
+        if self.done <= 0 or self.elapsed_s <= 0:
+            return None
+        return self.elapsed_s / self.done * max(0, self.total - self.done)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeProgress:
+    """`tokens` reply tokens sampled so far, the first `elapsed_s` seconds after the prefill ended
+    (the first token comes from the prefill). Sent after each sampled token."""
+
+    tokens: int
+    elapsed_s: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        steps = max(0, self.tokens - 1)
+        return steps / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Finished:
     """The last event of every reply: exactly one per `Engine.chat` call."""
 
     reason: FinishReason
     usage: Usage = field(default_factory=Usage)
     error: str | None = None          # user-facing message when reason == "error"
+    error_kind: ErrorKind | None = None   # set when reason == "error"
     note: str | None = None           # a remark to show with the reply (e.g. a server sent no reasoning)
 
+    @property
+    def is_bug(self) -> bool:
+        """The reply failed for a reason that is not the user's (shown as a bug, with the log)."""
+        return self.reason == "error" and self.error_kind in (None, "bug")
 
-ChatEvent = Union[Delta, Finished]
+
+ChatEvent = Union[PrefillProgress, Delta, DecodeProgress, Finished]
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,3 +35,10 @@ def test_engine_never_imports_qt() -> None:
     code += "    importlib.import_module(m.name)\n"
     mods = _modules_after(code)
     assert not any(m.startswith("PySide6") for m in mods)
+
+
+def test_api_server_does_not_import_torch() -> None:
+    # the window imports the server on the GUI thread; torch only loads with a model, on the worker
+    mods = _modules_after("import engine.server.app, engine.server.serve, engine.server.host")
+    assert "engine.server.app" in mods
+    assert "torch" not in mods

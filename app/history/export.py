@@ -1,7 +1,9 @@
 """Conversation export (Markdown, JSON) and validation of JSON to import. Pure functions, no SQL.
 
-JSON format ``lantern.conversation`` version 1: the whole message tree, every branch, plus the
-active leaf. Message ids in the file are local to the file (1..n in the order the messages were
+JSON format ``lantern.conversation`` version 2: the whole message tree, every branch, plus the
+active leaf and the chat's own settings; each reply carries its ``tool_calls`` and ``finish_reason``
+(version 1 kept those two inside ``usage``; such files still import, and are moved the same way the
+database's v3 migration moves them). Message ids in the file are local to the file (1..n in the order the messages were
 written, parents before children), so exporting an imported conversation gives the same JSON
 again: ``export(import(export(x))) == export(x)`` exactly, although the database ids differ.
 A reply still streaming when exported is written as "stopped" (the file holds what was there).
@@ -16,10 +18,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.history.errors import ImportFormatError
-from app.history.models import ROLES, STATUSES, Conversation, StoredMessage, tool_calls_of
+from app.history.models import (
+    INTERRUPTED,
+    INTERRUPTED_NOTE,
+    ROLES,
+    STATUSES,
+    ChatSettings,
+    Conversation,
+    StoredMessage,
+    ToolCalls,
+    tool_calls_json,
+    tool_calls_of,
+)
 
 FORMAT = "lantern.conversation"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+FINISH_REASONS = ("stop", "length", "tool_call", "cancelled", "error", INTERRUPTED)
 
 
 @dataclass(frozen=True)
@@ -34,6 +48,8 @@ class ImportedMessage:
     error: str | None
     usage: dict[str, Any] | None
     created_at: float
+    tool_calls: ToolCalls = ()
+    finish_reason: str | None = None
     model: str | None = None
     remote_host: str | None = None
 
@@ -45,6 +61,7 @@ class ImportedConversation:
     updated_at: float
     active_leaf: int | None
     messages: tuple[ImportedMessage, ...]  # parents before children
+    settings: ChatSettings = ChatSettings()
 
 
 def to_json(conversation: Conversation, messages: Sequence[StoredMessage]) -> dict[str, Any]:
@@ -64,6 +81,8 @@ def to_json(conversation: Conversation, messages: Sequence[StoredMessage]) -> di
             "error": m.error,
             "usage": m.usage,
             "created_at": m.created_at,
+            "tool_calls": tool_calls_json(m.tool_calls) or [],
+            "finish_reason": INTERRUPTED if m.status == "streaming" else m.finish_reason,
         })
         # Which model (and server) wrote a reply: written only when known, so older files stay as they were.
         for key in ("model", "remote_host"):
@@ -77,6 +96,7 @@ def to_json(conversation: Conversation, messages: Sequence[StoredMessage]) -> di
         "created_at": conversation.created_at,
         "updated_at": conversation.updated_at,
         "active_leaf": None if leaf is None else local[leaf],
+        "settings": conversation.settings.to_json(),
         "messages": out_messages,
     }
 
@@ -136,6 +156,24 @@ def parse_json(data: Any) -> ImportedConversation:
         usage = raw.get("usage")
         if usage is not None and not isinstance(usage, Mapping):
             raise _fail(f"{where}.usage", "must be an object or null")
+        usage = None if usage is None else dict(usage)
+        error = _text(raw.get("error"), f"{where}.error", optional=True)
+        if version == 1:   # tool calls and the finish reason rode inside usage
+            calls = tool_calls_of(usage.pop("tool_calls", None)) if usage is not None else []
+            reason = usage.pop("finish_reason", None) if usage is not None else None
+            if role == "assistant":
+                reason = {"stopped": INTERRUPTED if error == INTERRUPTED_NOTE else "cancelled",
+                          "error": "error"}.get(status, reason if reason in ("length", "tool_call") else "stop")
+            else:
+                reason = None
+        else:
+            raw_calls = raw.get("tool_calls", [])
+            if not isinstance(raw_calls, list):
+                raise _fail(f"{where}.tool_calls", "must be a list")
+            calls = tool_calls_of(raw_calls)
+            reason = raw.get("finish_reason")
+            if reason is not None and reason not in FINISH_REASONS:
+                raise _fail(f"{where}.finish_reason", f"must be null or one of {', '.join(FINISH_REASONS)}")
         messages.append(ImportedMessage(
             local_id=local_id,
             parent=parent,
@@ -144,9 +182,11 @@ def parse_json(data: Any) -> ImportedConversation:
             content=_text(raw.get("content", ""), f"{where}.content") or "",
             reasoning=_text(raw.get("reasoning", ""), f"{where}.reasoning") or "",
             status=status,
-            error=_text(raw.get("error"), f"{where}.error", optional=True),
-            usage=None if usage is None else dict(usage),
+            error=error,
+            usage=usage,
             created_at=_number(raw.get("created_at"), f"{where}.created_at"),
+            tool_calls=tuple(calls),
+            finish_reason=reason,
             model=_text(raw.get("model"), f"{where}.model", optional=True),
             remote_host=_text(raw.get("remote_host"), f"{where}.remote_host", optional=True),
         ))
@@ -160,6 +200,7 @@ def parse_json(data: Any) -> ImportedConversation:
         updated_at=_number(data.get("updated_at"), '"updated_at"'),
         active_leaf=active,
         messages=tuple(messages),
+        settings=ChatSettings.from_json(data.get("settings")),
     )
 
 
@@ -186,12 +227,14 @@ def to_markdown(conversation: Conversation, thread: Sequence[StoredMessage], tot
         if m.reasoning:
             lines += ["<details><summary>Reasoning (unfiltered chain of thought)</summary>", "",
                       m.reasoning.rstrip("\n"), "", "</details>", ""]
-        for recipient, arguments in tool_calls_of(m.usage):
+        for recipient, arguments in m.tool_calls:
             lines += [f"<details><summary>Tool call: {recipient}</summary>", "", "```json", arguments, "```", "",
                       "</details>", ""]
         if m.content:
             lines += [m.content.rstrip("\n"), ""]
-        if m.status in ("stopped", "streaming"):
+        if m.status == "streaming" or m.finish_reason == INTERRUPTED:
+            lines += ["*(reply cut off: Lantern closed before it finished)*", ""]
+        elif m.status == "stopped":
             lines += ["*(reply stopped before it finished)*", ""]
         elif m.status == "error":
             lines += [f"*(error: {m.error or 'unknown'})*", ""]

@@ -7,6 +7,7 @@ failed upgrade leaves the previous version in place. Never edit a released migra
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -97,13 +98,53 @@ def _v2_reasoning_errors_search(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT INTO titles_fts(titles_fts) VALUES ('rebuild')")
 
 
-def _v3_reply_origin(conn: sqlite3.Connection) -> None:
-    """Which model wrote a reply, and the server it ran on (NULL: this computer). Older replies keep NULLs."""
+INTERRUPTED_NOTE_V2 = "Interrupted: Lantern closed before this reply finished."
+"""The error text v2 set on a reply cut off by a crash (app.history.models.INTERRUPTED_NOTE)."""
+
+
+def _v3_tool_calls_finish_reason_chat_settings(conn: sqlite3.Connection) -> None:
+    """A reply's tool calls and why it ended become columns (they rode inside usage_json before);
+    a conversation gets its own settings (reasoning effort, instructions), NULL for the defaults.
+
+    finish_reason: the engine's reason ("stop", "length", "tool_call", "cancelled", "error"), or
+    "interrupted" for a reply cut off because Lantern closed (a crash, a kill) while writing it.
+    """
+    conn.execute("ALTER TABLE messages ADD COLUMN tool_calls_json TEXT")
+    conn.execute("ALTER TABLE messages ADD COLUMN finish_reason TEXT")
+    conn.execute("ALTER TABLE conversations ADD COLUMN settings_json TEXT")
+    rows = conn.execute("SELECT id, role, status, error, usage_json FROM messages WHERE role = 'assistant'").fetchall()
+    for row_id, _role, status, error, usage_json in rows:
+        try:
+            usage = json.loads(usage_json) if usage_json else None
+        except ValueError:
+            usage = None
+        usage = usage if isinstance(usage, dict) else None
+        calls = usage.pop("tool_calls", None) if usage is not None else None
+        reason = usage.pop("finish_reason", None) if usage is not None else None
+        if status == "stopped":
+            reason = "interrupted" if error == INTERRUPTED_NOTE_V2 else "cancelled"
+        elif status == "error":
+            reason = "error"
+        elif status == "done" and reason not in ("length", "tool_call"):
+            reason = "stop"
+        elif status == "streaming":
+            reason = None
+        conn.execute(
+            "UPDATE messages SET tool_calls_json = ?, finish_reason = ?, usage_json = ? WHERE id = ?",
+            (json.dumps(calls) if isinstance(calls, list) and calls else None, reason,
+             None if usage is None else json.dumps(usage, sort_keys=True), row_id),
+        )
+
+
+def _v4_reply_origin(conn: sqlite3.Connection) -> None:
+    """Which model wrote a reply, and the server it ran on ("gpu-box:8000"; NULL: this computer).
+    Replies written before keep NULLs (not recorded). Self-contained: adds these two columns only."""
     conn.execute("ALTER TABLE messages ADD COLUMN model TEXT")
     conn.execute("ALTER TABLE messages ADD COLUMN remote_host TEXT")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_reasoning_errors_search, _v3_reply_origin)
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_reasoning_errors_search, _v3_tool_calls_finish_reason_chat_settings,
+                                     _v4_reply_origin)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -11,21 +11,54 @@ STATUSES: tuple[str, ...] = ("streaming", "done", "stopped", "error")
 ROLES: tuple[str, ...] = ("user", "assistant", "developer", "system", "tool")
 
 # Set as `error` on a reply found still "streaming" when the database is opened: the app died
-# (crash, kill, power loss) while it was being written. Its status becomes "stopped".
+# (crash, kill, power loss) while it was being written. Its status becomes "stopped" and its
+# finish_reason "interrupted" (a reply the user stopped has finish_reason "cancelled").
 INTERRUPTED_NOTE = "Interrupted: Lantern closed before this reply finished."
+INTERRUPTED = "interrupted"
+"""finish_reason of a reply cut off because Lantern closed while writing it."""
 
 TOOL_CALLS_KEY = "tool_calls"
-"""A reply's tool calls are kept in its usage JSON under this key, as a list of
-{"recipient": "functions.x", "arguments": "<the JSON text the model wrote>"}: they are neither
-the answer (`content`) nor reasoning, and Lantern runs no tools, so they never go back to the model."""
+"""Version-1 export files (and v2 databases) kept a reply's tool calls in its usage under this key."""
+
+ToolCalls = tuple[tuple[str, str], ...]
+"""(recipient, arguments) of each tool call: neither the answer (`content`) nor reasoning; Lantern
+runs no tools, so they never go back to the model."""
 
 
-def tool_calls_of(usage: Any) -> list[tuple[str, str]]:
-    """(recipient, arguments) of each tool call stored in a message's usage dict (tolerant of bad data)."""
-    calls = usage.get(TOOL_CALLS_KEY) if isinstance(usage, dict) else None
+def tool_calls_of(data: Any) -> list[tuple[str, str]]:
+    """(recipient, arguments) from a list of {"recipient", "arguments"} (or a v1 usage dict holding one)."""
+    calls = data.get(TOOL_CALLS_KEY) if isinstance(data, dict) else data
     if not isinstance(calls, list):
         return []
     return [(str(c.get("recipient", "")), str(c.get("arguments", ""))) for c in calls if isinstance(c, dict)]
+
+
+def tool_calls_json(calls: Any) -> list[dict[str, str]] | None:
+    """The stored form of (recipient, arguments) pairs (None when there are none)."""
+    out = [{"recipient": str(r), "arguments": str(a)} for r, a in (calls or ())]
+    return out or None
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    """A conversation's own settings; None means "the default from Settings"."""
+
+    reasoning_effort: str | None = None
+    instructions: str | None = None
+
+    def to_json(self) -> dict[str, str] | None:
+        data = {k: v for k, v in (("reasoning_effort", self.reasoning_effort), ("instructions", self.instructions))
+                if v is not None}
+        return data or None
+
+    @classmethod
+    def from_json(cls, data: Any) -> "ChatSettings":
+        if not isinstance(data, dict):
+            return cls()
+        effort = data.get("reasoning_effort")
+        instructions = data.get("instructions")
+        return cls(effort if effort in ("low", "medium", "high") else None,
+                   instructions if isinstance(instructions, str) else None)
 
 
 @dataclass(frozen=True)
@@ -35,6 +68,7 @@ class Conversation:
     created_at: float  # unix seconds, UTC
     updated_at: float  # unix seconds; bumped by every message added or edited, and by rename
     active_leaf_id: int | None  # the message the window shows last; None for an empty chat
+    settings: ChatSettings = field(default_factory=ChatSettings)  # this chat's effort/instructions
 
 
 @dataclass(frozen=True)
@@ -48,10 +82,17 @@ class StoredMessage:
     reasoning: str  # assistant: the analysis-channel text ("" when none)
     status: str  # one of STATUSES
     error: str | None  # why a reply failed, or INTERRUPTED_NOTE
-    usage: dict[str, Any] | None  # per-reply usage numbers (engine.types.Usage as a dict)
+    usage: dict[str, Any] | None  # per-reply usage numbers (engine.types.Usage as a dict, + thought_seconds)
     created_at: float  # unix seconds
+    tool_calls: ToolCalls = ()  # a reply's tool calls
+    finish_reason: str | None = None  # why a reply ended (engine reason, or INTERRUPTED); None: not a reply
     model: str | None = None  # assistant: the model that wrote it (None: not recorded, older replies)
     remote_host: str | None = None  # assistant: the server it ran on ("gpu-box:8000"); None: this computer
+
+    @property
+    def interrupted(self) -> bool:
+        """Cut off because Lantern closed while writing it (not stopped by the user)."""
+        return self.finish_reason == INTERRUPTED
 
 
 @dataclass(frozen=True)

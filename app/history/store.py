@@ -21,7 +21,18 @@ from typing import Any
 from app.history import export as _export
 from app.history.errors import HistoryError, NotFound
 from app.history.migrations import check_version, migrate
-from app.history.models import INTERRUPTED_NOTE, ROLES, STATUSES, Conversation, SearchHit, StoredMessage
+from app.history.models import (
+    INTERRUPTED,
+    INTERRUPTED_NOTE,
+    ROLES,
+    STATUSES,
+    ChatSettings,
+    Conversation,
+    SearchHit,
+    StoredMessage,
+    tool_calls_json,
+    tool_calls_of,
+)
 from app.history.paths import default_db_path
 from app.history.search import fts_query, parse_snippet, SNIPPET_END, SNIPPET_START
 from app.history.titles import make_title
@@ -31,10 +42,10 @@ __all__ = ["HistoryStore", "default_db_path"]
 log = logging.getLogger(__name__)
 
 _MESSAGE_COLUMNS = (
-    "id, conversation_id, parent_id, role, channel, content, reasoning, status, error, usage_json, created_at,"
-    " model, remote_host"
+    "id, conversation_id, parent_id, role, channel, content, reasoning, status, error, usage_json, created_at, "
+    "tool_calls_json, finish_reason, model, remote_host"
 )
-_CONVERSATION_COLUMNS = "id, title, created_at, updated_at, active_leaf_id"
+_CONVERSATION_COLUMNS = "id, title, created_at, updated_at, active_leaf_id, settings_json"
 
 
 def _usage_json(usage: Any) -> str | None:
@@ -47,20 +58,27 @@ def _usage_json(usage: Any) -> str | None:
     return json.dumps(dict(usage), sort_keys=True)
 
 
+def _json_or_none(data: Any) -> str | None:
+    return None if data is None else json.dumps(data, sort_keys=True)
+
+
 def _message(row: sqlite3.Row) -> StoredMessage:
-    usage = row["usage_json"]
+    usage, calls = row["usage_json"], row["tool_calls_json"]
     return StoredMessage(
         id=row["id"], conversation_id=row["conversation_id"], parent_id=row["parent_id"], role=row["role"],
         channel=row["channel"], content=row["content"], reasoning=row["reasoning"], status=row["status"],
         error=row["error"], usage=None if usage is None else json.loads(usage), created_at=row["created_at"],
+        tool_calls=tuple(tool_calls_of(json.loads(calls))) if calls else (), finish_reason=row["finish_reason"],
         model=row["model"], remote_host=row["remote_host"],
     )
 
 
 def _conversation(row: sqlite3.Row) -> Conversation:
+    settings = row["settings_json"]
     return Conversation(
         id=row["id"], title=row["title"], created_at=row["created_at"], updated_at=row["updated_at"],
         active_leaf_id=row["active_leaf_id"],
+        settings=ChatSettings.from_json(json.loads(settings)) if settings else ChatSettings(),
     )
 
 
@@ -149,8 +167,9 @@ class HistoryStore:
         with self._tx() as db:
             ids = tuple(r[0] for r in db.execute("SELECT id FROM messages WHERE status = 'streaming'"))
             db.execute(
-                "UPDATE messages SET status = 'stopped', error = COALESCE(error, ?) WHERE status = 'streaming'",
-                (INTERRUPTED_NOTE,),
+                "UPDATE messages SET status = 'stopped', error = COALESCE(error, ?), finish_reason = ?"
+                " WHERE status = 'streaming'",
+                (INTERRUPTED_NOTE, INTERRUPTED),
             )
         if ids:
             log.warning("history: %d reply(ies) were cut off by a crash and are marked stopped", len(ids))
@@ -199,6 +218,14 @@ class HistoryStore:
         with self._lock:
             return _conversation(self._conversation_row(self._conn, conversation_id))
 
+    def set_chat_settings(self, conversation_id: int, settings: ChatSettings) -> Conversation:
+        """This conversation's own reasoning effort / instructions (None fields: the defaults)."""
+        with self._tx() as db:
+            self._conversation_row(db, conversation_id)
+            db.execute("UPDATE conversations SET settings_json = ? WHERE id = ?",
+                       (_json_or_none(settings.to_json()), conversation_id))
+            return _conversation(self._conversation_row(db, conversation_id))
+
     def rename_conversation(self, conversation_id: int, title: str | None) -> Conversation:
         """A blank title clears it (None)."""
         title = (title or "").strip() or None
@@ -246,6 +273,8 @@ class HistoryStore:
         *,
         reasoning: str = "",
         error: str | None = None,
+        tool_calls: Any = (),
+        finish_reason: str | None = None,
         model: str | None = None,
         remote_host: str | None = None,
     ) -> StoredMessage:
@@ -268,9 +297,10 @@ class HistoryStore:
                 self._in_conversation(db, conversation_id, parent_id)
             cur = db.execute(
                 "INSERT INTO messages (conversation_id, parent_id, role, channel, content, reasoning, status, error,"
-                " usage_json, created_at, model, remote_host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " usage_json, created_at, tool_calls_json, finish_reason, model, remote_host)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (conversation_id, parent_id, role, channel, content, reasoning, status, error, usage_json, now,
-                 model, remote_host),
+                 _json_or_none(tool_calls_json(tool_calls)), finish_reason, model, remote_host),
             )
             db.execute(
                 "UPDATE conversations SET active_leaf_id = ?, updated_at = ? WHERE id = ?",
@@ -289,6 +319,8 @@ class HistoryStore:
         status: str | None = None,
         usage: Any = None,
         error: str | None = None,
+        tool_calls: Any = None,
+        finish_reason: str | None = None,
     ) -> StoredMessage:
         """Change the given fields (None leaves a field as it is). Used while a reply streams."""
         if status is not None and status not in STATUSES:
@@ -304,6 +336,10 @@ class HistoryStore:
             changes["usage_json"] = _usage_json(usage)
         if error is not None:
             changes["error"] = error
+        if tool_calls is not None:
+            changes["tool_calls_json"] = _json_or_none(tool_calls_json(tool_calls))
+        if finish_reason is not None:
+            changes["finish_reason"] = finish_reason
         with self._tx() as db:
             row = self._message_row(db, message_id)
             if changes:
@@ -407,8 +443,8 @@ class HistoryStore:
         now = self._clock()
         with self._tx() as db:
             cur = db.execute(
-                "INSERT INTO conversations (title, created_at, updated_at) VALUES (?, ?, ?)",
-                (None if base is None else f"{base} (fork)", now, now),
+                "INSERT INTO conversations (title, created_at, updated_at, settings_json) VALUES (?, ?, ?, ?)",
+                (None if base is None else f"{base} (fork)", now, now, _json_or_none(source.settings.to_json())),
             )
             new_id = cur.lastrowid
             parent: int | None = None
@@ -420,11 +456,16 @@ class HistoryStore:
     @staticmethod
     def _insert_copy(db: sqlite3.Connection, conversation_id: int, parent_id: int | None, m: Any) -> int:
         status = "stopped" if m.status == "streaming" else m.status
+        reason = m.finish_reason
+        if m.status == "streaming":
+            reason = INTERRUPTED
         cur = db.execute(
             "INSERT INTO messages (conversation_id, parent_id, role, channel, content, reasoning, status, error,"
-            " usage_json, created_at, model, remote_host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " usage_json, created_at, tool_calls_json, finish_reason, model, remote_host)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (conversation_id, parent_id, m.role, m.channel, m.content, m.reasoning, status, m.error,
-             _usage_json(m.usage), m.created_at, getattr(m, "model", None), getattr(m, "remote_host", None)),
+             _usage_json(m.usage), m.created_at, _json_or_none(tool_calls_json(m.tool_calls)), reason,
+             getattr(m, "model", None), getattr(m, "remote_host", None)),
         )
         return int(cur.lastrowid)
 
@@ -440,13 +481,18 @@ class HistoryStore:
             return []
         snip = f"'{SNIPPET_START}', '{SNIPPET_END}', '…', 16"
         with self._lock:
+            # The newest `limit` matches first (ids only), then snippets for those alone: a common word
+            # matches thousands of messages, and a snippet costs far more than an id.
             message_rows = self._conn.execute(
                 f"""SELECT m.id, m.conversation_id, m.role, m.created_at, c.title,
                         snippet(messages_fts, 0, {snip}) AS s0, snippet(messages_fts, 1, {snip}) AS s1
                     FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid
                     JOIN conversations c ON c.id = m.conversation_id
-                    WHERE messages_fts MATCH ? ORDER BY m.created_at DESC, m.id DESC LIMIT ?""",
-                (match, limit),
+                    WHERE messages_fts MATCH ? AND messages_fts.rowid IN (
+                        SELECT m2.id FROM messages_fts AS f2 JOIN messages m2 ON m2.id = f2.rowid
+                        WHERE f2.messages_fts MATCH ? ORDER BY m2.created_at DESC, m2.id DESC LIMIT ?)
+                    ORDER BY m.created_at DESC, m.id DESC""",
+                (match, match, limit),
             ).fetchall()
             title_rows = self._conn.execute(
                 f"""SELECT c.id, c.title, c.updated_at, snippet(titles_fts, 0, {snip}) AS s
@@ -493,8 +539,8 @@ class HistoryStore:
         parsed = _export.parse_json(data)
         with self._tx() as db:
             cur = db.execute(
-                "INSERT INTO conversations (title, created_at, updated_at) VALUES (?, ?, ?)",
-                (parsed.title, parsed.created_at, parsed.updated_at),
+                "INSERT INTO conversations (title, created_at, updated_at, settings_json) VALUES (?, ?, ?, ?)",
+                (parsed.title, parsed.created_at, parsed.updated_at, _json_or_none(parsed.settings.to_json())),
             )
             new_id = int(cur.lastrowid)
             ids: dict[int, int] = {}

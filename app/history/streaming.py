@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from app.history.errors import NotFound
-from app.history.models import TOOL_CALLS_KEY, StoredMessage, tool_calls_of
+from app.history.models import StoredMessage
 from app.history.store import HistoryStore
 
 log = logging.getLogger(__name__)
@@ -33,9 +32,9 @@ class StreamingSaver:
     """Accumulates one assistant reply and writes it to the store at most every ``interval_s``.
 
     The GUI calls ``add_delta`` for every engine Delta (analysis-channel text goes to
-    ``reasoning``, a tool call's arguments (a delta with a recipient) to the usage's
-    ``tool_calls``, every other channel to ``content``), ``poll`` from a timer if it wants the
-    bound to hold while deltas pause, and ``finish``/``finish_from`` once. Each write is one
+    ``reasoning``, a tool call's arguments (a delta with a recipient) to ``tool_calls``, every
+    other channel to ``content``), ``poll`` from a timer if it wants the bound to hold while
+    deltas pause, and ``finish``/``finish_from`` once. Each write is one
     committed transaction, so a killed process keeps everything up to the last write; on the
     next open the reply is found "streaming" and becomes "stopped" (HistoryStore.recovered_ids).
     """
@@ -55,7 +54,7 @@ class StreamingSaver:
         self._clock = clock
         self._content = [message.content]
         self._reasoning = [message.reasoning]
-        self._tool_calls: list[list[str]] = [[r, a] for r, a in tool_calls_of(message.usage)]
+        self._tool_calls: list[list[str]] = [[r, a] for r, a in message.tool_calls]
         self._tool_recipient: str | None = None   # the recipient of the last piece added, if a tool call
         self._dirty = False
         self._last_write = clock()
@@ -111,16 +110,6 @@ class StreamingSaver:
     def add_delta(self, delta: _DeltaLike) -> None:
         self.add(delta.channel, delta.text, getattr(delta, "recipient", None))
 
-    def _with_tool_calls(self, usage: Any) -> Any:
-        """`usage` (a mapping, a dataclass or None) with the tool calls added, when there are any."""
-        if not self._tool_calls:
-            return usage
-        if dataclasses.is_dataclass(usage) and not isinstance(usage, type):
-            usage = dataclasses.asdict(usage)
-        data = dict(usage or {})
-        data[TOOL_CALLS_KEY] = [{"recipient": r, "arguments": a} for r, a in self._tool_calls]
-        return data
-
     def poll(self) -> bool:
         """Write if there is unsaved text and ``interval_s`` has passed since the last write."""
         if self._dirty and self._clock() - self._last_write >= self._interval:
@@ -134,12 +123,14 @@ class StreamingSaver:
             return
         self._content = [self.content]
         self._reasoning = [self.reasoning]
-        self._write(content=self._content[0], reasoning=self._reasoning[0], usage=self._with_tool_calls(None))
+        self._write(content=self._content[0], reasoning=self._reasoning[0], tool_calls=self.tool_calls)
         self._dirty = False
         self._last_write = self._clock()
 
-    def finish(self, status: str = "done", *, usage: Any = None, error: str | None = None) -> StoredMessage | None:
-        """Final write: all text, the status ("done", "stopped" or "error"), usage and error text.
+    def finish(self, status: str = "done", *, usage: Any = None, error: str | None = None,
+               finish_reason: str | None = None) -> StoredMessage | None:
+        """Final write: all text, the status ("done", "stopped" or "error"), usage, error text and
+        why it ended (the engine's Finished.reason; default: from the status).
 
         Returns the stored reply, or None if it was deleted meanwhile (its conversation was deleted).
         """
@@ -148,8 +139,9 @@ class StreamingSaver:
         self._dirty = False
         if self.deleted:
             return None
-        return self._write(content=self.content, reasoning=self.reasoning, status=status,
-                           usage=self._with_tool_calls(usage), error=error)
+        reason = finish_reason or {"done": "stop", "stopped": "cancelled", "error": "error"}[status]
+        return self._write(content=self.content, reasoning=self.reasoning, status=status, usage=usage, error=error,
+                           tool_calls=self.tool_calls, finish_reason=reason)
 
     def _write(self, **fields: Any) -> StoredMessage | None:
         try:
@@ -165,4 +157,4 @@ class StreamingSaver:
     def finish_from(self, finished: _FinishedLike) -> StoredMessage | None:
         """Finish from an engine ``Finished`` event: cancelled -> "stopped", error -> "error", else "done"."""
         status = _STATUS_FOR_REASON.get(finished.reason, "done")
-        return self.finish(status, usage=finished.usage, error=finished.error)
+        return self.finish(status, usage=finished.usage, error=finished.error, finish_reason=finished.reason)

@@ -1,5 +1,6 @@
 """The two models Lantern runs, their known configs (so sizes work offline) and which files to fetch.
 
+The hub's current file list (exact sizes and hashes) comes from `hub.fetch_remote_model`.
 Sizes follow gpt-oss-spec §2.3/§3: the root Hugging Face layout (three or fifteen
 `model-*.safetensors` shards + index) is the only copy of the weights that is downloaded; the
 `original/` and `metal/` copies are skipped.
@@ -13,9 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.config import ModelConfig
-
-from app.models import network
-from app.models.errors import AccessNeededError, ModelManagerError, NetworkError, NotFoundError, OfflineError
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +104,14 @@ class RemoteFile:
     def from_json(cls, raw: dict[str, Any]) -> "RemoteFile":
         return cls(str(raw["name"]), int(raw["size"]), raw.get("sha256"), raw.get("blob_id"))
 
+    def same_content(self, size: int, sha256: str | None, blob_id: str | None) -> bool:
+        """Would a file of this size and these hashes hold the same bytes as this one?"""
+        if size != self.size:
+            return False
+        if self.sha256 or sha256:
+            return (self.sha256 or "").lower() == (sha256 or "").lower()
+        return bool(self.blob_id) and (self.blob_id or "").lower() == (blob_id or "").lower()
+
 
 @dataclass(frozen=True, slots=True)
 class RemoteModel:
@@ -116,47 +122,3 @@ class RemoteModel:
     @property
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
-
-
-def translate_hub_error(exc: BaseException, repo_id: str) -> ModelManagerError:
-    """Turn a huggingface_hub / network exception into a message a user can act on."""
-    if isinstance(exc, ModelManagerError):
-        return exc
-    name = type(exc).__name__
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if name == "OfflineModeIsEnabled":
-        return OfflineError("Lantern is in offline mode: turn it off in Settings to download models.")
-    if name == "GatedRepoError" or status in (401, 403):
-        return AccessNeededError(
-            f"{repo_id} needs access: log in with a Hugging Face token that has accepted the model's terms.")
-    if name in ("RepositoryNotFoundError", "RevisionNotFoundError", "EntryNotFoundError",
-                "RemoteEntryNotFoundError") or status == 404:
-        return NotFoundError(f"{repo_id} was not found on the hub.")
-    if status is not None:
-        return NetworkError(f"The hub answered with an error ({status}). Try again later.")
-    return OfflineError(f"Cannot reach the hub ({exc}). Check your internet connection.")
-
-
-def fetch_remote_model(repo_id: str, *, endpoint: str | None = None, token: str | bool | None = None,
-                       timeout: float = 30.0) -> RemoteModel:
-    """Ask the hub which files the engine needs, with sizes and hashes (one metadata request)."""
-    hf = network.hub()
-    try:
-        api = hf.HfApi(endpoint=endpoint or network.default_endpoint(), token=token)
-        info = api.model_info(repo_id, files_metadata=True, timeout=timeout)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a typed, user-facing error
-        raise translate_hub_error(exc, repo_id) from exc
-    files = []
-    for sib in info.siblings or []:
-        if not is_wanted(sib.rfilename):
-            continue
-        lfs = sib.lfs
-        size = lfs.size if lfs is not None else sib.size
-        if size is None:
-            raise NetworkError(f"The hub did not give the size of {sib.rfilename}; try again later.")
-        files.append(RemoteFile(sib.rfilename, int(size), lfs.sha256 if lfs is not None else None, sib.blob_id))
-    if not any(f.name == "config.json" for f in files) or not any(f.name.endswith(".safetensors") for f in files):
-        raise NotFoundError(f"{repo_id} holds no Hugging Face layout weights (config.json + *.safetensors).")
-    if not info.sha:
-        raise NetworkError("The hub did not say which revision to download; try again later.")
-    return RemoteModel(repo_id, info.sha, tuple(sorted(files, key=lambda f: f.name)))

@@ -8,7 +8,7 @@ class ModelManagerError(Exception):
 
 
 class OfflineError(ModelManagerError):
-    """The offline setting is on, or the hub cannot be reached."""
+    """The offline setting is on: Lantern opens no connection."""
 
 
 class NotFoundError(ModelManagerError):
@@ -33,7 +33,19 @@ class NotWritableError(ModelManagerError):
 
 
 class NetworkError(ModelManagerError):
-    """The connection failed or dropped and retries did not help."""
+    """The connection failed or dropped; trying again later may help."""
+
+
+class HubUnreachableError(NetworkError):
+    """No connection to the hub at all (refused, no route, name lookup failed, timed out)."""
+
+
+class FileChangedError(NetworkError):
+    """The hub now serves another version of a file than the download started with: plan again."""
+
+    def __init__(self, message: str, *, name: str = "") -> None:
+        super().__init__(message)
+        self.name = name              # the file (its partial copy is not to be added to)
 
 
 class VerifyError(ModelManagerError):

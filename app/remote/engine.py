@@ -5,7 +5,8 @@
         ...   # Delta events, then exactly one Finished, as engine.api.Engine streams them
 
 `chat` never raises: every failure (offline mode, unreachable, 401, unknown model, context too
-long, a dropped connection) ends the stream with Finished("error", error=<Lantern's words>).
+long, a dropped connection) ends the stream with Finished("error", error=<Lantern's words>) and an
+`error_kind` that is the user's ("context_full" for a conversation too long, else "user"), never "bug".
 
 Stop is prompt: the reply is read on its own thread and handed over through a queue, so the
 worker's loop checks `should_stop` every POLL_S even while the server is silent (a long prefill),
@@ -28,7 +29,7 @@ import httpx2
 from app.remote.client import (auth_headers, error_for_exception, error_for_reported, error_for_status, join,
                                list_models, make_client)
 from app.remote.conversation import request_body
-from app.remote.errors import ModelNotFound, RemoteError
+from app.remote.errors import ModelNotFound, RemoteError, error_kind_of
 from app.remote.policy import ensure_allowed
 from app.remote.stream import ReplyAssembler, ServerReportedError, error_in
 from app.remote.target import RemoteTarget
@@ -187,7 +188,8 @@ class RemoteEngine:
         started = time.monotonic()
         timing = _Timing(started)
         if self._closed:
-            yield Finished("error", error="This server connection has been closed; pick the model again.")
+            yield Finished("error", error="This server connection has been closed; pick the model again.",
+                           error_kind="user")
             return
         if should_stop():
             yield Finished("cancelled", timing.usage(reply))
@@ -195,7 +197,7 @@ class RemoteEngine:
         try:
             ensure_allowed(base)
         except RemoteError as exc:
-            yield Finished("error", error=str(exc))
+            yield failed(Usage(), exc)
             return
         call = _StreamCall(self._client, join(base, "chat/completions"), body, auth_headers(self._api_key))
         self._calls.add(call)
@@ -214,7 +216,7 @@ class RemoteEngine:
                     try:
                         events = self._feed(reply, kind, value)
                     except ServerReportedError as err:
-                        yield Finished("error", timing.usage(reply), str(error_for_reported(err, base, self.target.model)))
+                        yield failed(timing.usage(reply), error_for_reported(err, base, self.target.model))
                         return
                     for event in events:
                         timing.piece()
@@ -225,23 +227,21 @@ class RemoteEngine:
                     break
                 elif kind == "eof":
                     if reply.finish_reason is None:   # the stream ended without saying it was done
-                        yield Finished("error", timing.usage(reply),
-                                       str(error_for_exception(ConnectionError("no end of stream"), base,
-                                                               mid_reply=True)))
+                        yield failed(timing.usage(reply),
+                                     error_for_exception(ConnectionError("no end of stream"), base, mid_reply=True))
                         return
                     break
                 elif kind == "status":
                     status, text = value
-                    yield Finished("error", timing.usage(reply),
-                                   str(error_for_status(status, text, base, self.target.model,
-                                                        key_sent=bool(self._api_key))))
+                    yield failed(timing.usage(reply),
+                                 error_for_status(status, text, base, self.target.model, key_sent=bool(self._api_key)))
                     return
                 else:  # "exc"
                     mid = reply.saw_output or reply.saw_reasoning
                     if mid and reply.finish_reason is not None:
                         break                          # everything came; only the goodbye was lost
                     log.info("remote reply failed: %r", value)
-                    yield Finished("error", timing.usage(reply), str(error_for_exception(value, base, mid_reply=mid)))
+                    yield failed(timing.usage(reply), error_for_exception(value, base, mid_reply=mid))
                     return
         finally:
             call.abort()                               # no-op after a clean end; closes an abandoned stream
@@ -266,6 +266,11 @@ class RemoteEngine:
         if err is not None:
             raise err
         return reply.feed_body(payload) if isinstance(payload, dict) else []
+
+
+def failed(usage: Usage, error: RemoteError) -> Finished:
+    """A reply that ended with `error`: the user's to act on ("context_full" when it did not fit)."""
+    return Finished("error", usage, str(error), error_kind=error_kind_of(error))
 
 
 class _Timing:

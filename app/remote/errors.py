@@ -3,7 +3,12 @@ worker reports them as user errors (WorkerFailed kind "user"), never as bugs."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from engine.errors import EngineError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from engine.types import ErrorKind
 
 
 class RemoteError(EngineError):
@@ -45,3 +50,8 @@ class ServerFailed(RemoteError):
 
 class InvalidServerAddress(RemoteError):
     """The base URL the user typed is not an http(s) address."""
+
+
+def error_kind_of(error: RemoteError) -> "ErrorKind":
+    """The engine's ErrorKind of a server failure: all are the user's to act on, never a bug."""
+    return "context_full" if isinstance(error, ContextTooLong) else "user"

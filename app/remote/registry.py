@@ -21,7 +21,7 @@ from app.remote.client import ServerModel
 from app.remote.errors import InvalidServerAddress
 from app.remote.keys import KeyStore, default_keys
 from app.remote.policy import is_loopback_url
-from app.remote.target import RemoteTarget, host_label
+from app.remote.target import RemoteTarget, host_label, parse_remote_model_path
 
 log = logging.getLogger(__name__)
 
@@ -195,3 +195,12 @@ def default_registry() -> ServerRegistry:
         if path not in _registries:
             _registries[path] = ServerRegistry(path)
         return _registries[path]
+
+
+def target_for(path: Path | str, registry: ServerRegistry | None = None) -> RemoteTarget | None:
+    """The RemoteTarget a remote model's pseudo path names, if its server is still registered."""
+    parsed = parse_remote_model_path(path)
+    if parsed is None:
+        return None
+    server = (registry or default_registry()).get(parsed[0])
+    return server.target(parsed[1]) if server is not None else None

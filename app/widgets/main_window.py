@@ -1,15 +1,18 @@
-"""The main window: conversations | chat, menus with shortcuts, status bar, settings and models."""
+"""The main window, a view: conversations | chat, menus with shortcuts, status bar, settings and models.
+
+It shows what the controllers hold and calls their methods for what the user does; it builds no
+model manager, reads no history and decides no policy. The signals between it and the controllers
+are connected in one place, app/wiring.py.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-import sqlite3
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QDialog,
@@ -24,55 +27,44 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from app.background import Background
 from app.chat_controller import ChatController, Turn
 from app.finish_notes import finish_note
-from app.memory_fit import MemoryShortfall, check_ram
 from app.messages import ChatFinished
-from app.paths import default_models_dir, log_path
+from app.model_controller import ModelController
+from app.paths import default_models_dir, documents_dir, log_path
 from app.settings import SettingsStore
 from app.widgets.chat_view import ChatView
 from app.widgets.settings_dialog import SettingsDialog
 from app.widgets.sidebar import Sidebar
 from app.widgets.status_bar import StatusBar
 from app.widgets.theme import apply_theme, stylesheet
+from engine.fit import MemoryShortfall
 
 log = logging.getLogger(__name__)
 
-RELOAD_KEYS = ("device", "context_length", "cpu_threads")
-"""Settings the loaded model only picks up when it is loaded again."""
 APPEARANCE_KEYS = ("theme", "font_size", "show_reasoning")
 
-
-def _model_manager_classes() -> tuple[Any, Any] | None:
-    """The model manager panel from app.models, if that package is present."""
-    try:
-        from app.models.manager import ModelManager
-        from app.models.panel import ModelManagerPanel
-    except ImportError as error:
-        log.info("model manager panel not available (%s); using the folder picker", error)
-        return None
-    return ModelManager, ModelManagerPanel
-
-
-class _ManagerBridge(QObject):
-    """Carries model manager events (sent from download threads) to the GUI thread."""
-
-    event = Signal(object)
+WELCOME = ("Welcome to Lantern: private chat with gpt-oss, entirely on this computer.\n\n"
+           "To begin, load a model: Models… (Ctrl+M) downloads one or lists those you have; "
+           "Open model folder… (Ctrl+O) opens one from anywhere.")
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, controller: ChatController, settings: SettingsStore, model_manager: Any = None) -> None:
+    def __init__(self, controller: ChatController, models: ModelController, settings: SettingsStore,
+                 model_manager: Any = None) -> None:
         super().__init__()
         self.controller = controller
+        self.models = models
         self.settings = settings
+        self.model_manager = model_manager       # built and closed by the Application, never here
         self.setWindowTitle("Lantern")
         self.resize(1180, 780)
         self._models_dialog: QDialog | None = None
         self._models_panel: Any = None
-        self._model_manager: Any = None
-        self._manager_bridge = _ManagerBridge(self)
-        self._manager_bridge.event.connect(self.on_manager_event)
         self._shut = False
+        self.background = Background(self)      # the sidebar's list and searches are read off the GUI thread
+        self._sidebar_generation = 0
 
         self.sidebar = Sidebar()
         self.chat = ChatView()
@@ -86,34 +78,11 @@ class MainWindow(QMainWindow):
         self.status = StatusBar()
         self.setStatusBar(self.status)
         self._build_actions()
+        self.chat.set_presets(settings.settings.instruction_presets)
 
-        c = controller
-        c.conversations_changed.connect(self.refresh_sidebar)
-        c.thread_changed.connect(lambda: self.refresh_thread())
-        c.turn_updated.connect(self.chat.on_turn_updated)
-        c.turn_finished.connect(self.on_turn_finished)
-        c.model_changed.connect(self.on_model_changed)
-        c.load_progress.connect(self.status.on_load_progress)
-        c.error.connect(self.on_error)
-        self.sidebar.new_requested.connect(self.new_chat)
-        self.sidebar.open_requested.connect(self.open_conversation)
-        self.sidebar.hit_requested.connect(self.open_search_hit)
-        self.sidebar.rename_requested.connect(c.rename)
-        self.sidebar.delete_requested.connect(c.delete)
-        self.sidebar.search_changed.connect(lambda _: self.refresh_sidebar())
-        self.chat.composer.submitted.connect(self.send)
-        self.chat.composer.stop_requested.connect(c.stop)
-        self.chat.edit_submitted.connect(self.edit_and_resend)
-        self.chat.regenerate_requested.connect(lambda mid: c.regenerate(mid))
-        self.chat.sibling_requested.connect(c.switch_sibling)
-        settings.changed.connect(self.on_setting_changed)
-        QGuiApplication.styleHints().colorSchemeChanged.connect(self.on_system_colors_changed)
-
-        self.apply_appearance()
-        self.refresh_sidebar()
-        self.on_model_changed()
-        if model_manager is not None:
-            self._attach_manager(model_manager)
+    @property
+    def _model_manager(self) -> Any:   # the name the tests knew
+        return self.model_manager
 
     # ------------------------------------------------------------------ actions and shortcuts
 
@@ -128,7 +97,7 @@ class MainWindow(QMainWindow):
         return action
 
     def _build_actions(self) -> None:
-        c = self.controller
+        c, m = self.controller, self.models
         self.new_action = self._action("&New chat", self.new_chat, QKeySequence.StandardKey.New)
         self.search_action = self._action("&Search chats", self.sidebar.focus_search, QKeySequence.StandardKey.Find)
         self.stop_action = self._action("S&top", c.stop, "Esc", "Stop generating")
@@ -139,23 +108,27 @@ class MainWindow(QMainWindow):
         self.models_action = self._action("&Models…", self.open_models, "Ctrl+M", "Manage and load models")
         self.open_folder_action = self._action("&Open model folder…", self.open_model_folder, "Ctrl+O")
         self.unload_action = self._action("&Unload model", c.unload_model)
-        self.reload_action = self._action("&Reload model", self.reload_model, None,
+        self.reload_action = self._action("&Reload model", m.reload, None,
                                           "Load the model again to apply device, context or thread settings")
+        self.cancel_load_action = self._action("&Cancel loading", m.cancel_load, None, "Stop loading the model")
         self.export_md_action = self._action("Export chat as &Markdown…", lambda: self.export_chat("md"))
         self.export_json_action = self._action("Export chat as &JSON…", lambda: self.export_chat("json"))
+        self.import_action = self._action("&Import chat from JSON…", self.import_chat, "Ctrl+Shift+O",
+                                          "Open a chat exported as JSON (by Lantern) as a new chat")
         self.focus_action = self._action("Focus message box", self.chat.composer.edit.setFocus, "Ctrl+L")
         self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
 
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        for a in (self.new_action, self.search_action, None, self.export_md_action, self.export_json_action, None,
-                  self.settings_action, None, self.quit_action):
+        for a in (self.new_action, self.search_action, None, self.import_action, self.export_md_action,
+                  self.export_json_action, None, self.settings_action, None, self.quit_action):
             file_menu.addSeparator() if a is None else file_menu.addAction(a)
         chat_menu = bar.addMenu("&Chat")
         for a in (self.stop_action, self.regenerate_action, self.fork_action, self.focus_action):
             chat_menu.addAction(a)
         model_menu = bar.addMenu("&Models")
-        for a in (self.models_action, self.open_folder_action, self.reload_action, self.unload_action):
+        for a in (self.models_action, self.open_folder_action, self.reload_action, self.unload_action,
+                  self.cancel_load_action):
             model_menu.addAction(a)
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self._action("&Keyboard shortcuts", self.show_shortcuts, "F1"))
@@ -172,62 +145,82 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ refreshers
 
     def shutdown(self) -> None:
-        """The store is about to close: stop timers and ignore late refreshes; pause downloads."""
+        """The store is about to close: stop timers and ignore late refreshes."""
         self._shut = True
-        if self._model_manager is not None:
-            self._model_manager.unsubscribe(self._manager_bridge.event.emit)
-            self._model_manager.close()  # downloads stay queued and resume next time
+        self.background.close()
         self.sidebar._debounce.stop()
         self.chat.stop_timers()
 
+    @property
+    def sidebar_pending(self) -> bool:
+        """A list or search for the sidebar is being read (tests wait for it)."""
+        return self.background.pending > 0
+
     def refresh_sidebar(self) -> None:
+        """Read the chats (or the search's hits) on a pool thread, then show the newest answer only."""
         if self._shut:
             return
-        query = self.sidebar.query
-        if query:
-            try:
-                self.sidebar.show_hits(list(self.controller.store.search(query)))
+        self._sidebar_generation += 1
+        generation, query, c = self._sidebar_generation, self.sidebar.query, self.controller
+
+        def fetch() -> tuple[str, list[Any]]:
+            if query:
+                try:
+                    return "hits", c.search(query)
+                except Exception as error:  # noqa: BLE001 - a bad FTS query must not break the list
+                    log.warning("search %r failed: %s", query, error)
+            return "list", c.list_conversations()
+
+        def show(result: tuple[str, list[Any]]) -> None:
+            if generation != self._sidebar_generation or self._shut:
                 return
-            except Exception as error:  # noqa: BLE001 - a bad FTS query must not break the list
-                log.warning("search %r failed: %s", query, error)
-        self.sidebar.show_conversations(list(self.controller.store.list_conversations()),
-                                        self.controller.conversation_id)
+            kind, items = result
+            if kind == "hits":
+                self.sidebar.show_hits(items)
+            else:
+                self.sidebar.show_conversations(items, c.conversation_id)
+            self._update_title()
+
+        self.background.run(fetch, show, lambda error: log.warning("could not list the chats: %s", error))
         self._update_title()
+
+    def empty_text(self) -> str:
+        c = self.controller
+        if c.loading_label is not None:
+            return f"Loading {c.loading_label}…"
+        if c.model is None:
+            return WELCOME
+        return f"Ask {c.model.name} anything. Everything stays on this computer."
 
     def refresh_thread(self, rebuild: bool = False) -> None:
         if self._shut:
             return
         c = self.controller
-        if c.loading is not None:
-            empty = f"Loading {c.loading.name}…"
-        elif c.model is None:
-            empty = ("Welcome to Lantern: private chat with gpt-oss, entirely on this computer.\n\n"
-                     "To begin, load a model: Models… (Ctrl+M) downloads one or lists those you have; "
-                     "Open model folder… (Ctrl+O) opens one from anywhere.")
-        else:
-            empty = f"Ask {c.model.name} anything. Everything stays on this computer."
-        self.chat.set_thread(c.thread, c.siblings, c.turn, empty, rebuild=rebuild)
+        self.chat.set_thread(c.thread, c.siblings, c.turn, self.empty_text(), rebuild=rebuild)
         self._update_composer()
         self._update_title()
+        if c.turn is None:
+            used = c.context_used()
+            self.status.on_context(*used) if used else self.status.on_context(0, 0)
 
     def _update_title(self) -> None:
-        cid = self.controller.conversation_id
-        title = None
-        if cid is not None:
-            try:
-                title = self.controller.store.get_conversation(cid).title
-            except Exception:  # noqa: BLE001 - deleted meanwhile
-                title = None
+        title = self.controller.conversation_title()
         self.setWindowTitle(f"{title} — Lantern" if title else "Lantern")
 
     def _update_composer(self) -> None:
-        c = self.controller
+        c, m = self.controller, self.models
         self.chat.composer.set_state(c.busy, c.composer_block_reason())
         self.chat.set_busy(c.busy)
         self.stop_action.setEnabled(c.busy)
         self.regenerate_action.setEnabled(not c.busy and c.model is not None)
         self.unload_action.setEnabled(c.model is not None)
         self.reload_action.setEnabled(c.model is not None and not c.busy)
+        self.cancel_load_action.setEnabled(m.loading is not None and not m.loading.cancelling)
+
+    def on_chat_settings_changed(self) -> None:
+        c = self.controller
+        self.chat.composer.set_chat_settings(c.effective_effort, c.chat_settings.reasoning_effort is not None,
+                                             c.effective_instructions, c.chat_settings.instructions is not None)
 
     def apply_appearance(self) -> None:
         s = self.settings.settings
@@ -256,26 +249,39 @@ class MainWindow(QMainWindow):
     def send(self, text: str) -> None:
         if self.controller.send(text):
             self.chat.composer.clear()
-            self.chat.hide_banner()
+            self.chat.clear_banner("history")
 
     def edit_and_resend(self, message_id: int, text: str) -> None:
         if self.controller.edit_and_resend(message_id, text):
-            self.chat.hide_banner()
+            self.chat.clear_banner("history")
+
+    def on_turn_updated(self, turn: Turn) -> None:
+        self.chat.on_turn_updated(turn)
+        if turn.stats is not None:
+            self.status.on_live(turn.stats, turn.max_context)
 
     def on_turn_finished(self, event: ChatFinished, turn: Turn) -> None:
         self.status.on_usage(event.usage)
         status = {"stop": "done", "length": "done", "tool_call": "done", "cancelled": "stopped"}.get(
             event.reason, "error")
         notes = (finish_note(event.reason, turn.max_tokens, event.usage.completion_tokens), getattr(event, "note", None))
-        self.chat.finish_live(status, event.error, turn, note=" ".join(n for n in notes if n) or None)
+        self.chat.finish_live(status, event.error, turn, note=" ".join(n for n in notes if n) or None,
+                              bug=event.is_bug)
+        if event.reason != "error":
+            self.chat.clear_banner("chat")
         self._update_composer()
 
     def on_model_changed(self) -> None:
-        c = self.controller
-        if c.loading is not None:
-            self.status.on_loading(c.loading.name)
+        c, m = self.controller, self.models
+        if m.loading is not None:
+            self.status.on_loading(m.loading.label)
+            self.chat.show_loading(m.loading.label, m.loading.stage, m.loading.fraction, m.loading.cancelling)
         else:
             self.status.on_model(c.model)
+            self.chat.hide_loading()
+            used = c.context_used() if c.turn is None else None
+            if used:
+                self.status.on_context(*used)
         if self._models_panel is not None:
             self._models_panel.set_loaded(c.model.path if c.model is not None else None)
         if getattr(self, "servers_section", None) is not None:
@@ -284,62 +290,52 @@ class MainWindow(QMainWindow):
         if not c.thread:
             self.refresh_thread()
 
+    def on_load_progress(self, fraction: float, stage: str) -> None:
+        self.status.on_load_progress(fraction, stage)
+        m = self.models
+        if m.loading is not None:
+            self.chat.show_loading(m.loading.label, stage, fraction, m.loading.cancelling)
+
     def on_error(self, message: str, kind: str) -> None:
+        """A failure of a reply or a history write: a bug says so and where its details are."""
         if kind == "bug":
-            self.chat.show_banner(f"{message} (details in {log_path()})", seconds=8)
+            self.chat.show_banner(f"Something went wrong inside Lantern (a bug, not something you did): {message}. "
+                                  f"Details are in {log_path()}.", tag="chat", kind="bug")
         else:
-            self.chat.show_banner(message)
+            self.chat.show_banner(message, tag="history" if "history" in message else "chat")
         self.statusBar().showMessage(message, 8000)
+
+    def show_notice(self, text: str, kind: str) -> None:
+        """A notice from the model controller (a load refused, cancelled, not started)."""
+        if kind == "bug":
+            text = f"{text} (a bug in Lantern; details in {log_path()})"
+        self.chat.show_banner(text, tag="load", kind=kind, seconds=8 if kind == "info" else None)
+
+    def clear_notice(self, tag: str) -> None:
+        self.chat.clear_banner(tag)
 
     def on_setting_changed(self, key: str) -> None:
         if key in APPEARANCE_KEYS:
             self.apply_appearance()
-        elif key in RELOAD_KEYS and self.controller.model is not None:
+        elif self.models.needs_reload(key):
             self.chat.show_banner("The new setting applies when the model is loaded again "
-                                  "(Models → Reload model).", seconds=10)
-        elif key == "offline" and self._model_manager is not None:
-            self._model_manager.offline = self.settings.settings.offline
-            if self.settings.settings.offline:  # running downloads stop (kept queued)
-                self.status.on_download_state(None)
+                                  "(Models → Reload model).", seconds=10, tag="setting", kind="info")
+        elif key == "offline" and self.settings.settings.offline:
+            self.status.on_download_state(None)   # running downloads stop (kept queued)
             if self._models_panel is not None:
                 self._models_panel.refresh_catalog()
-        if key == "context_length":
-            if self._models_panel is not None:
-                self._models_panel.set_context_length(self.settings.settings.context_length)
-            elif self._model_manager is not None:
-                self._model_manager.context_length = self.settings.settings.context_length
+        if key == "context_length" and self._models_panel is not None:
+            self._models_panel.set_context_length(self.settings.settings.context_length)
+        if key in ("reasoning_effort", "instructions"):
+            self.on_chat_settings_changed()
+        if key == "instruction_presets":
+            self.chat.set_presets(self.settings.settings.instruction_presets)
 
     def on_system_colors_changed(self, *_: object) -> None:
         if self.settings.settings.theme == "system" and not self._shut:
             self.apply_appearance()
 
-    def reload_model(self) -> None:
-        if self.controller.model is not None:
-            from app.widgets.remote_hooks import reload_remote
-
-            if not reload_remote(self, self.controller.model.path):
-                self.request_load(self.controller.model.path)
-
     # ------------------------------------------------------------------ loading and memory
-
-    def _gpu_present(self) -> bool:
-        if self._model_manager is not None:
-            return self._model_manager.system.best_gpu is not None
-        from app.models.fit import probe_gpus
-
-        return bool(probe_gpus())
-
-    def memory_shortfall(self, model_dir: Path) -> MemoryShortfall | None:
-        """Would `model_dir` at the configured context overflow the free RAM? (None: fine or unknown)"""
-        s = self.settings.settings
-        try:
-            gpu = self._gpu_present() if s.device == "auto" else False
-        except Exception as error:  # noqa: BLE001 - probing is best effort
-            log.info("GPU probe failed: %s", error)
-            gpu = False
-        loaded = self.controller.model
-        freed = loaded.memory_needed_bytes if loaded is not None and loaded.device in ("cpu", "mps") else 0
-        return check_ram(model_dir, s.context_length, s.device, gpu_present=gpu, freed_bytes=freed)
 
     def ask_load_anyway(self, shortfall: MemoryShortfall) -> bool:
         """Ask whether to load a model that needs more than the free RAM (default: don't)."""
@@ -355,45 +351,17 @@ class MainWindow(QMainWindow):
         box.exec()
         return box.clickedButton() is anyway
 
-    def request_load(self, model_dir: Path, *, interactive: bool = True, confirmed: bool = False) -> bool:
-        """Load a model unless it will not fit the free RAM and the user says no (or can't be asked).
+    def confirm_load(self, shortfall: MemoryShortfall, path: Path) -> None:
+        """The model controller found that `path` will not fit: ask, then load or say it was not."""
+        if self.ask_load_anyway(shortfall):
+            self.models.load_now(path)
+        else:
+            self.statusBar().showMessage(f"{shortfall.model_name} not loaded: not enough free memory.", 8000)
 
-        `confirmed`: the user already agreed to load it despite a memory warning (the Models panel
-        asks on its own). Returns whether loading started.
-        """
-        shortfall = None if confirmed else self.memory_shortfall(model_dir)
-        if shortfall is not None:
-            log.warning("memory check: %s", shortfall.details().splitlines()[0])
-            if not interactive:
-                self.chat.show_banner(f"Did not load {shortfall.model_name} automatically: it needs more memory "
-                                      f"than is free. {shortfall.details().splitlines()[0]} "
-                                      "Load it from Models (Ctrl+M) to try anyway.", seconds=None)
-                return False
-            if not self.ask_load_anyway(shortfall):
-                self.statusBar().showMessage(f"{shortfall.model_name} not loaded: not enough free memory.", 8000)
-                return False
-        self.controller.load_model(Path(model_dir))
-        return True
-
-    def _panel_asked_already(self, model_dir: Path) -> bool:
-        """The Models panel asks before loading a model it rates "will not fit"; don't ask twice."""
-        if self._model_manager is None:
-            return False
-        try:
-            from app.models.fit import Verdict, assess
-            from engine.config import load_config
-
-            config, _ = load_config(Path(model_dir))
-            fit = assess(config.memory_needed_bytes(self._model_manager.context_length), self._model_manager.system)
-        except Exception:  # noqa: BLE001
-            return False
-        return fit.verdict == Verdict.WONT_FIT
+    def request_load(self, model_dir: Path, *, interactive: bool = True, confirmed: bool = False) -> None:
+        self.models.request_load(Path(model_dir), interactive=interactive, confirmed=confirmed)
 
     # ------------------------------------------------------------------ model manager and downloads
-
-    def _attach_manager(self, manager: Any) -> None:
-        self._model_manager = manager
-        manager.subscribe(self._manager_bridge.event.emit)  # from download threads: queued to this thread
 
     def on_manager_event(self, event: object) -> None:
         """Download progress and state in the status bar (whether or not the Models window is open)."""
@@ -428,37 +396,35 @@ class MainWindow(QMainWindow):
         start = self.settings.settings.last_model or str(self._models_dir())
         folder = QFileDialog.getExistingDirectory(self, "Open a gpt-oss model folder", start)
         if folder:
-            self.request_load(Path(folder))
+            self.models.request_load(Path(folder))
 
     def _models_dir(self) -> Path:
         return Path(self.settings.settings.models_dir) if self.settings.settings.models_dir else default_models_dir()
 
     def open_models(self) -> None:
-        """The model manager panel (helper "models"), or the folder picker while it is absent."""
-        classes = _model_manager_classes()
-        if classes is None:
+        """The model manager panel; the folder picker when the models folder could not be opened."""
+        manager = self.model_manager
+        if manager is None:
+            self.chat.show_banner(f"The models folder {self._models_dir()} cannot be used (see {log_path()}); "
+                                  "open a model folder instead.", tag="models", kind="user", seconds=10)
             self.open_model_folder()
             return
         if self._models_dialog is None:
-            manager_cls, panel_cls = classes
-            s = self.settings.settings
+            from app.widgets.models_panel import ModelManagerPanel
+
             dialog = QDialog(self)
             dialog.setWindowTitle("Models")
             dialog.setAccessibleName("Models")
             dialog.resize(900, 640)
             layout = QVBoxLayout(dialog)
-            if self._model_manager is None:
-                self._attach_manager(manager_cls(self._models_dir(), offline=s.offline,
-                                                 context_length=s.context_length))
-            self._model_manager.models_dir.mkdir(parents=True, exist_ok=True)
-            panel: Any = panel_cls(self._model_manager, dialog)
-            panel.load_requested.connect(
-                lambda path: self.request_load(Path(path), confirmed=self._panel_asked_already(Path(path)))
-                and dialog.accept())
-            panel.unload_requested.connect(self.controller.unload_model)
-            panel.status_message.connect(lambda text: self.statusBar().showMessage(text, 8000))
-            panel.models_dir_changed.connect(lambda path: self.settings.update(models_dir=str(path)))
-            panel.context_length_changed.connect(lambda n: self.settings.update(context_length=int(n)))
+            try:
+                manager.models_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                log.warning("cannot create the models folder: %s", error)
+            panel: Any = ModelManagerPanel(manager, dialog)
+            from app.wiring import connect_models_panel
+
+            connect_models_panel(self, panel, dialog)
             if self.controller.model is not None:
                 panel.set_loaded(self.controller.model.path)
             folder = QPushButton("Open model folder…")
@@ -498,23 +464,35 @@ class MainWindow(QMainWindow):
                           "Your chats and models stay on this computer.\n\n"
                           f"Log file: {log_path()}")
 
+    # ------------------------------------------------------------------ export and import
+
     def export_chat(self, kind: str) -> None:
-        cid = self.controller.conversation_id
-        if cid is None:
+        if self.controller.conversation_id is None:
             return
-        title = self.controller.store.get_conversation(cid).title or "chat"
+        title = self.controller.conversation_title() or "chat"
         safe = "".join(ch if ch.isalnum() or ch in " -_" else "_" for ch in title).strip() or "chat"
-        path, _ = QFileDialog.getSaveFileName(self, "Export chat", f"{safe}.{kind}")
+        path, _ = QFileDialog.getSaveFileName(self, "Export chat", str(documents_dir() / f"{safe}.{kind}"))
         if not path:
             return
         try:
-            if kind == "md":
-                text = self.controller.store.export_markdown(cid)
-            else:
-                text = json.dumps(self.controller.store.export_json(cid), indent=2, ensure_ascii=False)
-            Path(path).write_text(text, encoding="utf-8")
-        except (OSError, sqlite3.Error) as error:  # a read-only folder, a full disk: say so, never a silent slot error
+            Path(path).write_text(self.controller.export_text(kind), encoding="utf-8")
+        except Exception as error:  # noqa: BLE001 - a read-only folder, a full disk: say so, never a silent slot error
             log.warning("export to %s failed: %s", path, error)
             self.on_error(f"Could not export the chat to {path}: {error}", "user")
             return
         self.statusBar().showMessage(f"Exported to {path}", 5000)
+
+    def import_chat(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import a chat", str(documents_dir()),
+                                              "Lantern chat (*.json);;All files (*)")
+        if not path:
+            return
+        try:
+            self.controller.import_chat(Path(path))
+        except Exception as error:  # noqa: BLE001 - not JSON, not a Lantern export, unreadable: say which
+            log.warning("import of %s failed: %s", path, error)
+            self.chat.show_banner(f"Could not import {Path(path).name}: {error}", tag="import", kind="user",
+                                  seconds=12)
+            return
+        self.chat.clear_banner("import")
+        self.statusBar().showMessage(f"Imported {Path(path).name}", 5000)

@@ -1,4 +1,9 @@
-"""One message: Markdown body, collapsible reasoning and tool calls, copy/edit/regenerate buttons, ‹ n/m › versions."""
+"""One message: Markdown body, collapsible reasoning and tool calls, copy/edit/regenerate buttons, ‹ n/m › versions.
+
+A long message the user pasted shows its first lines with "Show all"; lines too long for the width
+wrap anywhere rather than being clipped. Other parts of the app add blocks of their own (a tool's
+output, an attachment) with `add_block(widget)`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import time
 from typing import Callable
 
 from PySide6.QtCore import QSize, Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor, QTextOption
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -22,12 +27,25 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.render import COPY_SCHEME, LIGHT, Palette, Rendered, render_markdown, render_plain
+from app.render import COPY_SCHEME, LIGHT, Palette, Rendered, render_markdown, render_plain, split_blocks
 
 log = logging.getLogger(__name__)
 
 REASONING_LABEL = "Reasoning — the model's unfiltered chain of thought"
 TOOL_CALL_LABEL = "Tool call"
+COLLAPSE_LINES = 12
+"""A user's message longer than this many lines (or COLLAPSE_CHARS) shows its first lines and "Show all"."""
+COLLAPSE_CHARS = 1500
+CUT_OFF_TEXT = "· cut off: Lantern closed before this reply finished"
+
+
+def collapsed_preview(text: str) -> str | None:
+    """The first lines of a long message (None when it is short enough to show whole)."""
+    lines = text.split("\n")
+    if len(lines) <= COLLAPSE_LINES and len(text) <= COLLAPSE_CHARS:
+        return None
+    head = "\n".join(lines[:8])
+    return head[:COLLAPSE_CHARS // 2].rstrip() + " …"
 
 
 class AutoHeightBrowser(QTextBrowser):
@@ -45,6 +63,9 @@ class AutoHeightBrowser(QTextBrowser):
                                      | Qt.TextInteractionFlag.LinksAccessibleByMouse
                                      | Qt.TextInteractionFlag.TextSelectableByKeyboard)
         self.document().setDocumentMargin(2)
+        option = self.document().defaultTextOption()   # a long unbroken line wraps instead of being clipped
+        option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.document().setDefaultTextOption(option)
         self.document().documentLayout().documentSizeChanged.connect(self._fit)
 
     def _fit(self, *_: object) -> None:
@@ -98,6 +119,7 @@ class MessageWidget(QFrame):
         header.addWidget(self.origin_label)
         self.status_label = QLabel("")
         self.status_label.setProperty("muted", True)
+        self.status_label.setAccessibleName("Message status")
         header.addWidget(self.status_label)
         header.addStretch(1)
         self.prev_button = self._tool("‹", "Previous version", lambda: self.sibling_requested.emit(self.message_id, -1))
@@ -128,9 +150,7 @@ class MessageWidget(QFrame):
         self.reasoning_frame.setObjectName("reasoning")
         rlayout = QVBoxLayout(self.reasoning_frame)
         rlayout.setContentsMargins(8, 0, 0, 0)
-        self.reasoning_view = AutoHeightBrowser()
-        self.reasoning_view.setAccessibleName("Reasoning text")
-        rlayout.addWidget(self.reasoning_view)
+        self._reasoning_view: AutoHeightBrowser | None = None   # made when there is reasoning to show
         layout.addWidget(self.reasoning_toggle)
         layout.addWidget(self.reasoning_frame)
         self.reasoning_toggle.setVisible(False)
@@ -151,10 +171,39 @@ class MessageWidget(QFrame):
         layout.addWidget(self.tool_calls_frame)
         self.tool_calls_frame.setVisible(False)
 
+        self.progress_label = QLabel("")   # "Reading your message… 43 %" while the prompt is read
+        self.progress_label.setObjectName("progress")
+        self.progress_label.setProperty("muted", True)
+        self.progress_label.setAccessibleName("Progress")
+        self.progress_label.setVisible(False)
+        layout.addWidget(self.progress_label)
+
         self.body = AutoHeightBrowser()
         self.body.setAccessibleName("Message text")
         self.body.anchorClicked.connect(self._on_anchor)
         layout.addWidget(self.body)
+        # While a reply streams, its finished Markdown blocks are appended to `body` once each and only
+        # the open last block is rendered again, into `tail` (see app.render.split_blocks).
+        self.tail = AutoHeightBrowser()
+        self.tail.setAccessibleName("Message text being written")
+        self.tail.anchorClicked.connect(self._on_anchor)
+        self.tail.setVisible(False)
+        layout.addWidget(self.tail)
+        self._blocks: list[str] = []          # source of the blocks appended to `body`
+        self._math_pending = False            # a formula shown as TeX is still being drawn
+        self._code: list[str] = []            # raw code of every code block in `body`, in order
+        self._tail_text: str | None = None
+        self.show_all_button = QPushButton("")
+        self.show_all_button.setObjectName("showAll")
+        self.show_all_button.setFlat(True)
+        self.show_all_button.setAccessibleName("Show the whole message")
+        self.show_all_button.clicked.connect(self.toggle_collapsed)
+        self.show_all_button.setVisible(False)
+        layout.addWidget(self.show_all_button, 0, Qt.AlignmentFlag.AlignLeft)
+        self._collapsed = True
+        self.blocks = QVBoxLayout()          # blocks other parts of the app add (tool output, attachments)
+        self.blocks.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(self.blocks)
         self.note_label = QLabel("")  # why a reply ended early (length limit, tool call)
         self.note_label.setObjectName("note")
         self.note_label.setProperty("muted", True)
@@ -181,6 +230,14 @@ class MessageWidget(QFrame):
     # ------------------------------------------------------------------ content
 
     @property
+    def reasoning_view(self) -> AutoHeightBrowser:
+        if self._reasoning_view is None:
+            self._reasoning_view = AutoHeightBrowser()
+            self._reasoning_view.setAccessibleName("Reasoning text")
+            self.reasoning_frame.layout().addWidget(self._reasoning_view)
+        return self._reasoning_view
+
+    @property
     def text(self) -> str:
         return self._text
 
@@ -190,7 +247,7 @@ class MessageWidget(QFrame):
 
     @property
     def code_blocks(self) -> tuple[str, ...]:
-        return self._rendered.code_blocks
+        return tuple(self._code) + (self._rendered.code_blocks if self.tail.isVisible() else ())
 
     @property
     def tool_calls(self) -> list[tuple[str, str]]:
@@ -237,17 +294,81 @@ class MessageWidget(QFrame):
         self.tool_call_views[i].setVisible(self.tool_call_toggles[i].isChecked() and i < len(self._tool_calls))
         self._update_tool_call_title(i)
 
-    def set_text(self, text: str) -> None:
-        """Re-render the body (Markdown). Cheap enough for the streaming message every ~30 ms."""
-        if text == self._text and self._rendered.html:
+    def add_block(self, widget: QWidget) -> None:
+        """A block of another part of the app, under the text (e.g. a tool's output)."""
+        self.blocks.addWidget(widget)
+
+    def set_text(self, text: str, *, streaming: bool = False) -> None:
+        """Re-render the body: Markdown for the model's replies (incrementally while `streaming`),
+        the text as typed for the user's, collapsed to its first lines when it is long."""
+        if text == self._text and (self._rendered.html or self.role == "user"):
             return
         self._text = text
         if self.role == "user":
-            self._rendered = Rendered(render_plain(text, self._palette, muted=False), ())
+            self._show_user_text()
+            self.body.setVisible(True)
+            return
+        blocks, tail = split_blocks(text, streaming=streaming)
+        if not streaming:
+            blocks, tail = blocks + ([tail] if tail.strip() else []), ""
+        if blocks[:len(self._blocks)] != self._blocks:   # not a continuation of what is shown: start over
+            self.body.clear()
+            self._blocks, self._code, self._math_pending = [], [], False
+        cursor: QTextCursor | None = None
+        for block in blocks[len(self._blocks):]:
+            rendered = render_markdown(block, self._palette, first_code=len(self._code))
+            if cursor is None:
+                cursor = QTextCursor(self.body.document())
+                cursor.movePosition(QTextCursor.MoveOperation.End)
+            if self._blocks:
+                cursor.insertBlock()
+            cursor.insertHtml(rendered.html)
+            self._blocks.append(block)
+            self._code.extend(rendered.code_blocks)
+            self._math_pending = self._math_pending or rendered.math_pending
+        if tail.strip():
+            if tail != self._tail_text:
+                open_fence = tail.count("```") % 2 == 1   # a code block being written: highlighted when closed
+                self._rendered = render_markdown(tail, self._palette, highlight=not open_fence,
+                                                 first_code=len(self._code))
+                self.tail.setHtml(self._rendered.html)
+                self._tail_text = tail
+            self.tail.setVisible(True)
         else:
-            self._rendered = render_markdown(text, self._palette)
-        self.body.setHtml(self._rendered.html)
-        self.body.setVisible(bool(text) or self.role == "user")
+            self._rendered, self._tail_text = Rendered("", ()), None
+            self.tail.setVisible(False)
+        self.body.setVisible(bool(self._blocks))
+
+    def refresh_math(self) -> None:
+        """Formulas that were still being drawn are ready: render the text again (no-op otherwise)."""
+        if self.role == "user" or not (self._math_pending or self._rendered.math_pending):
+            return
+        text, streaming = self._text, self.status_shown == "streaming"
+        self._text, self._blocks, self._tail_text, self._math_pending = "\x00", [], None, False
+        self.body.clear()
+        self.set_text(text, streaming=streaming)
+
+    def _show_user_text(self) -> None:
+        preview = collapsed_preview(self._text) if self._collapsed else None
+        self.body.setPlainText(preview if preview is not None else self._text)
+        long = collapsed_preview(self._text) is not None
+        lines = self._text.count("\n") + 1
+        self.show_all_button.setText(f"Show all ({lines:,} lines, {len(self._text):,} characters)"
+                                     if self._collapsed else "Show less")
+        self.show_all_button.setVisible(long)
+
+    @property
+    def collapsed(self) -> bool:
+        return self.role == "user" and self._collapsed and collapsed_preview(self._text) is not None
+
+    def toggle_collapsed(self) -> None:
+        self._collapsed = not self._collapsed
+        self._show_user_text()
+
+    def set_progress(self, text: str | None) -> None:
+        """What the reply is doing before it has text ("Reading your message… 43 % …"); None hides it."""
+        self.progress_label.setText(text or "")
+        self.progress_label.setVisible(bool(text))
 
     def set_reasoning(self, text: str, *, thinking: bool, thought_seconds: float | None,
                       thinking_since: float | None = None) -> None:
@@ -262,7 +383,15 @@ class MessageWidget(QFrame):
             return
         was_thinking, self._thinking = self._thinking, thinking
         self._thought_seconds = thought_seconds
-        self.reasoning_view.setHtml(render_plain(text, self._palette))
+        shown = getattr(self, "_reasoning_shown", "")
+        if text.startswith(shown) and shown:   # streaming: add the new text only (its layout grows, not redone)
+            if len(text) > len(shown):
+                cursor = QTextCursor(self.reasoning_view.document())
+                cursor.movePosition(QTextCursor.MoveOperation.End)
+                cursor.insertText(text[len(shown):])
+        else:
+            self.reasoning_view.setHtml(render_plain(text, self._palette))
+        self._reasoning_shown = text
         if thinking and not was_thinking:
             self.reasoning_toggle.setChecked(self._show_reasoning)
         elif was_thinking and not thinking:
@@ -310,14 +439,33 @@ class MessageWidget(QFrame):
         self.reasoning_frame.setVisible(checked and self._show_reasoning and bool(self._reasoning))
         self._update_reasoning_title()
 
-    def set_status(self, status: str, error: str | None = None) -> None:
-        self.status_shown = status
+    def set_status(self, status: str, error: str | None = None, *, interrupted: bool = False,
+                   bug: bool = False) -> None:
+        """`interrupted`: cut off because Lantern closed (a crash), not stopped by the user; `bug`:
+        an error that is Lantern's fault, not the user's."""
+        key = (status, error, interrupted, bug)
+        if key == getattr(self, "_status_key", None):
+            return                      # (called on every streamed update: restyling is not free)
+        self._status_key = key
+        self.status_shown = "interrupted" if interrupted and status == "stopped" else status
         text = {"stopped": "· stopped", "error": "· error", "streaming": "· writing…"}.get(status, "")
-        self.status_label.setText(text)
-        if status == "error":
-            self.status_label.setText(f"· error: {error}" if error else "· error")
+        self.status_label.setObjectName("")
+        self.status_label.setToolTip("")
+        if self.status_shown == "interrupted":
+            text = CUT_OFF_TEXT
+            self.status_label.setObjectName("interrupted")
+            self.status_label.setToolTip("Lantern closed (a crash, a kill or a power cut) while writing this reply; "
+                                         "it is kept as far as it got. Regenerate writes a new one.")
+        elif status == "stopped":
+            self.status_label.setToolTip("You stopped this reply.")
+        elif status == "error":
+            what = "a bug in Lantern" if bug else "error"
+            text = f"· {what}: {error}" if error else f"· {what}"
             self.status_label.setObjectName("error")
             self.status_label.setToolTip(error or "")
+        self.status_label.setText(text)
+        self.status_label.style().unpolish(self.status_label)
+        self.status_label.style().polish(self.status_label)
         self.regenerate_button.setEnabled(status != "streaming")
 
     def set_siblings(self, index: int, count: int) -> None:
@@ -340,8 +488,9 @@ class MessageWidget(QFrame):
     def _on_anchor(self, url: QUrl) -> None:
         if url.scheme() == COPY_SCHEME:
             index = int(url.path() or url.toString().split(":", 1)[1])
-            if 0 <= index < len(self._rendered.code_blocks):
-                QGuiApplication.clipboard().setText(self._rendered.code_blocks[index])
+            code = self.code_blocks
+            if 0 <= index < len(code):
+                QGuiApplication.clipboard().setText(code[index])
         elif url.scheme() in ("http", "https", "mailto"):
             QDesktopServices.openUrl(url)
 

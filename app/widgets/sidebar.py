@@ -1,4 +1,9 @@
-"""Conversation list: new, search (titles and messages, full text), rename, delete; newest first."""
+"""Conversation list: new, search (titles and messages, full text), rename, delete; newest first.
+
+The list is rebuilt only when what it shows changed: a reply that finishes in the chat at the top
+(the usual case) changes nothing, and a chat moving to the top moves one row, so a history of
+thousands of chats costs nothing per message.
+"""
 
 from __future__ import annotations
 
@@ -53,7 +58,13 @@ class Sidebar(QWidget):
         self.list.itemActivated.connect(self._on_activated)
         self.list.itemClicked.connect(self._on_activated)
         self.list.setWordWrap(True)
+        # Thousands of chats: rows all of one height, laid out 50 at a time between other events.
+        self.list.setUniformItemSizes(True)
+        self.list.setLayoutMode(QListWidget.LayoutMode.Batched)
+        self.list.setBatchSize(50)
         layout.addWidget(self.list, 1)
+        self._shown: list[tuple[int, str]] = []     # (id, title) of the conversations listed, in order
+        self._showing_hits = False
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(150)
@@ -84,20 +95,43 @@ class Sidebar(QWidget):
     def query(self) -> str:
         return self.search.text().strip()
 
+    @staticmethod
+    def _conversation_item(c: Any) -> QListWidgetItem:
+        item = QListWidgetItem(c.title or "New chat")
+        item.setData(ID_ROLE, c.id)
+        item.setToolTip(c.title or "")
+        return item
+
     def show_conversations(self, conversations: list[Any], current: int | None) -> None:
         self._current = current
-        self.list.clear()
-        for c in conversations:
-            item = QListWidgetItem(c.title or "New chat")
-            item.setData(ID_ROLE, c.id)
-            item.setToolTip(c.title or "")
-            self.list.addItem(item)
-            if c.id == current:
-                item.setSelected(True)
-                self.list.setCurrentItem(item)
+        wanted = [(int(c.id), c.title or "") for c in conversations]
+        if self._showing_hits or wanted != self._shown:
+            if not self._showing_hits and len(wanted) >= 1 and wanted[1:] == [x for x in self._shown if x != wanted[0]
+                                                                            and x[0] != wanted[0][0]]:
+                # one chat moved to (or appeared at) the top, or was renamed there: move one row
+                old = next((i for i, x in enumerate(self._shown) if x[0] == wanted[0][0]), None)
+                if old is not None:
+                    self.list.takeItem(old)
+                self.list.insertItem(0, self._conversation_item(conversations[0]))
+            else:
+                self.list.setUpdatesEnabled(False)
+                self.list.clear()
+                for c in conversations:
+                    self.list.addItem(self._conversation_item(c))
+                self.list.setUpdatesEnabled(True)
+            self._shown = wanted
+            self._showing_hits = False
+        for row, (cid, _title) in enumerate(self._shown):
+            if cid == current:
+                self.list.setCurrentRow(row)
+                break
+        else:
+            self.list.clearSelection()
 
     def show_hits(self, hits: list[Any]) -> None:
         """Search results: one row per hit, title over the matching snippet."""
+        self._showing_hits = True
+        self._shown = []
         self.list.clear()
         if not hits:
             item = QListWidgetItem("No matches")

@@ -1,17 +1,57 @@
-"""Model, device and backend (with the fallback reason), speed, time to first token, context used,
-and a running model download."""
+"""Model (its whole name, elided in the middle when narrow), a short device label, live speed and
+context meter while a reply streams (and the chat's context use when it is reopened), time to first
+token, a loading model's stage and a running download."""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QPainter, QPaintEvent
+from PySide6.QtWidgets import QLabel, QProgressBar, QSizePolicy, QStatusBar, QWidget
 
+from app.messages import LiveStats
 from engine.types import ModelInfo, Usage
+
+_KERNEL_NAMES = {"avx512": "AVX-512", "avx2": "AVX2", "neon": "NEON", "amx": "AMX", "reference": "",
+                 "torch": "", "triton": "Triton"}
+
+
+def device_label(info: ModelInfo) -> str:
+    """"CPU · AVX2", "CUDA · Triton", "Apple GPU": the one place that turns ModelInfo's device and
+    backend into a short label (to be replaced by the engine's own once it has one)."""
+    device = (info.device or "cpu").split(":")[0]
+    head = {"cpu": "CPU", "cuda": "CUDA", "mps": "Apple GPU"}.get(device, device.upper())
+    parts = [p for p in (info.backend or "").split("-") if p and p != device]
+    kernels = [_KERNEL_NAMES.get(p, p.upper()) for p in parts]
+    kernels = [k for k in kernels if k]
+    return " · ".join([head] + kernels)
+
+
+class ElidedLabel(QLabel):
+    """A label that shows its whole text when there is room and "gpt-oss…20b" (middle elided) when not;
+    the full text is always in the tooltip."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(text, parent)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(60)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(60, super().minimumSizeHint().height())
+
+    def shown_text(self) -> str:
+        return self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideMiddle, self.contentsRect().width())
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt override
+        painter = QPainter(self)
+        painter.setPen(self.palette().color(self.foregroundRole()))
+        painter.drawText(self.contentsRect(), int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft),
+                         self.shown_text())
 
 
 class StatusBar(QStatusBar):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.model_label = QLabel("No model loaded")
+        self.model_label = ElidedLabel("No model loaded")
         self.device_label = QLabel("")
         self.speed_label = QLabel("")
         self.ttft_label = QLabel("")
@@ -40,12 +80,12 @@ class StatusBar(QStatusBar):
         self.insertPermanentWidget(0, self.download_label)
         self.download_label.setVisible(False)
         self.download_bar.setVisible(False)
-        for label in (self.model_label, self.device_label):  # long ones clip in a narrow window (tooltips
-            label.setMinimumWidth(40)                        # hold the full text) instead of widening it
+        self.device_label.setMinimumWidth(40)   # clips in a narrow window (the tooltip holds the full text)
         self._max_context = 0
 
     def on_loading(self, name: str) -> None:
         self.model_label.setText(f"Loading {name}…")
+        self.model_label.setToolTip(f"Loading {name}")
         self.device_label.setText("")
         self.progress.setValue(0)
         self.progress.setVisible(True)
@@ -77,11 +117,13 @@ class StatusBar(QStatusBar):
             self.device_label.setToolTip(tip)
             self.context_label.setText(f"context 0 / {info.max_context:,}" if info.max_context else "")
             return
-        text = f"{info.device or '?'} · {info.backend or 'default'}"
+        label = device_label(info)
+        tip = f"Runs on {info.device or '?'} with the {info.backend or 'default'} kernels"
         if info.fallback_reason:
-            text += f" (fell back: {info.fallback_reason})"
-        self.device_label.setText(text)
-        self.device_label.setToolTip(text)
+            label += " (fell back)"
+            tip += f"; fell back: {info.fallback_reason}"
+        self.device_label.setText(label)
+        self.device_label.setToolTip(tip)
         self.model_label.setToolTip(f"{info.name}\n{info.path}")
         self.context_label.setText(f"context 0 / {info.max_context:,}")
 
@@ -111,6 +153,25 @@ class StatusBar(QStatusBar):
             self.download_label.setText(f"⬇ {name}…")
         self.download_label.setToolTip(tip)
         self.download_label.setVisible(True)
+
+    def on_context(self, used: int, max_context: int = 0) -> None:
+        """The context meter: `used` tokens of `max_context` (0: the loaded model's)."""
+        limit = max_context or self._max_context
+        if not limit:
+            self.context_label.setText("")
+            return
+        if not used:
+            self.context_label.setText(f"context 0 / {limit:,}")
+            return
+        self.context_label.setText(f"context {used:,} / {limit:,} ({100 * used / limit:.0f}%)")
+
+    def on_live(self, stats: LiveStats, max_context: int = 0) -> None:
+        """While a reply streams: tokens/s so far and the context it fills."""
+        if stats.phase == "decode" and stats.completion_tokens > 1:
+            self.speed_label.setText(f"{stats.tokens_per_s:.1f} tok/s")
+        elif stats.phase == "prefill" and stats.prefill_elapsed_s > 0:
+            self.speed_label.setText(f"reading {stats.prefill_done / stats.prefill_elapsed_s:.0f} tok/s")
+        self.on_context(stats.context_tokens, max_context)
 
     def on_usage(self, usage: Usage) -> None:
         if usage.decode_tokens_per_s:

@@ -73,4 +73,10 @@ def stylesheet(p: Palette, font_size: int) -> str:
     QLabel#note {{ color: {p.muted}; font-style: italic; }}
     QLabel#emptyNote {{ color: {p.muted}; font-size: {font_size + 1}pt; }}
     QLabel#banner {{ background: #fff8c5; color: #3b2300; padding: 6px; border-radius: 4px; }}
+    QLabel#banner[kind="bug"] {{ background: #ffebe9; color: #5c0a0a; border: 1px solid #cf222e; }}
+    QLabel#banner[kind="info"] {{ background: #ddf4ff; color: #0a3069; }}
+    QLabel#interrupted {{ color: #9a6700; font-weight: bold; }}
+    QLabel#progress {{ color: {p.muted}; font-style: italic; }}
+    QFrame#loadingCard {{ background: {p.code_bg}; border-bottom: 1px solid {p.code_border}; }}
+    QPushButton#showAll, QPushButton#instructionsButton {{ color: {p.link}; border: none; text-align: left; }}
     """

@@ -122,7 +122,7 @@ class API:
 
     async def model(self, request: Request) -> Response:
         model = self._model()
-        if request.path_params["model_id"] not in (common.model_id(model), common.model_id(model).rsplit("/", 1)[-1]):
+        if request.path_params["model_id"] not in common.model_aliases(model):
             raise model_not_found(request.path_params["model_id"])
         return JSONResponse(self._model_card(model))
 

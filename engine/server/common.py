@@ -29,16 +29,26 @@ def model_id(model: Any) -> str:
     return model.info.name
 
 
+def model_aliases(model: Any) -> set[str]:
+    """Names a request may use for the served model: its id, the id's last part, and gpt-oss-20b /
+    gpt-oss-120b when the checkpoint has that shape (clients often hard-code those)."""
+    served = model_id(model)
+    names = {served, served.rsplit("/", 1)[-1]}
+    size = {32: "gpt-oss-20b", 128: "gpt-oss-120b"}.get(getattr(model.info, "num_experts", 0))
+    if size:
+        names |= {size, f"openai/{size}"}
+    return names
+
+
 def check_model(body: Mapping[str, Any], model: Any) -> str:
     name = body.get("model", MISSING)
     if name is MISSING or name is None:
         raise invalid("You must provide a model parameter.", "model", code="missing_required_parameter")
     if not isinstance(name, str):
         raise invalid("model must be a string.", "model")
-    served = model_id(model)
-    if name != served and name != served.rsplit("/", 1)[-1]:
+    if name not in model_aliases(model):
         raise model_not_found(name)
-    return served
+    return model_id(model)
 
 
 def get(body: Mapping[str, Any], key: str, types: type | tuple[type, ...], param: str | None = None,

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from engine.errors import ContextFull, EngineError
 from engine.server.errors import APIError, context_length_exceeded, no_model, queue_full
 from engine.server.pool import SessionPool
-from engine.types import ChatEvent, Finished, GenerationParams, Message
+from engine.types import ChatEvent, Delta, Finished, GenerationParams, Message
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,11 @@ class Job:
             self._put(Finished("cancelled"))
             return
         try:
-            prompt = engine.render(self.messages, self.params)
-            session, _ = pool.acquire(prompt)
+            session = pool.acquire_for(self.messages, self.params)
             events = engine.chat(session, self.messages, self.params, should_stop=self.should_stop)
             for event in events:
+                if not isinstance(event, (Delta, Finished)):
+                    continue          # progress events (prefill, decode) are the window's, not the API's
                 if self.cancelled and not isinstance(event, Finished):
                     self.tokens_after_cancel += 1
                 self._put(event)

@@ -15,6 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 
+EDIT_SHARE = 0.9
+
+
 class SessionPool:
     def __init__(self, engine: Any, size: int = 1) -> None:
         if size < 1:
@@ -23,23 +26,43 @@ class SessionPool:
         self.size = size
         self._sessions: list[Any] = []
         self._last_used: dict[int, int] = {}
+        self._prompt_len: dict[int, int] = {}     # length of the prompt each session ran last
         self._clock = itertools.count()
 
+    def acquire_for(self, messages: Sequence[Any], params: Any) -> Any:
+        """The session for a conversation (rendered only when there is a choice to make)."""
+        if self.size == 1 and self._sessions:
+            return self._sessions[0]
+        prompt = self.engine.render(messages, params) if self.size > 1 else []
+        return self.acquire(prompt)[0]
+
     def acquire(self, prompt: Sequence[int]) -> tuple[Any, int]:
-        """(session to run `prompt` in, tokens of the prompt its cache already holds)."""
+        """(session to run `prompt` in, tokens of the prompt its cache already holds).
+
+        A session continues its conversation when the new prompt starts with the whole prompt it
+        ran last (the client resent the conversation with more turns): the longest such match wins.
+        Otherwise this is another conversation (or an edited one): a free slot, else the session
+        sharing at least 90% of the prompt (an edit late in a long chat), else the least recently
+        used one, so that other conversations keep their caches (a shared system message alone does
+        not make two conversations the same).
+        """
         from engine.api import common_prefix_len   # torch: only ever on the model thread
 
         scored = [(common_prefix_len(s.tokens, prompt), self._last_used[id(s)], s) for s in self._sessions]
-        best = max(scored, key=lambda t: (t[0], t[1]), default=None)
-        if best is not None and (best[0] > 0 or len(self._sessions) >= self.size):
-            session, shared = best[2], best[0]
-            if shared == 0:   # nothing in common anywhere: take the least recently used one
-                session = min(scored, key=lambda t: t[1])[2]
-        else:
+        continuing = [t for t in scored if t[0] > 0 and t[0] >= self._prompt_len.get(id(t[2]), 0)]
+        best_any = max(scored, key=lambda t: (t[0], t[1]), default=None)
+        if continuing:
+            shared, _, session = max(continuing, key=lambda t: (t[0], t[1]))
+        elif len(self._sessions) < self.size:
             session = self.engine.new_session(own_cache=True) if self.size > 1 else self.engine.new_session()
             self._sessions.append(session)
             shared = 0
+        elif best_any is not None and best_any[0] >= EDIT_SHARE * len(prompt):
+            shared, _, session = best_any
+        else:
+            shared, _, session = min(scored, key=lambda t: t[1])
         self._last_used[id(session)] = next(self._clock)
+        self._prompt_len[id(session)] = len(prompt)
         return session, shared
 
     def close(self) -> None:

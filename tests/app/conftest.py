@@ -46,6 +46,11 @@ class Env:
 
     def wait_idle(self) -> None:
         self.qtbot.waitUntil(lambda: self.controller.turn is None, timeout=5000)
+        self.wait_sidebar()
+
+    def wait_sidebar(self) -> None:
+        """The sidebar's list is read off the GUI thread: wait until it shows the latest."""
+        self.qtbot.waitUntil(lambda: not self.window.sidebar_pending, timeout=5000)
 
 
 @pytest.fixture

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -79,3 +84,81 @@ def bytes_on_disk(folder: Path) -> int:
             if p.exists():
                 total += p.stat().st_size
     return total
+
+
+ROOT = Path(__file__).resolve().parents[2]
+RAW_ERROR = re.compile(r"\[Errno|Errno \d|errno \d|Traceback|HTTPConnectionPool|<urlopen|Error\(")
+
+
+def assert_plain(text: str) -> None:
+    """A message meant for a user: no raw errno text, no exception reprs."""
+    assert text and not RAW_ERROR.search(text), text
+
+
+def cli_env(tmp_path: Path, endpoint: str, **extra: str) -> dict[str, str]:
+    """Environment for `python -m app.models` pointed at a fake hub (own HF_HOME: no real token)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update({"HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(ROOT), "HF_ENDPOINT": endpoint})
+    env.update(extra)
+    return env
+
+
+def run_cli(tmp_path: Path, endpoint: str, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app.models", "--models-dir", str(tmp_path / "models"), *args],
+                          cwd=ROOT, env=cli_env(tmp_path, endpoint, **env), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def panel_for(qtbot, make_manager):
+    """A shown ModelManagerPanel on a manager made by make_manager(**kw)."""
+    from app.widgets.models_panel import ModelManagerPanel
+
+    def make(**kw):
+        m = make_manager(**kw)
+        panel = ModelManagerPanel(m)
+        qtbot.addWidget(panel)
+        panel.resize(720, 800)
+        panel.show()
+        return m, panel
+    return make
+
+
+@dataclass
+class Asked:
+    title: str
+    text: str
+    buttons: list[str]
+    default: str | None
+    escape: str | None
+
+
+@pytest.fixture
+def dialogs(monkeypatch):
+    """Answer the panel's message boxes: `answers` holds the label of the button to press, in order
+    ("Yes"/"No" for the standard ones); each box shown is recorded in `asked`."""
+    from PySide6.QtWidgets import QMessageBox
+
+    asked: list[Asked] = []
+    answers: list[str] = []
+
+    def exec_(box):
+        buttons = [b.text().replace("&", "") for b in box.buttons()]
+        default = box.defaultButton()
+        escape = box.escapeButton()
+        asked.append(Asked(box.windowTitle(), box.text() + "\n" + box.informativeText(), buttons,
+                           default.text().replace("&", "") if default else None,
+                           escape.text().replace("&", "") if escape else None))
+        want = answers.pop(0)
+        button = next(b for b in box.buttons() if b.text().replace("&", "") == want)
+        box.setProperty("_answered", True)
+        monkeypatch.setattr(box, "clickedButton", lambda: button, raising=False)
+        return 0
+
+    def question(parent, title, text, *a, **k):          # the static helper: answered by label too
+        asked.append(Asked(title, text, ["Yes", "No"], None, None))
+        return QMessageBox.StandardButton.Yes if answers.pop(0) == "Yes" else QMessageBox.StandardButton.No
+
+    monkeypatch.setattr(QMessageBox, "exec", exec_)
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    return asked, answers

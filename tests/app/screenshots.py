@@ -118,7 +118,7 @@ def shoot(qapp: QApplication, out: Path, theme: str, root: Path) -> list[Path]:
 def shoot_extras(qapp: QApplication, out: Path, theme: str, application: Application,
                  engine: FakeEngine) -> list[Path]:
     """A reply cut off by the length limit (its note), a download in the status bar, the memory warning."""
-    from app.memory_fit import MemoryShortfall
+    from engine.fit import MemoryShortfall
     from app.models.catalog import entry_for
     from app.models.downloader import ProgressSnapshot
     from app.models.events import DownloadProgress
@@ -169,7 +169,124 @@ def main(argv: list[str]) -> int:
         for theme in ("light", "dark"):
             for shot in shoot(qapp, out, theme, Path(tmp)):
                 print(shot)
+        for shot in shoot_progress_and_recovery(qapp, out, Path(tmp)) + shoot_rich_reply(qapp, out, Path(tmp)):
+            print(shot)
     return 0
+
+
+
+def shoot_progress_and_recovery(qapp: QApplication, out: Path, root: Path) -> list[Path]:
+    """Issue 12's screens: prefill progress in the reply, live speed and context while it streams, a
+    refused model folder that leaves the loaded model loaded, and the notice after a crash."""
+    from app.history.streaming import StreamingSaver
+    from engine.errors import ModelFilesError
+
+    shots: list[Path] = []
+    settings = SettingsStore(root / "p-settings.json")
+    settings.update(theme="light")
+    store = HistoryStore(root / "p.sqlite3")
+    engine = FakeEngine(analysis=ANALYSIS, final=FINAL, delay=0.15, prompt_tokens=2380, prefill_chunk=256,
+                        prefill_delay=0.35)
+    factory = FakeFactory(engine)
+    application = Application(qapp, store=store, settings=settings, engine_factory=factory)
+    window, c = application.window, application.controller
+    window.resize(*SIZE)
+    application.start(autoload=False)
+    gate = threading.Event()
+    factory.load_gate = gate                      # the load waits after its "Reading weights" stage
+    c.load_model(Path("/models/gpt-oss-20b"))
+    wait_until(qapp, lambda: window.chat.loading_card.isVisible() and "Reading" in window.chat.loading_card.label.text())
+    for _ in range(5):
+        qapp.processEvents()
+        time.sleep(0.02)
+    shots.append(out / "loading-stages.png")
+    window.grab().save(str(shots[-1]))
+    factory.load_gate = None
+    gate.set()
+    wait_until(qapp, lambda: c.model is not None)
+    c.send("Here is my whole thesis chapter; what are its three weakest arguments? " + "(long text) " * 40)
+    wait_until(qapp, lambda: c.turn is not None and c.turn.stats is not None and c.turn.stats.prefill_done >= 1000)
+    for _ in range(5):
+        qapp.processEvents()
+        time.sleep(0.02)
+    shots.append(out / "prefill-progress.png")
+    window.grab().save(str(shots[-1]))
+    wait_until(qapp, lambda: c.turn is not None and c.turn.stats is not None and c.turn.stats.phase == "decode"
+               and c.turn.stats.completion_tokens > 12)
+    for _ in range(5):
+        qapp.processEvents()
+        time.sleep(0.02)
+    shots.append(out / "live-stats.png")
+    window.grab().save(str(shots[-1]))
+    engine.delay = 0.0
+    wait_until(qapp, lambda: c.turn is None)
+    # a folder that is not a model: refused before anything is unloaded
+    factory.refuse = ModelFilesError("model-00002-of-00003.safetensors is truncated (expected 4,625,017,504 bytes, "
+                                     "found 1,073,741,824)", path="/models/gpt-oss-120b/model-00002-of-00003.safetensors")
+    application.model_controller.load_now(Path("/models/gpt-oss-120b"))
+    wait_until(qapp, lambda: application.model_controller.loading is None and window.chat.banner.isVisible())
+    for _ in range(5):
+        qapp.processEvents()
+        time.sleep(0.02)
+    shots.append(out / "safe-model-switch.png")
+    window.grab().save(str(shots[-1]))
+    # a reply cut off by a crash: left "streaming" in the history, found at the next start
+    cid = c.conversation_id
+    saver = StreamingSaver.start(store, cid, c.thread[-1].id)
+    saver.add("analysis", "The user asks for a summary. Keep it short.")
+    saver.add("final", "In short: the chapter argues three things. First, that the")
+    saver.flush()
+    window.close()
+    application.shutdown()   # closes the store; the reply stays "streaming" as after a kill
+    application = Application(qapp, store=HistoryStore(root / "p.sqlite3"), settings=settings,
+                              engine_factory=FakeFactory(FakeEngine()))
+    application.window.resize(*SIZE)
+    application.start(autoload=False)
+    for _ in range(20):
+        qapp.processEvents()
+        time.sleep(0.02)
+    shots.append(out / "crash-notice.png")
+    application.window.grab().save(str(shots[-1]))
+    application.window.close()
+    application.shutdown()
+    return shots
+
+
+
+RICH = ["Here is the comparison:\n\n", "| model | active | total |\n|---|---|---|\n", "| gpt-oss-20b | 3.6 B | 21 B |\n",
+        "| gpt-oss-120b | 5.1 B | 117 B |\n\n", "The softmax with a sink is $p_i = \\frac{e^{s_i}}{e^{b} + \\sum_j e^{s_j}}$, ",
+        "and the total is\n\n$$\\sum_{i=1}^{n} p_i = 1 - \\frac{e^{b}}{e^{b} + \\sum_j e^{s_j}}$$\n\n",
+        "A long hash wraps inside its block: " + "0123456789abcdef" * 12 + "\n\n",
+        "```text\n" + "x" * 220 + "\n```\n"]
+
+
+def shoot_rich_reply(qapp: QApplication, out: Path, root: Path) -> list[Path]:
+    """A table with borders, inline and display math, long unbroken lines, a long pasted message folded."""
+    settings = SettingsStore(root / "r-settings.json")
+    settings.update(theme="light")
+    engine = FakeEngine(analysis=["Compare the two."], final=RICH)
+    application = Application(qapp, store=HistoryStore(root / "r.sqlite3"), settings=settings,
+                              engine_factory=FakeFactory(engine))
+    window, c = application.window, application.controller
+    window.resize(*SIZE)
+    application.start(autoload=False)
+    c.load_model(Path("/models/gpt-oss-20b"))
+    wait_until(qapp, lambda: c.model is not None)
+    pasted = "\n".join(f"{i:>4}  log line {i}: request served in {i % 17} ms" for i in range(400))
+    c.send("Compare the two models; my server log is below.\n" + pasted)
+    wait_until(qapp, lambda: c.turn is None)
+    end = time.monotonic() + 10
+    while time.monotonic() < end and any(w._math_pending for w in window.chat.widgets):
+        qapp.processEvents()
+        time.sleep(0.05)
+    for _ in range(10):
+        qapp.processEvents()
+        time.sleep(0.02)
+    shots = [out / "table-math-long-lines.png"]
+    window.grab().save(str(shots[-1]))
+    window.close()
+    application.shutdown()
+    return shots
 
 
 if __name__ == "__main__":

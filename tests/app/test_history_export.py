@@ -110,8 +110,9 @@ def test_tool_calls_survive_both_exports(store: HistoryStore) -> None:
     md = store.export_markdown(c.id)
     assert '<summary>Tool call: functions.get_weather</summary>\n\n```json\n{"city": "Oslo"}\n```' in md
     data = store.export_json(c.id)
-    assert data["messages"][-1]["usage"]["tool_calls"] == [{"recipient": "functions.get_weather",
-                                                            "arguments": '{"city": "Oslo"}'}]
+    assert data["messages"][-1]["tool_calls"] == [{"recipient": "functions.get_weather",
+                                                   "arguments": '{"city": "Oslo"}'}]
+    assert data["messages"][-1]["usage"] == {"completion_tokens": 7} and data["messages"][-1]["finish_reason"] == "stop"
     again = store.import_json(copy.deepcopy(data))
     assert store.export_json(again.id)["messages"] == data["messages"]
 
@@ -151,3 +152,37 @@ def test_import_rejects_damaged_files(store: HistoryStore, damage, message: str)
     assert len(store.list_conversations()) == before  # nothing half-imported
     with pytest.raises(ImportFormatError):
         store.import_json([data])
+
+
+def test_a_version_1_file_imports_with_its_tool_calls_and_finish_reason_moved_out_of_usage(store: HistoryStore) -> None:
+    from app.history.models import INTERRUPTED_NOTE
+
+    v1 = {"format": "lantern.conversation", "version": 1, "title": "old", "created_at": 1.0, "updated_at": 2.0,
+          "active_leaf": 4, "messages": [
+              {"id": 1, "parent": None, "role": "user", "content": "q", "created_at": 1.0},
+              {"id": 2, "parent": 1, "role": "assistant", "content": "", "status": "done", "created_at": 1.5,
+               "usage": {"completion_tokens": 3, "finish_reason": "tool_call",
+                         "tool_calls": [{"recipient": "functions.f", "arguments": "{}"}]}},
+              {"id": 3, "parent": 1, "role": "assistant", "content": "half", "status": "stopped",
+               "error": INTERRUPTED_NOTE, "created_at": 1.6},
+              {"id": 4, "parent": 1, "role": "assistant", "content": "hal", "status": "stopped", "created_at": 1.7}]}
+    c = store.import_json(v1)
+    replies = [m for m in store.messages(c.id) if m.role == "assistant"]
+    assert replies[0].tool_calls == (("functions.f", "{}"),) and replies[0].usage == {"completion_tokens": 3}
+    assert [m.finish_reason for m in replies] == ["tool_call", "interrupted", "cancelled"]
+    assert replies[1].interrupted and not replies[2].interrupted
+    data = store.export_json(c.id)
+    assert data["version"] == 2 and store.export_json(store.import_json(copy.deepcopy(data)).id)["messages"] == \
+        data["messages"]
+
+
+def test_chat_settings_are_exported_imported_and_forked(store: HistoryStore) -> None:
+    from app.history.models import ChatSettings
+
+    c = store.create_conversation()
+    u = store.add_message(c.id, None, "user", "q")
+    store.set_chat_settings(c.id, ChatSettings("high", "Be brief."))
+    data = store.export_json(c.id)
+    assert data["settings"] == {"reasoning_effort": "high", "instructions": "Be brief."}
+    assert store.get_conversation(store.import_json(data).id).settings == ChatSettings("high", "Be brief.")
+    assert store.get_conversation(store.fork(c.id, u.id).id).settings.reasoning_effort == "high"

@@ -131,3 +131,40 @@ def test_database_from_a_newer_version_is_refused_and_left_alone(tmp_path: Path)
         HistoryStore(db_path)
     assert db_path.read_bytes() == before
     assert list(tmp_path.glob("*.bak")) == []
+
+
+def test_v2_tool_calls_and_finish_reason_move_out_of_the_usage_json(tmp_path: Path) -> None:
+    """v3: what rode inside usage_json becomes columns; a crash-cut reply differs from a stopped one."""
+    import json
+
+    db_path = tmp_path / "h.db"
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    for target in (1, 2):
+        conn.execute("BEGIN")
+        migrations.MIGRATIONS[target - 1](conn)
+        conn.execute(f"PRAGMA user_version = {target}")
+        conn.execute("COMMIT")
+    conn.execute("INSERT INTO conversations (id, title, created_at, updated_at) VALUES (1, 't', 1, 1)")
+    calls = [{"recipient": "functions.get_weather", "arguments": '{"city": "Oslo"}'}]
+    rows = [  # id, parent, role, content, status, error, usage
+        (1, None, "user", "q", "done", None, None),
+        (2, 1, "assistant", "", "done", None, json.dumps({"completion_tokens": 4, "tool_calls": calls,
+                                                           "finish_reason": "tool_call"})),
+        (3, 1, "assistant", "long", "done", None, json.dumps({"finish_reason": "length", "max_tokens": 16})),
+        (4, 1, "assistant", "cut", "stopped", "Interrupted: Lantern closed before this reply finished.", None),
+        (5, 1, "assistant", "stop", "stopped", None, json.dumps({"completion_tokens": 2})),
+        (6, 1, "assistant", "ok", "done", None, json.dumps({"completion_tokens": 2})),
+    ]
+    for r in rows:
+        conn.execute("INSERT INTO messages (id, conversation_id, parent_id, role, content, status, error, usage_json,"
+                     " created_at) VALUES (?, 1, ?, ?, ?, ?, ?, ?, 1)", r)
+    conn.close()
+    with HistoryStore(db_path) as store:
+        m = {i: store.get_message(i) for i in range(1, 7)}
+        assert m[2].tool_calls == (("functions.get_weather", '{"city": "Oslo"}'),)
+        assert m[2].usage == {"completion_tokens": 4} and m[2].finish_reason == "tool_call"
+        assert m[3].finish_reason == "length" and m[3].usage == {"max_tokens": 16}
+        assert m[4].interrupted and m[4].finish_reason == "interrupted" and m[4].status == "stopped"
+        assert m[5].finish_reason == "cancelled" and not m[5].interrupted
+        assert m[6].finish_reason == "stop" and m[1].finish_reason is None
+        assert store.get_conversation(1).settings.reasoning_effort is None

@@ -172,11 +172,13 @@ def test_saver_keeps_tool_calls_apart_from_answer_and_reasoning(store: HistorySt
     calls = [{"recipient": "functions.get_weather", "arguments": '{"city": "Oslo"}'},
              {"recipient": "functions.now", "arguments": "{}"}]
     mid = store.get_message(saver.message_id)
-    assert (mid.content, mid.reasoning, mid.usage) == ("", "Need a tool.", {"tool_calls": calls})
+    assert (mid.content, mid.reasoning, mid.usage) == ("", "Need a tool.", None)
+    assert mid.tool_calls == tuple((c["recipient"], c["arguments"]) for c in calls)
     assert StreamingSaver(store, saver.message_id).tool_calls == [(c["recipient"], c["arguments"]) for c in calls]
     final = saver.finish_from(Finished(reason="tool_call", usage=Usage(completion_tokens=9)))
     assert final.content == "" and final.status == "done"
-    assert final.usage["tool_calls"] == calls and final.usage["completion_tokens"] == 9
+    assert final.tool_calls == mid.tool_calls and final.usage["completion_tokens"] == 9
+    assert final.finish_reason == "tool_call" and "tool_calls" not in final.usage
 
 
 def test_default_db_path_is_in_the_user_data_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import app.models.folder_move as folder_move
 import app.models.manager as manager_mod
 from app.models.catalog import CATALOG, entry_for, is_wanted
 from app.models.errors import InvalidModelError, ModelManagerError
@@ -137,7 +138,7 @@ def test_interrupted_move_leaves_the_old_folder_usable(make_manager, tmp_path, m
     assert m.download_blocking(REPO).state == JobState.DONE
     old = tmp_path / "models"
     before = _sizes(old)
-    real = manager_mod._copy_verified
+    real = folder_move._copy_verified
     calls = [0]
 
     def failing(src, dst, done, total, cb):
@@ -146,7 +147,7 @@ def test_interrupted_move_leaves_the_old_folder_usable(make_manager, tmp_path, m
             raise OSError(28, "No space left on device")
         return real(src, dst, done, total, cb)
 
-    monkeypatch.setattr(manager_mod, "_copy_verified", failing)
+    monkeypatch.setattr(folder_move, "_copy_verified", failing)
     finished = []
     m.subscribe(lambda e: finished.append(e) if isinstance(e, MoveFinished) else None)
     m.start_move(tmp_path / "other")
@@ -156,7 +157,7 @@ def test_interrupted_move_leaves_the_old_folder_usable(make_manager, tmp_path, m
     assert [lm.state for lm in m.local_models()] == [ModelState.READY]
     # Trying again into the same folder works: what the first attempt copied is not a clash.
     (tmp_path / "other" / "gpt-oss-20b" / "config.json.moving").write_bytes(b"half a cop")
-    monkeypatch.setattr(manager_mod, "_copy_verified", real)
+    monkeypatch.setattr(folder_move, "_copy_verified", real)
     assert m.move_models_dir(tmp_path / "other") == (tmp_path / "other").resolve()
     assert [lm.state for lm in m.local_models()] == [ModelState.READY] and not old.exists()
     assert not list((tmp_path / "other").rglob("*.moving"))

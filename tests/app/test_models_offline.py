@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from app.models import network
-from app.models.catalog import fetch_remote_model
-from app.models.errors import OfflineError
+from app.models.hub import fetch_remote_model
+from app.models.errors import HubUnreachableError, OfflineError
 from app.models.local import ModelState
 from app.models.manager import ModelManager
 from tests.app.fakehub import tiny_repo, write_repo
@@ -67,14 +67,14 @@ def test_offline_flows_open_no_socket(no_sockets, tmp_path):
     # Control: the patch does catch the hub client once offline mode is off.
     (tmp_path / "moved" / "downloads.json").unlink()
     m.offline = False
-    with pytest.raises(OfflineError, match="Cannot reach"):
+    with pytest.raises(HubUnreachableError, match="Cannot reach"):
         m.refresh_remote(REPO)
     assert no_sockets
     m.close()
 
 
 def test_offline_panel_opens_no_socket(no_sockets, tmp_path, qtbot):
-    from app.models.panel import ModelManagerPanel
+    from app.widgets.models_panel import ModelManagerPanel
 
     m = ModelManager(tmp_path / "models", endpoint="http://127.0.0.1:9", offline=True, system=SYSTEM)
     panel = ModelManagerPanel(m)
@@ -91,7 +91,7 @@ def test_offline_panel_opens_no_socket(no_sockets, tmp_path, qtbot):
 
 def test_online_but_idle_opens_no_socket(no_sockets, tmp_path, qtbot):
     """Without offline mode the app still connects only for what the user starts."""
-    from app.models.panel import ModelManagerPanel
+    from app.widgets.models_panel import ModelManagerPanel
 
     m = ModelManager(tmp_path / "models", endpoint="http://127.0.0.1:9", offline=False, system=SYSTEM)
     panel = ModelManagerPanel(m)
@@ -109,7 +109,7 @@ def test_importing_the_manager_and_panel_loads_neither_torch_nor_the_hub_library
 
     code = ("import sys, app.models.manager, app.models.__main__; "
             "print('PySide6' in sys.modules, 'torch' in sys.modules, 'huggingface_hub' in sys.modules); "
-            "import app.models.panel; print('torch' in sys.modules, 'huggingface_hub' in sys.modules)")
+            "import app.widgets.models_panel; print('torch' in sys.modules, 'huggingface_hub' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
                          capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False", "False", "False", "False"]     # the core is Qt-free, too

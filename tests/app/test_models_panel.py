@@ -4,44 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from app.models.fit import SystemMemory
 from app.models.local import ModelState
-from app.models.panel import ModelManagerPanel
 from app.models.units import format_bytes
 from tests.app.fakehub import tiny_repo, write_repo
-from tests.app.models_support import (GIB, REPO, bytes_on_disk, hub, make_manager, online,  # noqa: F401
-                                      repo_files)
-
-Yes, No = QMessageBox.StandardButton.Yes, QMessageBox.StandardButton.No
-
-
-@pytest.fixture
-def panel_for(qtbot, make_manager):
-    def make(**kw):
-        m = make_manager(**kw)
-        panel = ModelManagerPanel(m)
-        qtbot.addWidget(panel)
-        panel.resize(720, 800)
-        panel.show()
-        return m, panel
-    return make
-
-
-@pytest.fixture
-def answers(monkeypatch):
-    """Patch QMessageBox.question: pops the next answer and records each question's text."""
-    asked: list[str] = []
-    queue: list[QMessageBox.StandardButton] = []
-
-    def question(parent, title, text, *a, **k):
-        asked.append(text)
-        return queue.pop(0)
-
-    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
-    return asked, queue
+from tests.app.models_support import (GIB, REPO, bytes_on_disk, dialogs, hub, make_manager, online,  # noqa: F401
+                                      panel_for, repo_files)
 
 
 def _row(panel, name):
@@ -104,18 +74,19 @@ def test_download_progress_pause_resume_load_unload(panel_for, qtbot, hub, tmp_p
         row.unload_btn.click()
 
 
-def test_delete_asks_with_the_space_freed(panel_for, qtbot, answers, tmp_path):
-    asked, queue = answers
+def test_delete_asks_with_the_space_freed(panel_for, qtbot, dialogs, tmp_path):
+    asked, queue = dialogs
     m, panel = panel_for()
     m.download_blocking(REPO)
     qtbot.waitUntil(lambda: any(getattr(r, "model", None) for r in panel.local_rows))
     folder = tmp_path / "models" / "gpt-oss-20b"
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     panel.set_loaded(folder)
-    queue.append(No)
+    queue.append("Keep")
     _row(panel, "gpt-oss-20b").delete_btn.click()
-    assert folder.exists() and f"frees {format_bytes(size)}" in asked[-1] and "unloaded first" in asked[-1]
-    queue.append(Yes)
+    assert folder.exists() and f"frees {format_bytes(size)}" in asked[-1].text and "unloaded first" in asked[-1].text
+    assert asked[-1].default == asked[-1].escape == "Keep"
+    queue.append("Delete")
     with qtbot.waitSignal(panel.unload_requested):
         _row(panel, "gpt-oss-20b").delete_btn.click()
     qtbot.waitUntil(lambda: "freed" in panel.notice.text())
@@ -124,8 +95,8 @@ def test_delete_asks_with_the_space_freed(panel_for, qtbot, answers, tmp_path):
     assert "No models yet" in panel.local_rows[0].text()
 
 
-def test_cancel_download_asks_and_deletes(panel_for, qtbot, hub, answers, tmp_path):
-    asked, queue = answers
+def test_cancel_download_asks_and_deletes(panel_for, qtbot, hub, dialogs, tmp_path):
+    asked, queue = dialogs
     hub.delay_per_chunk_s = 0.02
     hub.chunk = 16 * 1024
     _m, panel = panel_for()
@@ -133,9 +104,9 @@ def test_cancel_download_asks_and_deletes(panel_for, qtbot, hub, answers, tmp_pa
     card.download_btn.click()
     folder = tmp_path / "models" / "gpt-oss-20b"
     qtbot.waitUntil(lambda: bytes_on_disk(folder) > 50_000, timeout=10000)
-    queue.append(Yes)
+    queue.append("Cancel download")
     card.cancel_btn.click()
-    assert "will be deleted" in asked[-1]
+    assert "will be deleted" in asked[-1].text
     qtbot.waitUntil(lambda: not folder.exists() and card.download_btn.isVisible(), timeout=10000)
 
 
@@ -158,28 +129,28 @@ def test_import_valid_and_invalid_folder(panel_for, qtbot, monkeypatch, tmp_path
     assert row.delete_btn.text() == "Remove from list"
 
 
-def test_load_warns_when_it_will_not_fit(panel_for, qtbot, answers, tmp_path):
-    asked, queue = answers
+def test_load_warns_when_it_will_not_fit(panel_for, qtbot, dialogs, tmp_path):
+    asked, queue = dialogs
     m, panel = panel_for(system=SystemMemory(1 * GIB, None))
     m.import_folder(write_repo(tmp_path / "mine" / "m", tiny_repo(seed=1)))
     qtbot.waitUntil(lambda: any(getattr(r, "model", None) for r in panel.local_rows))
     got = []
     panel.load_requested.connect(got.append)
-    queue.append(No)
+    queue.append("Don't load")
     _row(panel, "m").load_btn.click()
-    assert got == [] and "not fit" in asked[-1]
+    assert got == [] and "not fit" in asked[-1].text and asked[-1].default == "Don't load"
 
 
-def test_change_folder_moves_and_reports(panel_for, qtbot, answers, monkeypatch, tmp_path):
-    asked, queue = answers
+def test_change_folder_moves_and_reports(panel_for, qtbot, dialogs, monkeypatch, tmp_path):
+    asked, queue = dialogs
     m, panel = panel_for()
     m.download_blocking(REPO)
     target = tmp_path / "elsewhere"
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(target)))
-    queue.append(Yes)
+    queue.append("Move models")
     with qtbot.waitSignal(panel.models_dir_changed, timeout=10000) as sig:
         panel.move_btn.click()
-    assert Path(sig.args[0]) == target.resolve() and "copied and checked" in asked[-1]
+    assert Path(sig.args[0]) == target.resolve() and "copied and checked" in asked[-1].text
     assert str(target.resolve()) in panel.folder_label.text()
     assert _row(panel, "gpt-oss-20b").model.state == ModelState.READY
 
@@ -198,8 +169,10 @@ def test_verify_button_finds_corruption(panel_for, qtbot, tmp_path):
     panel.refresh()
     assert _row(panel, "gpt-oss-20b").model.state == ModelState.READY
     _row(panel, "gpt-oss-20b").verify_btn.click()
-    qtbot.waitUntil(lambda: _row(panel, "gpt-oss-20b").model.state == ModelState.CORRUPT, timeout=10000)
+    card = panel.cards[REPO]
+    # The verify's result (not a refresh that ran while it wrote the manifest) updates row and card.
+    qtbot.waitUntil(lambda: _row(panel, "gpt-oss-20b").model.state == ModelState.CORRUPT
+                    and card.download_btn.text() == "Download again to repair", timeout=10000)
     row = _row(panel, "gpt-oss-20b")
     assert not row.load_btn.isEnabled() and shard.name in row.model.message
-    card = panel.cards[REPO]
-    assert card.download_btn.text() == "Download again to repair" and card.download_btn.isVisibleTo(card)
+    assert card.download_btn.isVisibleTo(card) and "damaged" in row.result_label.text()

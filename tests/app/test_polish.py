@@ -224,7 +224,7 @@ def big_model(tmp_path: Path) -> Path:
 
 
 def fake_ram(monkeypatch: pytest.MonkeyPatch, available: int, total: int) -> None:
-    import app.memory_fit as mf
+    import engine.fit as mf
 
     monkeypatch.setattr(mf, "ram_bytes", lambda: (available, total))
 
@@ -254,13 +254,14 @@ def test_a_model_too_big_for_the_free_ram_is_not_loaded_unless_the_user_insists(
     assert needed > 8 * GB
     seen: list[str] = []
     answer_memory_warning("Don't load", seen)
-    assert not env.window.request_load(big_model)
+    env.window.request_load(big_model)       # the check runs off the GUI thread, then the box asks
+    qtbot.waitUntil(lambda: bool(seen) and env.application.model_controller.checking is None, timeout=5000)
     assert env.factory.requests == [] and env.controller.loading is None
     text = seen[0]
     assert "gpt-oss-120b" in text and format_bytes(needed) in text
     assert "8.0 GB" in text and "16.0 GB" in text and "8,192 tokens" in text
     answer_memory_warning("Load anyway", seen)
-    assert env.window.request_load(big_model)
+    env.window.request_load(big_model)
     qtbot.waitUntil(lambda: env.controller.model is not None, timeout=5000)
     assert env.factory.requests[-1].model_dir == big_model
 
@@ -269,12 +270,13 @@ def test_a_model_that_fits_or_goes_to_a_gpu_loads_without_asking(env: Env, big_m
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     fake_ram(monkeypatch, available=512 * GB, total=1024 * GB)
     env.application.settings.update(device="cpu")
-    assert env.window.memory_shortfall(big_model) is None
+    models = env.application.model_controller
+    assert models.memory_shortfall(big_model) is None
     fake_ram(monkeypatch, available=8 * GB, total=16 * GB)
     env.application.settings.update(device="cuda")  # the engine checks the GPU's free memory itself
-    assert env.window.memory_shortfall(big_model) is None
+    assert models.memory_shortfall(big_model) is None
     env.application.settings.update(device="mps")   # unified memory: the RAM counts
-    assert env.window.memory_shortfall(big_model) is not None
+    assert models.memory_shortfall(big_model) is not None
 
 
 def test_the_ram_of_the_model_loaded_now_counts_as_free(env: Env, big_model: Path,
@@ -286,17 +288,18 @@ def test_the_ram_of_the_model_loaded_now_counts_as_free(env: Env, big_model: Pat
     held = env.controller.model.memory_needed_bytes
     assert env.controller.model.device == "cpu" and held > 0
     fake_ram(monkeypatch, available=needed - held // 2, total=2 * needed)
-    assert env.window.memory_shortfall(big_model) is None
+    assert env.application.model_controller.memory_shortfall(big_model) is None
     fake_ram(monkeypatch, available=needed - 2 * held, total=2 * needed)
-    assert env.window.memory_shortfall(big_model) is not None
+    assert env.application.model_controller.memory_shortfall(big_model) is not None
 
 
 def test_autoload_at_start_skips_a_model_that_does_not_fit(make_app, big_model: Path,  # noqa: ANN001
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+                                                           monkeypatch: pytest.MonkeyPatch, qtbot) -> None:  # noqa: ANN001
     fake_ram(monkeypatch, available=4 * GB, total=8 * GB)
     application = make_app(autoload=True, device="cpu", last_model=str(big_model))
-    assert application.controller.loading is None and application.controller.model is None
     banner = application.window.chat.banner
+    qtbot.waitUntil(lambda: banner.isVisible(), timeout=5000)
+    assert application.controller.loading is None and application.controller.model is None
     assert banner.isVisible() and "Did not load gpt-oss-120b" in banner.text() and "4.0 GB" in banner.text()
 
 

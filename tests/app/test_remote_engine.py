@@ -81,6 +81,7 @@ def test_a_stream_cut_off_mid_reply_keeps_what_came_and_says_the_connection_was_
     analysis, final, _, fin = split(run(engine_for(server, "vllm-dropped")))
     assert analysis == "".join(DEFAULT_ANALYSIS) and final == "".join(FINAL[:2])
     assert fin.reason == "error" and "lost in the middle of the reply" in fin.error
+    assert fin.error_kind == "user" and not fin.is_bug     # the window shows it as the user's, not a bug
     assert f"127.0.0.1:{server.port}" in fin.error
 
 
@@ -100,6 +101,7 @@ def test_a_server_that_ignores_stream_still_gives_reasoning_and_answer(server: R
 def test_context_too_long_in_lantern_words_with_the_servers(server: RecordedServer, model: str) -> None:
     _, _, _, fin = split(run(engine_for(server, model)))
     assert fin.reason == "error" and "too long for the model's context" in fin.error
+    assert fin.error_kind == "context_full"
     said = "maximum context length is 8192" if model.startswith("vllm") else "exceeds the available context size"
     assert said in fin.error
 
@@ -128,7 +130,7 @@ def test_unreachable_server_is_a_readable_error() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     _, _, _, fin = split(run(RemoteEngine(RemoteTarget("s1", f"http://127.0.0.1:{port}/v1", "m"))))
-    assert fin.reason == "error" and f"Cannot reach 127.0.0.1:{port}" in fin.error
+    assert fin.reason == "error" and f"Cannot reach 127.0.0.1:{port}" in fin.error and fin.error_kind == "user"
     with pytest.raises(Unreachable):
         RemoteEngine.connect(RemoteTarget("s1", f"http://127.0.0.1:{port}/v1", "m"))
 

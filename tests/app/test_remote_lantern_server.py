@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from app.messages import ChatFinished, LoadModel, ModelReady, Shutdown, StartChat
+from app.messages import ChatFinished, ChatUpdate, LoadModel, ModelReady, Shutdown, StartChat
 from app.remote.engine import RemoteEngine
 from app.remote.errors import AuthFailed, ModelNotFound
 from app.remote.target import RemoteTarget
@@ -125,6 +125,9 @@ def test_lantern_serve_through_the_worker_loop(lantern_server: str) -> None:
         default_keys().delete(target.server_id)
     assert any(isinstance(e, ModelReady) and e.info.remote_host for e in events)
     assert [e.reason for e in events if isinstance(e, ChatFinished)][0] in ("stop", "length")
+    # the reply reached the window through the worker's one coalescer, as a local reply does
+    pieces = [p for e in events if isinstance(e, ChatUpdate) for p in e.pieces]
+    assert pieces and "".join(p.text for p in pieces)
 
 
 def test_the_remote_reply_is_the_local_reply(lantern_server: str, tiny_model_dir: Path) -> None:
@@ -168,4 +171,5 @@ def test_lantern_serve_errors_in_lantern_words(lantern_server: str) -> None:
     engine = RemoteEngine.connect(target, KEY)
     fin = list(engine.chat(engine.new_session(), [Message("user", "word " * 20000)], GREEDY))[-1]
     assert fin.reason == "error" and "too long for the model's context" in fin.error, fin.error
+    assert fin.error_kind == "context_full" and not fin.is_bug
     engine.close()

@@ -142,8 +142,16 @@ def test_stop_and_errors_in_the_window(qtbot, app_env) -> None:  # noqa: ANN001
     assert reply.status == "error" and "exceeds the available context size" in reply.error
 
     controller.load_remote(registered.target("gpt-oss-999b"))        # no longer offered by the server
+    card = window.chat.loading_card                                 # the same load card (and Cancel) as a folder
+    assert card.isVisible() and card.cancel_button.isEnabled()
+    assert card.label.text().startswith(f"Loading gpt-oss-999b on 127.0.0.1:{server.port}")
     qtbot.waitUntil(lambda: controller.loading is None, timeout=5000)
-    assert controller.model is None and "does not serve “gpt-oss-999b”" in window.chat.banner.text()
+    banner = window.chat.banner.text()
+    assert "does not serve “gpt-oss-999b”" in banner
+    # the server was asked before anything was unloaded: the model in use stays in use
+    assert controller.model is not None and controller.model.name == "llama-context-error"
+    assert "llama-context-error is still loaded" in banner
+    assert window.status.model_label.text() == f"llama-context-error on 127.0.0.1:{server.port}"
 
 
 def test_offline_mode_disables_servers_elsewhere_but_not_this_computer(qtbot, app_env) -> None:  # noqa: ANN001
@@ -185,7 +193,7 @@ def test_the_last_remote_model_is_used_again_at_start(qtbot, tmp_path: Path, mon
             application.start(autoload=True)
             qtbot.waitUntil(lambda: application.controller.model is not None, timeout=5000)
             assert application.controller.model.remote_host == f"127.0.0.1:{server.port}"
-            application.window.reload_model()
+            application.window.reload_action.trigger()           # Reload: connect to the server again
             qtbot.waitUntil(lambda: application.controller.loading is None
                             and application.controller.model is not None, timeout=5000)
             assert len([r for r in server.requests if r.path == "/v1/models"]) == 2
@@ -231,3 +239,40 @@ def test_editing_a_server_changes_its_key_in_the_keyring_only(qtbot, app_env) ->
     qtbot.waitUntil(lambda: dialog.saved_server is not None, timeout=5000)
     assert registry.key(saved.id) == KEY and registry.get(saved.id).label == "Lab box"
     assert registry.get(saved.id).models and "sk-old" not in (tmp_path / "config" / "servers.json").read_text()
+
+
+def test_the_model_controller_loads_reloads_and_names_a_remote_model(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+    from app.messages import ModelReady
+    from app.model_controller import ModelController
+    from app.remote.engine import RemoteEngine
+    from app.remote.target import RemoteTarget
+
+    class Worker:
+        def __init__(self) -> None:
+            self.submitted: list = []
+
+        def submit(self, request: object) -> None:
+            self.submitted.append(request)
+
+        def cancel_load(self) -> None:
+            pass
+
+    worker = Worker()
+    settings = SettingsStore(tmp_path / "settings.json")
+    target = RemoteTarget("ab12", "http://gpu-box:8000/v1", "gpt-oss:20b", max_context=131072)
+    models = ModelController(settings, worker, remote_targets=lambda p: target if p == target.pseudo_path else None)
+    notices: list = []
+    models.notice.connect(lambda text, kind: notices.append((text, kind)))
+    models.load_remote(target)
+    request = worker.submitted[-1]
+    assert request.remote == target and request.model_dir == target.pseudo_path
+    assert models.loading is not None and models.loading.label == "gpt-oss:20b on gpu-box:8000"
+    info = RemoteEngine(target).info
+    models.on_event(ModelReady(request.request_id, info))
+    assert models.model is info and settings.settings.last_model == str(target.pseudo_path)
+    assert not models.needs_reload("context_length") and not models.needs_reload("device")
+    models.reload()                                         # connects again, with the server's current entry
+    assert worker.submitted[-1].remote == target and len(worker.submitted) == 2
+    models.remote_targets = lambda p: None                  # the server was removed from the list
+    models.reload()
+    assert len(worker.submitted) == 2 and notices and "no longer in the list" in notices[-1][0]

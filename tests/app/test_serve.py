@@ -7,8 +7,9 @@ import threading
 from pathlib import Path
 
 from app.messages import (
-    ChatDelta,
     ChatFinished,
+    ChatUpdate,
+    LoadFailed,
     ChatStarted,
     LoadModel,
     LoadProgress,
@@ -22,7 +23,7 @@ from app.messages import (
 from app.worker import serve
 from engine.errors import ContextFull, OutOfMemory
 from engine.types import GenerationParams, Message
-from tests.app.fakes import DEFAULT_ANALYSIS, FakeEngine, FakeFactory
+from tests.app.fakes import DEFAULT_ANALYSIS, DEFAULT_FINAL, FakeEngine, FakeFactory
 
 HELLO = (Message("user", "hello"),)
 
@@ -33,8 +34,13 @@ def run(requests: list, factory: FakeFactory, cancel: threading.Event | None = N
     for r in requests + [Shutdown()]:
         q.put(r)
     events: list = []
-    serve(q, events.append, cancel or threading.Event(), factory, coalesce_seconds=coalesce)
+    serve(q, events.append, cancel or threading.Event(), factory, coalesce_seconds=coalesce, check=factory.check)
     return events
+
+
+def pieces(events: list) -> list:
+    """Every text piece the updates carried, in order (engine.types.Delta)."""
+    return [p for e in events if isinstance(e, ChatUpdate) for p in e.pieces]
 
 
 def chat(rid: int, conv: str = "c1") -> StartChat:
@@ -45,11 +51,11 @@ def test_load_chat_unload_order_and_text() -> None:
     factory = FakeFactory()
     events = run([LoadModel(1, Path("/m/x"), "cpu", 4096), chat(2), UnloadModel(3)], factory)
     kinds = [type(e) for e in events]
-    assert kinds[0] is LoadProgress and kinds[1] is ModelReady
-    assert (events[0].fraction, events[0].stage) == (0.5, "Reading weights")
-    assert events[1].info.path == Path("/m/x") and events[1].info.max_context == 4096
-    assert kinds[2] is ChatStarted
-    deltas = [e for e in events if isinstance(e, ChatDelta)]
+    assert kinds[:3] == [LoadProgress, LoadProgress, ModelReady]
+    assert [e.stage for e in events[:2]] == ["Checking the model files", "Reading weights"]
+    assert events[2].info.path == Path("/m/x") and events[2].info.max_context == 4096
+    assert kinds[3] is ChatStarted
+    deltas = pieces(events)
     analysis = "".join(d.text for d in deltas if d.channel == "analysis")
     final = "".join(d.text for d in deltas if d.channel == "final")
     assert analysis == "".join(DEFAULT_ANALYSIS)
@@ -65,10 +71,13 @@ def test_load_chat_unload_order_and_text() -> None:
 
 def test_deltas_are_coalesced_per_channel() -> None:
     events = run([LoadModel(1, Path("/m")), chat(2)], FakeFactory(), coalesce=10.0)
-    deltas = [e for e in events if isinstance(e, ChatDelta)]
-    # huge interval: the first piece of each channel flushes at once, then one flush per channel change/end
-    assert [d.channel for d in deltas] == ["analysis", "analysis", "final", "final"]
-    assert "".join(d.text for d in deltas[:2]) == "".join(DEFAULT_ANALYSIS)
+    updates = [e for e in events if isinstance(e, ChatUpdate)]
+    # huge interval: the prefill's progress and the first piece of each channel go out at once; the
+    # rest waits for the end, merged per channel (one worker coalescer; the window renders each update)
+    assert [[p.channel for p in u.pieces] for u in updates] == [[], ["analysis"], ["analysis", "final"], ["final"]]
+    assert "".join(p.text for p in pieces(events) if p.channel == "analysis") == "".join(DEFAULT_ANALYSIS)
+    assert updates[0].stats.phase == "prefill" and updates[-1].stats.phase == "decode"
+    assert updates[-1].stats.completion_tokens == len(DEFAULT_ANALYSIS) + len(DEFAULT_FINAL)
 
 
 def test_cancel_mid_stream_finishes_cancelled() -> None:
@@ -79,7 +88,7 @@ def test_cancel_mid_stream_finishes_cancelled() -> None:
 
     def emit(e: object) -> None:
         events.append(e)
-        if isinstance(e, ChatDelta):  # stop after the first streamed piece
+        if isinstance(e, ChatUpdate) and e.pieces:  # stop after the first streamed piece
             cancel.set()
         engine.gate.set()
 
@@ -89,7 +98,7 @@ def test_cancel_mid_stream_finishes_cancelled() -> None:
     serve(q, emit, cancel, FakeFactory(engine), coalesce_seconds=0.0)
     fin = [e for e in events if isinstance(e, ChatFinished)]
     assert fin[0].reason == "cancelled"
-    assert len([e for e in events if isinstance(e, ChatDelta)]) == 1
+    assert len(pieces(events)) == 1
 
 
 def test_cancel_is_cleared_when_the_next_chat_starts() -> None:
@@ -102,10 +111,12 @@ def test_cancel_is_cleared_when_the_next_chat_starts() -> None:
 def test_engine_error_on_load_is_a_user_message_and_thread_survives() -> None:
     factory = FakeFactory(fail=OutOfMemory("needs 13 GB, 8 GB free"))
     events = run([LoadModel(1, Path("/m")), chat(2)], factory)
-    failed = [e for e in events if isinstance(e, WorkerFailed)]
-    assert failed[0].kind == "user" and failed[0].request_id == 1 and "13 GB" in failed[0].message
+    [load_failed] = [e for e in events if isinstance(e, LoadFailed)]
+    assert load_failed.kind == "user" and load_failed.request_id == 1 and "13 GB" in load_failed.message
+    assert not load_failed.model_kept
     # the chat after a failed load is refused politely, and its turn still ends
-    assert failed[1].request_id == 2 and "No model" in failed[1].message
+    failed = [e for e in events if isinstance(e, WorkerFailed)]
+    assert failed[0].request_id == 2 and "No model" in failed[0].message
     assert [e for e in events if isinstance(e, ChatFinished)][0].reason == "error"
 
 
@@ -189,7 +200,7 @@ def test_the_first_piece_after_a_channel_change_is_not_held_until_the_next_token
             yield Finished("stop", Usage())
 
     def emit(e: object) -> None:
-        if isinstance(e, ChatDelta) and e.channel == "final":
+        if isinstance(e, ChatUpdate) and any(p.channel == "final" for p in e.pieces):
             seen_final.set()
 
     q: queue.SimpleQueue = queue.SimpleQueue()
@@ -218,10 +229,77 @@ def test_a_tool_call_keeps_its_recipient_and_is_never_merged_with_other_text() -
             yield Finished("tool_call", Usage())
 
     events = run([LoadModel(1, Path("/m")), chat(2)], FakeFactory(Calling()), coalesce=10.0)
-    deltas = [(e.recipient, e.text) for e in events if isinstance(e, ChatDelta)]
+    deltas = [(e.recipient, e.text) for e in pieces(events)]
     merged: dict[str | None, str] = {}
     for recipient, text in deltas:
         merged[recipient] = merged.get(recipient, "") + text
     assert merged == {None: "Checking the weather.", "functions.get_weather": '{"city": "Oslo"}'}
     assert [r for r, _ in deltas] == sorted([r for r, _ in deltas], key=lambda r: r is not None)   # never interleaved
     assert [e for e in events if isinstance(e, ChatFinished)][0].reason == "tool_call"
+
+
+def test_a_folder_that_is_not_a_model_is_refused_before_the_loaded_model_is_unloaded() -> None:
+    from engine.errors import ModelFilesError
+
+    factory = FakeFactory()
+    q: queue.SimpleQueue = queue.SimpleQueue()
+    events: list = []
+    q.put(LoadModel(1, Path("/m/good")))
+
+    def emit(e: object) -> None:
+        events.append(e)
+        if isinstance(e, ModelReady) and e.request_id == 1:
+            factory.refuse = ModelFilesError("model-00001 is truncated", path="/m/bad/model-00001.safetensors")
+            q.put(LoadModel(2, Path("/m/bad")))
+            q.put(chat(3))
+            q.put(Shutdown())
+
+    serve(q, emit, threading.Event(), factory, coalesce_seconds=0.0, check=factory.check)
+    [failed] = [e for e in events if isinstance(e, LoadFailed)]
+    assert failed.request_id == 2 and failed.kind == "user" and failed.model_kept and "truncated" in failed.message
+    assert len(factory.requests) == 1                            # the bad folder never reached the loader
+    assert [e.reason for e in events if isinstance(e, ChatFinished)] == ["stop"]   # the old model still answers
+    assert not any(isinstance(e, LoadProgress) and "Unloading" in e.stage for e in events)
+
+
+def test_a_load_can_be_cancelled_at_its_next_stage() -> None:
+    cancel_load = threading.Event()
+    factory = FakeFactory()
+
+    def emit(e: object) -> None:
+        events.append(e)
+        if isinstance(e, LoadProgress) and e.stage == "Checking the model files":
+            cancel_load.set()
+
+    events: list = []
+    q: queue.SimpleQueue = queue.SimpleQueue()
+    for r in (LoadModel(1, Path("/m")), Shutdown()):
+        q.put(r)
+    serve(q, emit, threading.Event(), factory, coalesce_seconds=0.0, check=factory.check, cancel_load=cancel_load)
+    assert [type(e) for e in events] == [LoadProgress, LoadFailed] and events[-1].kind == "cancelled"
+    assert factory.requests == []
+
+
+def test_updates_carry_prefill_progress_then_live_decode_stats() -> None:
+    engine = FakeEngine(prompt_tokens=600, prefill_chunk=256)
+    events = run([LoadModel(1, Path("/m")), chat(2)], FakeFactory(engine))
+    stats = [e.stats for e in events if isinstance(e, ChatUpdate) and e.stats is not None]
+    prefill = [s for s in stats if s.phase == "prefill"]
+    assert sorted({s.prefill_done for s in prefill}) == [256, 512, 600] and prefill[0].prefill_total == 600
+    assert prefill[0].prompt_tokens == 600 and 0 < prefill[0].prefill_fraction < 1
+    decode = [s for s in stats if s.phase == "decode"]
+    assert sorted({s.completion_tokens for s in decode}) == list(range(1, len(DEFAULT_ANALYSIS) + len(DEFAULT_FINAL) + 1))
+    assert decode[-1].context_tokens == 600 + decode[-1].completion_tokens
+
+
+def test_a_bug_in_the_reply_is_reported_as_a_bug() -> None:
+    from engine.types import Finished, Usage
+
+    class Broken(FakeEngine):
+        def _stream(self, should_stop):  # noqa: ANN001, ANN202
+            yield Finished("error", Usage(), "Internal error: KeyError: 3", "bug")
+
+    events = run([LoadModel(1, Path("/m")), chat(2)], FakeFactory(Broken()))
+    fin = [e for e in events if isinstance(e, ChatFinished)][0]
+    assert fin.error_kind == "bug" and fin.is_bug
+    assert [e.kind for e in events if isinstance(e, WorkerFailed)] == ["bug"]

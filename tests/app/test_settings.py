@@ -30,6 +30,7 @@ def test_saved_as_json_and_loaded_back(tmp_path: Path, qtbot) -> None:  # noqa: 
     store.update(temperature=0.7, theme="dark", instructions="Be brief.")
     store.update(temperature=0.7)  # no change, no signal
     assert sorted(seen) == ["instructions", "temperature", "theme"]
+    store.flush()                  # written on a thread of its own
     data = json.loads(path.read_text())
     assert data["schema_version"] == 1 and data["settings"]["theme"] == "dark"
     again = SettingsStore(path).settings
@@ -63,3 +64,17 @@ def test_dialog_edits_a_copy_and_restores_defaults(qtbot) -> None:  # noqa: ANN0
     assert dialog.result_settings() == Settings(last_model="/m")
     for name, editor in dialog.editors.items():
         assert editor.accessibleName() and editor.toolTip() == describe(name)["desc"]
+
+
+def test_presets_are_saved_and_a_failed_save_does_not_break_the_app(tmp_path: Path, qtbot) -> None:  # noqa: ANN001
+    path = tmp_path / "settings.json"
+    store = SettingsStore(path)
+    store.update(instruction_presets=(("Brief", "Answer briefly."), ("French", "Réponds en français.")))
+    store.flush()
+    assert SettingsStore(path).settings.instruction_presets == (("Brief", "Answer briefly."),
+                                                                ("French", "Réponds en français."))
+    blocked = SettingsStore(tmp_path / "file" / "settings.json")
+    (tmp_path / "file").write_text("not a folder")
+    blocked.update(theme="dark")          # cannot be written: logged, the setting still applies
+    blocked.flush()
+    assert blocked.settings.theme == "dark"

@@ -28,7 +28,8 @@ def test_composer_is_disabled_with_a_reason_until_a_model_is_loaded(env: Env) ->
     env.load()
     assert composer.edit.isEnabled() and composer.reason_label.isHidden()
     assert env.window.status.model_label.text() == "fake-oss"
-    assert "fell back: CUDA is not available" in env.window.status.device_label.text()
+    assert env.window.status.device_label.text() == "CPU (fell back)"      # "cpu-reference": plain CPU
+    assert "fell back: CUDA is not available" in env.window.status.device_label.toolTip()
     assert env.application.settings.settings.last_model == "/models/fake-oss"  # loaded again at start
 
 
@@ -183,6 +184,7 @@ def test_fork_copies_the_branch_to_a_new_chat(env: Env) -> None:
     source = env.controller.conversation_id
     texts = [m.content for m in env.controller.thread]
     env.window.fork_action.trigger()
+    env.wait_sidebar()
     assert env.controller.conversation_id != source
     assert [m.content for m in env.controller.thread] == texts
     assert env.window.sidebar.list.count() == 2
@@ -218,7 +220,8 @@ def test_a_tool_call_is_shown_apart_from_the_answer_and_kept_in_history(env: Env
     env.send_and_wait("weather in Tokyo?")
     reply = env.controller.thread[-1]
     assert reply.content == "" and reply.reasoning == ANALYSIS    # not the answer, not reasoning
-    assert reply.usage["tool_calls"] == [{"recipient": "functions.get_weather", "arguments": '{"location": "Tokyo"}'}]
+    assert reply.tool_calls == (("functions.get_weather", '{"location": "Tokyo"}'),) and reply.finish_reason == "tool_call"
+    assert "tool_calls" not in reply.usage
     widget = env.window.chat.widgets[-1]
     assert widget.tool_calls == [("functions.get_weather", '{"location": "Tokyo"}')]
     assert "Tokyo" not in widget.body.toPlainText() and widget.text == ""
@@ -354,6 +357,7 @@ def test_sidebar_search_rename_delete(env: Env, qtbot, monkeypatch) -> None:  # 
     sidebar.search.clear()
     qtbot.waitUntil(lambda: sidebar.list.count() == 2 and "Hello" not in sidebar.list.item(0).text(), timeout=3000)
     env.controller.rename(first, "Lights")
+    env.wait_sidebar()
     assert sorted(sidebar.list.item(i).text() for i in range(2)) == ["Lights", "bread recipes"]
     import app.widgets.sidebar as sb
 
@@ -364,10 +368,12 @@ def test_sidebar_search_rename_delete(env: Env, qtbot, monkeypatch) -> None:  # 
     monkeypatch.setattr(sb.QInputDialog, "getText", lambda *a, **k: ("Lighthouses", True))
     select(first)
     sidebar._rename_selected()  # F2
+    env.wait_sidebar()
     assert env.store.get_conversation(first).title == "Lighthouses"
     monkeypatch.setattr(sb.QMessageBox, "question", lambda *a, **k: sb.QMessageBox.StandardButton.Yes)
     select(first)
     sidebar._delete_selected()  # Delete
+    env.wait_sidebar()
     assert sidebar.list.count() == 1 and first not in [c.id for c in env.store.list_conversations()]
 
 
@@ -384,18 +390,15 @@ def test_shortcuts_and_accessible_names(env: Env) -> None:
         assert widget.accessibleName()
 
 
-def test_models_entry_falls_back_to_folder_picker(env: Env, monkeypatch, tmp_path: Path) -> None:  # noqa: ANN001
-    import app.widgets.main_window as mw
-
-    monkeypatch.setattr(mw, "_model_manager_classes", lambda: None)
-    monkeypatch.setattr(mw.QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
+def test_the_window_uses_the_one_model_manager_the_application_built(env: Env) -> None:
+    assert env.window.model_manager is env.application.models is not None
+    env.application.settings.update(offline=True)  # no network in tests
     env.window.models_action.trigger()
-    env.qtbot.waitUntil(lambda: env.controller.model is not None, timeout=5000)
-    assert env.factory.requests[-1].model_dir == tmp_path
+    assert env.window._models_panel.manager is env.application.models
 
 
 def test_models_entry_opens_the_model_manager_panel(env: Env, tmp_path: Path) -> None:
-    pytest.importorskip("app.models.panel")
+    pytest.importorskip("app.widgets.models_panel")
     env.application.settings.update(offline=True)  # no network in tests
     env.window.models_action.trigger()
     dialog, panel = env.window._models_dialog, env.window._models_panel
@@ -468,7 +471,10 @@ def test_long_chats_open_with_the_last_page_and_load_earlier_on_demand(env: Env)
         parent = env.store.add_message(conv.id, parent, "assistant", f"a{i}", channel="final").id
     env.controller.open_conversation(conv.id)
     chat = env.window.chat
+    assert 1 <= len(chat.widgets) < PAGE and chat.building   # the newest at once, the rest in slices
+    env.qtbot.waitUntil(lambda: not chat.building, timeout=5000)
     assert len(chat.widgets) == PAGE and chat.widgets[-1].text == "a34" and chat.more_button.isVisible()
+    assert [w.message_id for w in chat.widgets] == [m.id for m in env.controller.thread[-PAGE:]]
     chat.more_button.click()
     assert len(chat.widgets) == 2 * PAGE and not chat.more_button.isHidden()
     chat.more_button.click()

@@ -251,3 +251,44 @@ def test_a_tool_call_streams_with_its_recipient(engine: Engine, monkeypatch: pyt
     call = [d for d in deltas if d.recipient is not None]
     assert {(d.channel, d.recipient) for d in call} == {("commentary", "functions.get_weather")}
     assert "".join(d.text for d in call) == '{"city": "Oslo"}'
+
+
+def test_progress_events_come_per_prefill_chunk_and_per_token(engine: Engine) -> None:
+    from engine.types import DecodeProgress, PrefillProgress
+
+    session = engine.new_session()
+    long = " ".join(f"w{i}" for i in range(150))            # > 256 prompt tokens: two prefill chunks
+    events = list(engine.chat(session, [Message("user", long)], GREEDY))
+    prefill = [e for e in events if isinstance(e, PrefillProgress)]
+    decode = [e for e in events if isinstance(e, DecodeProgress)]
+    fin = events[-1]
+    assert isinstance(fin, Finished) and fin.error_kind is None and not fin.is_bug
+    total = fin.usage.prompt_tokens - fin.usage.reused_tokens
+    assert [p.done for p in prefill] == [min(256 * (i + 1), total) for i in range(len(prefill))] and len(prefill) == 2
+    assert all(p.total == total and p.reused == 0 for p in prefill) and prefill[-1].fraction == 1.0
+    assert all(b.elapsed_s >= a.elapsed_s for a, b in zip(prefill, prefill[1:])) and prefill[0].seconds_left is not None
+    assert events.index(prefill[-1]) < min(i for i, e in enumerate(events) if isinstance(e, (Delta, DecodeProgress)))
+    assert [d.tokens for d in decode] == list(range(1, fin.usage.completion_tokens + 1))
+    # the next turn reuses the cache: its progress counts only the new tokens, after `reused`
+    again = list(engine.chat(session, [Message("user", long), Message("assistant", "ok", channel="final"),
+                                       Message("user", "more")], GREEDY))
+    step = next(e for e in again if isinstance(e, PrefillProgress))
+    assert step.reused > 0 and step.reused + step.total == again[-1].usage.prompt_tokens
+
+
+def test_a_failure_that_is_not_the_users_is_marked_as_a_bug(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_a, **_k):
+        raise ZeroDivisionError("oops")
+
+    monkeypatch.setattr(engine.model, "forward", broken)
+    _, fin = _run(engine, engine.new_session(), [Message("user", "hi")])
+    assert fin.reason == "error" and fin.error_kind == "bug" and fin.is_bug and "ZeroDivisionError" in fin.error
+
+
+def test_errors_are_sorted_into_the_users_and_bugs() -> None:
+    from engine.errors import DeviceError, OutOfMemory, error_kind
+
+    assert error_kind(ContextFull(10, 5)) == "context_full"
+    assert error_kind(OutOfMemory("x")) == error_kind(MemoryError()) == "out_of_memory"
+    assert error_kind(ModelFilesError("x")) == "model_files" and error_kind(DeviceError("x")) == "device"
+    assert error_kind(ValueError("x")) == "bug"

@@ -109,6 +109,7 @@ SCHEMAS: list[dict] = [
         "weird_type": {"type": "null"},
         "int_enum": {"type": "integer", "enum": [1, 2], "default": 1},
         "obj_default": {"type": "object", "default": {"k": [1, 2.0, None, "s"]}},
+        "null_default": {"type": "string", "default": None, "description": None},
     }},
     {"type": "object", "properties": {
         "choice": {"description": "Pick one.", "default": "a", "oneOf": [

@@ -79,3 +79,50 @@ def test_unconstrained_random_model_runs_through_engine_chat(engine) -> None:
 def test_bad_schema_is_a_user_error() -> None:
     with pytest.raises(SchemaError, match="Invalid type"):
         grammar_for(ResponseFormat("x", {"type": "objectx"}))
+
+
+class GreedyAvoiding:
+    """Argmax of what it is given, never `avoid` unless nothing else is allowed; records the logits it saw."""
+
+    def __init__(self, avoid: list[int], script: list[int] | None = None) -> None:
+        self.avoid = avoid
+        self.script = list(script or [])
+        self.seen: list[torch.Tensor] = []
+
+    def __call__(self, logits: torch.Tensor) -> int:
+        self.seen.append(logits.clone())
+        if self.script:
+            return self.script.pop(0)
+        pick = logits.clone()
+        if torch.isfinite(pick).sum() > len(self.avoid):
+            pick[self.avoid] = float("-inf")
+        return int(torch.argmax(pick))
+
+
+def test_required_tool_choice_forces_a_call_to_the_named_function(engine, tok: Tokenizer) -> None:
+    from engine.generate import generate
+    from engine.kv_cache import KVCache
+    from engine.structured import RequiredToolCall
+    from engine.types import FunctionTool
+
+    tools = (FunctionTool("get-weather", "Weather.", {"type": "object", "properties": {"unit": {"enum": ["c", "f"]}},
+                                                      "required": ["unit"], "additionalProperties": False}),
+             FunctionTool("other", "Other."))
+    params = GenerationParams(tools=tools, tool_choice="required", allowed_tools=("get-weather",), max_tokens=60)
+    prompt = engine.render([Message("user", "Weather?")], params)
+    # reason a little first (scripted), then let the (random) model go greedily, avoiding more analysis
+    script = tok.encode("<|channel|>analysis<|message|>Let me think.<|end|>", allow_special=True)
+    base = GreedyAvoiding([tok.encode("analysis")[0]], script)
+    sampler = RequiredToolCall(base, tok, params)
+    out = list(generate(engine.model, KVCache(engine.config, 512, "cpu"), prompt, max_new_tokens=80, sampler=sampler,
+                        stop_tokens=stop_tokens(tok)))
+    text = tok.decode(out)
+    head = "<|channel|>analysis<|message|>Let me think.<|end|><|start|>assistant<|channel|>commentary " \
+           "to=functions.get_weather <|constrain|>json<|message|>"
+    assert text.startswith(head) and out[-1] == tok.special("<|call|>"), text
+    assert json.loads(text[len(head):-len("<|call|>")])["unit"] in ("c", "f")
+    assert sampler.called == "get-weather"
+    # after <|channel|> in the header, "final" was never allowed
+    final = tok.encode("final")[0]
+    channel_step = len(script) + 3        # <|start|>, assistant, <|channel|> follow the scripted analysis
+    assert not torch.isfinite(base.seen[channel_step][final])

@@ -160,3 +160,25 @@ def test_streaming_decoder_ignores_specials_and_flushes_incomplete(tok: Tokenize
     assert dec.feed(tok.special("<|end|>")) == ""
     assert dec.flush() == "\ufffd"
     assert dec.feed(tok.encode("ok")[0]) == "ok"
+
+
+def test_gpt_oss_tokenizer_json_is_read_through_the_bundled_vocabulary(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 27 MB json.loads held the interpreter lock ~0.5 s (the window froze while a model loaded)."""
+    import gzip
+    import hashlib
+
+    raw = gzip.decompress((BUNDLED / "tokenizer.json.gz").read_bytes())
+    assert hashlib.sha256(raw).hexdigest() == tokmod.GPT_OSS_TOKENIZER_JSON_SHA256
+    (tmp_path / "tokenizer.json").write_bytes(raw)
+    monkeypatch.setattr(tokmod, "_BY_CONTENT", {})
+    monkeypatch.setattr(tokmod.json, "loads", lambda *_a, **_k: pytest.fail("parsed the known tokenizer.json"))
+    tok = load_tokenizer(tmp_path)
+    assert tok.source.endswith("o200k_base.tiktoken")
+    assert tok.encode(DOC_TEXT, allow_special=True) == DOC_IDS
+    assert load_tokenizer(tmp_path) is tok                     # loading a model again: nothing re-read
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "tokenizer.json").write_bytes(raw.replace(b'"type"', b'"type" ', 1))   # same JSON, other bytes
+    monkeypatch.undo()
+    assert load_tokenizer(other).source == str(other / "tokenizer.json")

@@ -49,3 +49,34 @@ def fake_server(tmp_path: Path) -> Iterator[Served]:
 
     with serve(FakeEngine(), tmp_path / "responses.sqlite3") as s:
         yield s
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body)
+
+
+def raw_request(served: Served, method: str, path: str, body: bytes | None = None, key: str | None = API_KEY,
+                headers: dict[str, str] | None = None) -> RawResponse:
+    """One plain HTTP request (stdlib), for what the openai client will not send (bad bodies, no token)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    url = urlsplit(served.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        if key:
+            hdrs["Authorization"] = f"Bearer {key}"
+        conn.request(method, url.path + path, body=body, headers=hdrs)
+        r = conn.getresponse()
+        return RawResponse(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+    finally:
+        conn.close()

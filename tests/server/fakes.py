@@ -7,6 +7,7 @@ deltas a real model writing those tokens would produce.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,6 +18,11 @@ from engine.errors import ContextFull
 from engine.harmony import StreamParser, render_conversation
 from engine.tokenizer import Tokenizer, load_tokenizer
 from engine.types import ChatEvent, Finished, GenerationParams, Message, ModelInfo, Usage
+
+
+@functools.lru_cache(maxsize=1)
+def _tokenizer() -> Tokenizer:
+    return load_tokenizer()
 
 
 def fake_info(max_context: int = 4096) -> ModelInfo:
@@ -41,7 +47,7 @@ class FakeEngine:
     scripts: list[str] = field(default_factory=list)
     delay_s: float = 0.0
     max_context: int = 4096
-    tokenizer: Tokenizer = field(default_factory=load_tokenizer)
+    tokenizer: Tokenizer = field(default_factory=_tokenizer)
     calls: list[tuple[list[Message], GenerationParams]] = field(default_factory=list)
     prompts: list[list[int]] = field(default_factory=list)
     produced: list[int] = field(default_factory=list)      # tokens yielded per call

@@ -1,6 +1,12 @@
 """The model manager panel (PySide6): catalog with fit verdicts and downloads, local models,
-the models folder. All work happens in `ModelManager` (Qt-free); its events arrive from worker
-threads and are queued onto the GUI thread through `_Bridge`.
+the models folder. All work happens in `app.models.ModelManager` (Qt-free): downloads, verify and
+delete run on its download queue's worker threads, never here; its events arrive from those
+threads and are queued onto the GUI thread through `_Bridge`. The models folder is watched, so a
+model folder copied in by hand appears without a restart (and Refresh re-reads it on demand).
+
+Every question asks with buttons that say what they do, and the default is the answer that loses
+nothing: "Keep downloading" rather than "Cancel download", "Don't download" for a model the fit
+verdict says will not fit.
 
 Contract: `ModelManagerPanel(manager, parent=None)`, signals `load_requested(object)` (a Path) and
 `unload_requested()`. Extra signals the window may use: `status_message(str)` (status bar),
@@ -11,12 +17,9 @@ Contract: `ModelManagerPanel(manager, parent=None)`, signals `load_requested(obj
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QFileSystemWatcher, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFrame, QGroupBox, QHBoxLayout, QLabel, QMessageBox,
                                QProgressBar, QPushButton, QScrollArea, QSizePolicy, QVBoxLayout, QWidget)
@@ -24,7 +27,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFrame, QGroupBox, QHBoxL
 from app.models.catalog import CatalogEntry
 from app.models.errors import ModelManagerError
 from app.models.events import (DownloadProgress, DownloadStateChanged, JobState, ManagerEvent, ModelsChanged,
-                               MoveFinished, MoveProgress)
+                               MoveFinished, MoveProgress, TaskFinished, TaskProgress)
 from app.models.fit import FitAssessment, Verdict, assess
 from app.models.local import LocalModel, ModelState
 from app.models.manager import CatalogRow, ModelManager
@@ -47,17 +50,25 @@ _STATE_STYLE = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class _VerifyTick:
-    path: Path
-    done: int
-    total: int
+WATCH_SETTLE_MS = 300
+"""After the models folder changes, wait this long for more changes before re-reading it."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Notice:
-    text: str
-    error: bool
+def confirm(parent: QWidget, title: str, text: str, *, accept: str, reject: str, details: str = "",
+            default_accept: bool = False, destructive: bool = False) -> bool:
+    """Ask with two buttons named for what they do; Esc and closing the box mean `reject`.
+    The default (Enter) is `reject` unless `default_accept`: the answer that loses nothing."""
+    box = QMessageBox(QMessageBox.Icon.Warning if destructive else QMessageBox.Icon.Question, title, text,
+                      QMessageBox.StandardButton.NoButton, parent)
+    if details:
+        box.setInformativeText(details)
+    yes = box.addButton(accept, QMessageBox.ButtonRole.DestructiveRole if destructive
+                        else QMessageBox.ButtonRole.AcceptRole)
+    no = box.addButton(reject, QMessageBox.ButtonRole.RejectRole)
+    box.setDefaultButton(yes if default_accept else no)
+    box.setEscapeButton(no)
+    box.exec()
+    return box.clickedButton() is yes
 
 
 def _muted(label: QLabel) -> None:
@@ -157,18 +168,21 @@ class _CatalogCard(QFrame):
         local = row.local
         state = job.state if job is not None else None
         running = state in (JobState.PREPARING, JobState.DOWNLOADING)
+        retrying = state == JobState.RETRYING
         stopped = state in (JobState.PAUSED, JobState.ERROR)
-        ready = local is not None and local.state == ModelState.READY and not running
+        ready = local is not None and local.state == ModelState.READY and not (running or retrying)
         needs_repair = local is not None and local.state in (ModelState.CORRUPT, ModelState.UNVERIFIED)
-        leftover = local is not None and local.state in (ModelState.INCOMPLETE, ModelState.PAUSED) and not running
-        self.download_btn.setVisible(not running and not stopped and not ready and not leftover)
+        leftover = (local is not None and local.state in (ModelState.INCOMPLETE, ModelState.PAUSED)
+                    and not (running or retrying))
+        self.download_btn.setVisible(not running and not retrying and not stopped and not ready and not leftover)
         self.download_btn.setText("Download again to repair" if needs_repair else "Download")
-        self.pause_btn.setVisible(running)
-        self.resume_btn.setVisible(stopped or (leftover and not needs_repair))
-        self.resume_btn.setText("Retry" if state == JobState.ERROR else "Resume")
-        self.cancel_btn.setVisible(running or stopped or leftover)
+        self.pause_btn.setVisible(running or retrying)
+        self.resume_btn.setVisible(retrying or stopped or (leftover and not needs_repair))
+        self.resume_btn.setText("Retry" if state in (JobState.ERROR, JobState.RETRYING) else "Resume")
+        self.resume_btn.setToolTip("Try again now" if retrying else "")
+        self.cancel_btn.setVisible(running or retrying or stopped or leftover)
         progress = job.progress if job is not None else None
-        show_bar = running or stopped or leftover
+        show_bar = running or retrying or stopped or leftover
         self.progress.setVisible(show_bar)
         if progress is not None and progress.total_bytes:
             self.progress.setValue(int(1000 * progress.fraction))
@@ -179,12 +193,17 @@ class _CatalogCard(QFrame):
         style = ""
         if self.error:
             text, style = self.error, "color:#b42318;"
-        elif state == JobState.ERROR:
+        elif job is not None and retrying:
+            wait = f"{job.retry_in_s:g} s" if job.retry_in_s is not None else "a moment"
+            text = (f"{job.reason or job.message} Trying again in {wait}, or press {self.resume_btn.text()} "
+                    "to try now.")
+            style = "color:#9a6700;"
+        elif job is not None and state == JobState.ERROR:
             text, style = job.message, "color:#b42318;"
-        elif state == JobState.PREPARING:
+        elif job is not None and state == JobState.PREPARING:
             text = job.message
-        elif running and progress is not None:
-            text = progress_text(progress.done_bytes, progress.total_bytes, progress.speed_bps, progress.eta_s)
+        elif job is not None and running and progress is not None:
+            text = self.progress_text(job.message, progress)
         elif state == JobState.PAUSED or (leftover and local is not None):
             done = progress.done_bytes if progress is not None else (local.size_bytes if local else 0)
             text = f"Paused at {format_bytes(done)} of {format_bytes(row.download_bytes)}."
@@ -198,12 +217,18 @@ class _CatalogCard(QFrame):
         self.status.setStyleSheet(style)
         self.status.setVisible(bool(text))
 
+    @staticmethod
+    def progress_text(notice: str, p) -> str:  # type: ignore[no-untyped-def]
+        """The progress line, with the download's notice (a revision change, a retry) under it."""
+        line = progress_text(p.done_bytes, p.total_bytes, p.speed_bps, p.eta_s)
+        return f"{line}\n{notice}" if notice else line
+
 
 class _LocalRow(QFrame):
     """One model on disk: state, size, place, and Load / Unload / Verify / Delete."""
 
     def __init__(self, panel: "ModelManagerPanel", model: LocalModel, fit: FitAssessment | None,
-                 loaded: bool, verifying: bool) -> None:
+                 loaded: bool, busy: str | None, result: tuple[bool, str] | None) -> None:
         super().__init__()
         self.model = model
         self.setObjectName(f"local-{model.name}")
@@ -213,7 +238,7 @@ class _LocalRow(QFrame):
         name = QLabel(f"<b>{model.name}</b>" + (" <i>(imported)</i>" if model.imported else ""))
         name.setTextFormat(Qt.TextFormat.RichText)
         top.addWidget(name)
-        state_text = "Verifying…" if verifying else model.state.label
+        state_text = {"verify": "Verifying…", "delete": "Deleting…"}.get(busy or "", model.state.label)
         if loaded:
             state_text += " · loaded"
         self.state_label = QLabel(state_text)
@@ -236,6 +261,13 @@ class _LocalRow(QFrame):
             msg.setObjectName("message")
             msg.setWordWrap(True)
             outer.addWidget(msg)
+        if result is not None:                  # the last Verify's result, until the folder changes
+            ok, text = result
+            self.result_label = QLabel(text)
+            self.result_label.setObjectName("verifyResult")
+            self.result_label.setWordWrap(True)
+            self.result_label.setStyleSheet("color:#1e7b34;" if ok else "color:#b42318;")
+            outer.addWidget(self.result_label)
         buttons = QHBoxLayout()
         self.load_btn = QPushButton("Load")
         self.unload_btn = QPushButton("Unload")
@@ -246,12 +278,12 @@ class _LocalRow(QFrame):
             buttons.addWidget(b)
         buttons.addStretch(1)
         outer.addLayout(buttons)
-        busy = model.state in (ModelState.DOWNLOADING,) or verifying
+        working = model.state == ModelState.DOWNLOADING or busy is not None
         self.load_btn.setVisible(not loaded)
-        self.load_btn.setEnabled(model.state == ModelState.READY and not verifying)
+        self.load_btn.setEnabled(model.state == ModelState.READY and busy is None)
         self.unload_btn.setVisible(loaded)
-        self.verify_btn.setEnabled(not busy and model.state not in (ModelState.INCOMPLETE, ModelState.PAUSED))
-        self.delete_btn.setEnabled(not verifying)
+        self.verify_btn.setEnabled(not working and model.state not in (ModelState.INCOMPLETE, ModelState.PAUSED))
+        self.delete_btn.setEnabled(busy is None)
         self.load_btn.clicked.connect(lambda: panel._load(model, fit))
         self.unload_btn.clicked.connect(panel._unload)
         self.verify_btn.clicked.connect(lambda: panel._verify(model))
@@ -270,12 +302,19 @@ class ModelManagerPanel(QWidget):
         super().__init__(parent)
         self.manager = manager
         self._loaded: Path | None = None
-        self._verifying: set[Path] = set()
+        self._results: dict[Path, tuple[bool, str]] = {}     # the last Verify result per folder
         self._bridge = _Bridge(self)
         self._bridge.event.connect(self._on_event)
         self._listener = self._bridge.event.emit
         manager.subscribe(self._listener)
         self.destroyed.connect(lambda *_: manager.unsubscribe(self._listener))
+        # The models folder and each model folder in it: a folder copied in by hand shows up.
+        self._watcher = QFileSystemWatcher(self)
+        self._settle = QTimer(self)
+        self._settle.setSingleShot(True)
+        self._settle.setInterval(WATCH_SETTLE_MS)
+        self._settle.timeout.connect(self._folder_changed)
+        self._watcher.directoryChanged.connect(lambda _path: self._settle.start())
 
         root = QVBoxLayout(self)
         header = QHBoxLayout()
@@ -303,10 +342,13 @@ class ModelManagerPanel(QWidget):
         self.disk_label.setObjectName("disk")
         self.disk_label.setWordWrap(True)
         disk_row.addWidget(self.disk_label, 1)
+        self.refresh_btn = QPushButton("Refresh")
         self.move_btn = QPushButton("Change folder…")
         self.import_btn = QPushButton("Import folder…")
+        self.refresh_btn.setToolTip("Read the models folder again (new folders also show up by themselves)")
         self.move_btn.setToolTip("Move every model to another folder (copied and checked, then removed here)")
         self.import_btn.setToolTip("List a folder that already holds a gpt-oss model; it is used where it is")
+        disk_row.addWidget(self.refresh_btn)
         disk_row.addWidget(self.move_btn)
         disk_row.addWidget(self.import_btn)
         root.addLayout(disk_row)
@@ -317,6 +359,7 @@ class ModelManagerPanel(QWidget):
         self.notice = QLabel()
         self.notice.setObjectName("notice")
         self.notice.setWordWrap(True)
+        self.notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.notice.setVisible(False)
         root.addWidget(self.notice)
 
@@ -348,6 +391,7 @@ class ModelManagerPanel(QWidget):
         root.addWidget(scroll, 1)
         self.local_rows: list[_LocalRow] = []
 
+        self.refresh_btn.clicked.connect(self._refresh_clicked)
         self.move_btn.clicked.connect(self._change_folder)
         self.import_btn.clicked.connect(self._import)
         self.refresh()
@@ -387,8 +431,8 @@ class ModelManagerPanel(QWidget):
         for model in models:
             fit = (assess(model.config.memory_needed_bytes(self.manager.context_length), self.manager.system)
                    if model.config is not None else None)
-            row = _LocalRow(self, model, fit, loaded=self._loaded == model.path,
-                            verifying=model.path in self._verifying)
+            row = _LocalRow(self, model, fit, loaded=self._loaded == model.path, busy=self.manager.busy(model.path),
+                            result=self._results.get(model.path))
             self.local_rows.append(row)
             self.local_layout.addWidget(row)
         if not models:
@@ -400,16 +444,47 @@ class ModelManagerPanel(QWidget):
         usage = self.manager.disk_usage()
         self.disk_label.setText(f"Models use {format_bytes(usage.models_bytes)} · "
                                 f"{format_bytes(usage.free_bytes)} free on this disk")
+        self._watch()
+
+    # ---- the models folder on disk ------------------------------------------------------
+    def _watch(self) -> None:
+        """Watch the models folder and the model folders in it (not their contents' bytes)."""
+        root = self.manager.models_dir
+        wanted = set()
+        if root.is_dir():
+            wanted.add(str(root))
+            wanted.update(str(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        else:                                   # not made yet: watch for it to appear
+            probe = root.parent
+            while not probe.is_dir() and probe != probe.parent:
+                probe = probe.parent
+            wanted.add(str(probe))
+        current = set(self._watcher.directories())
+        if current - wanted:
+            self._watcher.removePaths(sorted(current - wanted))
+        if wanted - current:
+            self._watcher.addPaths(sorted(wanted - current))
+
+    def _folder_changed(self) -> None:
+        """Something in the models folder changed (a copy by hand, a download's files): re-read it."""
+        self.refresh()
+
+    def _refresh_clicked(self) -> None:
+        self._results.clear()
+        self.refresh()
+        self._show_notice("")
 
     # ---- events from the manager (GUI thread) -------------------------------------------
     def _on_event(self, event: ManagerEvent) -> None:
         if isinstance(event, DownloadProgress):
             card = self.cards.get(event.repo_id)
             p = event.progress
+            status = self.manager.job_status(event.repo_id)
             if card is not None and p.total_bytes:
                 card.progress.setValue(int(1000 * p.fraction))
                 card.progress.setVisible(True)
-                card.status.setText(progress_text(p.done_bytes, p.total_bytes, p.speed_bps, p.eta_s))
+                card.status.setText(card.progress_text(status.message if status is not None else "", p))
+                card.status.setStyleSheet("")
                 card.status.setVisible(True)
             name = card.entry.title if card is not None else event.repo_id
             self.download_progress.emit(event.repo_id, p.done_bytes, p.total_bytes)
@@ -419,21 +494,28 @@ class ModelManagerPanel(QWidget):
             card = self.cards.get(event.repo_id)
             if card is not None:
                 card.error = ""
+                self._results.pop(self.manager.models_dir / card.entry.name, None)   # its files change now
             self.refresh_catalog()
+            self.refresh_local()                    # the model's row shows the download's state too
             if event.message and event.state != JobState.PREPARING:
                 name = card.entry.title if card is not None else event.repo_id
                 self.status_message.emit(f"{name}: {event.message}")
         elif isinstance(event, ModelsChanged):
             self.refresh()
-        elif isinstance(event, _Notice):
-            self._show_notice(event.text, error=event.error)
-            self.status_message.emit(event.text)
-            self.refresh()
-        elif isinstance(event, _VerifyTick):
+        elif isinstance(event, TaskProgress):
             for row in self.local_rows:
                 if getattr(row, "model", None) is not None and row.model.path == event.path:
-                    pct = int(100 * event.done / max(1, event.total))
+                    pct = int(100 * event.done_bytes / max(1, event.total_bytes))
                     row.state_label.setText(f"Verifying… {pct}%")
+        elif isinstance(event, TaskFinished):
+            if event.kind == "verify":          # the result stays in the model's row
+                self._results[event.path] = (event.ok, event.message)
+                self._show_notice("" if event.ok else event.message, error=True)
+            else:
+                self._results.pop(event.path, None)
+                self._show_notice(event.message, error=not event.ok)
+            self.status_message.emit(event.message)
+            self.refresh()
         elif isinstance(event, MoveProgress):
             self.move_bar.setVisible(True)
             self.move_bar.setValue(int(1000 * event.done_bytes / max(1, event.total_bytes)))
@@ -463,6 +545,10 @@ class ModelManagerPanel(QWidget):
     def _start(self, entry: CatalogEntry) -> None:
         card = self.cards[entry.repo_id]
         card.error = ""
+        status = self.manager.job_status(entry.repo_id)
+        fresh = status is None or status.state in (JobState.DONE, JobState.CANCELLED)
+        if fresh and not self.manager.offline and not self._fits_or_confirmed(entry):
+            return
         try:
             self.manager.start_download(entry.repo_id)
         except ModelManagerError as exc:
@@ -470,27 +556,43 @@ class ModelManagerPanel(QWidget):
             self.status_message.emit(str(exc))
         self.refresh_catalog()
 
+    def _fits_or_confirmed(self, entry: CatalogEntry) -> bool:
+        """A model the fit verdict says will not fit: ask before fetching tens of gigabytes."""
+        fit = self.manager.fit_for(entry)
+        if fit.verdict != Verdict.WONT_FIT:
+            return True
+        size = next((format_bytes(r.download_bytes) for r in self.manager.catalog_rows()
+                     if r.entry.repo_id == entry.repo_id), "")
+        return confirm(
+            self, "Model will not fit",
+            f"{entry.title} will not fit in this computer's memory, so it could not be loaded here.",
+            details=f"{fit.explanation}\n\nDownload the {size} anyway (for example to use it on another computer, "
+                    "or after adding memory)?",
+            accept="Download anyway", reject="Don't download")
+
     def _pause(self, entry: CatalogEntry) -> None:
-        threading.Thread(target=self.manager.pause, args=(entry.repo_id,), daemon=True).start()
+        self.manager.pause(entry.repo_id, wait=False)      # the worker reports "Paused" when it has stopped
 
     def _cancel(self, entry: CatalogEntry) -> None:
         row = next(r for r in self.manager.catalog_rows() if r.entry.repo_id == entry.repo_id)
         done = row.local.size_bytes if row.local is not None else 0
-        answer = QMessageBox.question(
-            self, "Cancel download",
-            f"Cancel the download of {entry.title}?\n\nThe {format_bytes(done)} downloaded so far will be deleted.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
-        if answer != QMessageBox.StandardButton.Yes:
+        if not confirm(self, "Cancel download", f"Cancel the download of {entry.title}?",
+                       details=f"The {format_bytes(done)} downloaded so far will be deleted. To stop for now and "
+                               "go on later, keep downloading and press Pause instead.",
+                       accept="Cancel download", reject="Keep downloading", destructive=True):
             return
-        threading.Thread(target=self.manager.cancel, args=(entry.repo_id,), daemon=True).start()
+        try:
+            self.manager.cancel(entry.repo_id, wait=False)
+        except ModelManagerError as exc:
+            self._show_notice(str(exc), error=True)
 
     def _load(self, model: LocalModel, fit: FitAssessment | None) -> None:
         if fit is not None and fit.verdict == Verdict.WONT_FIT:
-            answer = QMessageBox.question(
-                self, "Model may not fit",
-                f"{model.name} will probably not fit in this computer's memory.\n\n{fit.explanation}\n\nLoad it anyway?",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
-            if answer != QMessageBox.StandardButton.Yes:
+            if not confirm(self, "Model may not fit",
+                           f"{model.name} will probably not fit in this computer's memory.",
+                           details=f"{fit.explanation}\n\nLoading it anyway will probably make the computer very "
+                                   "slow, or fail part-way.",
+                           accept="Load anyway", reject="Don't load"):
                 return
         self.manager.last_loaded = model.path
         self.load_requested.emit(model.path)
@@ -499,59 +601,40 @@ class ModelManagerPanel(QWidget):
         self.unload_requested.emit()
 
     def _verify(self, model: LocalModel) -> None:
-        self._verifying.add(model.path)
+        self._results.pop(model.path, None)
+        try:
+            self.manager.start_verify(model.path)
+        except ModelManagerError as exc:
+            self._show_notice(str(exc), error=True)
+            return
+        self._show_notice("")
         self.refresh_local()
-
-        last = [0.0]
-
-        def tick(done: int, total: int) -> None:
-            now = time.monotonic()
-            if now - last[0] >= 0.2 or done == total:
-                last[0] = now
-                self._bridge.event.emit(_VerifyTick(model.path, done, total))
-
-        def work() -> None:
-            try:
-                self.manager.verify(model.path, tick)
-            except (ModelManagerError, OSError) as exc:
-                log.warning("Verify failed: %s", exc)
-            finally:
-                self._verifying.discard(model.path)
-                self._bridge.event.emit(ModelsChanged())
-
-        threading.Thread(target=work, name="verify-model", daemon=True).start()
 
     def _delete(self, model: LocalModel) -> None:
         loaded = self._loaded == model.path
         if model.imported:
-            title = "Remove model from list"
-            text = (f"Remove {model.name} from the list?\n\nIts files stay where they are "
-                    f"({model.path}); nothing is deleted.")
+            title, accept, reject = "Remove model from list", "Remove from list", "Keep in list"
+            text = f"Remove {model.name} from the list?"
+            details = f"Its files stay where they are ({model.path}); nothing is deleted."
         else:
-            title = "Delete model"
-            text = (f"Delete {model.name}?\n\nThis frees {format_bytes(model.size_bytes)}: "
-                    f"every file in {model.path} is removed from disk.")
+            title, accept, reject = "Delete model", "Delete", "Keep"
+            text = f"Delete {model.name}?"
+            details = (f"This frees {format_bytes(model.size_bytes)}: every file in {model.path} is removed "
+                       "from disk.")
         if loaded:
-            text += "\n\nIt is loaded now and will be unloaded first."
-        answer = QMessageBox.question(self, title, text,
-                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                      QMessageBox.StandardButton.No)
-        if answer != QMessageBox.StandardButton.Yes:
+            details += "\n\nIt is loaded now and will be unloaded first."
+        if not confirm(self, title, text, details=details, accept=accept, reject=reject,
+                       destructive=not model.imported):
             return
         if loaded:
             self.unload_requested.emit()
             self._loaded = None
-
-        def work() -> None:             # off the GUI thread: a running download is stopped first
-            try:
-                freed = self.manager.delete(model.path)
-                msg = (f"{model.name} removed from the list." if model.imported
-                       else f"{model.name} deleted; {format_bytes(freed)} freed.")
-                self._bridge.event.emit(_Notice(msg, error=False))
-            except (ModelManagerError, OSError) as exc:
-                self._bridge.event.emit(_Notice(f"Could not delete {model.name}: {exc}", error=True))
-
-        threading.Thread(target=work, name="delete-model", daemon=True).start()
+        try:
+            self.manager.start_delete(model.path)   # on the queue's worker: a running download stops first
+        except ModelManagerError as exc:
+            self._show_notice(str(exc), error=True)
+            return
+        self.refresh_local()
 
     def _import(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Import a folder that holds a gpt-oss model")
@@ -570,12 +653,10 @@ class ModelManagerPanel(QWidget):
         if not folder:
             return
         used = self.manager.disk_usage().models_bytes
-        answer = QMessageBox.question(
-            self, "Move models",
-            f"Move {format_bytes(used)} of models to {folder}?\n\nEach file is copied and checked before the old "
-            "one is removed; until then the models stay usable where they are.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes)
-        if answer != QMessageBox.StandardButton.Yes:
+        if not confirm(self, "Move models", f"Move {format_bytes(used)} of models to {folder}?",
+                       details="Each file is copied and checked before the old one is removed; until then the "
+                               "models stay usable where they are.",
+                       accept="Move models", reject="Don't move", default_accept=True):
             return
         try:
             self.manager.start_move(Path(folder))
