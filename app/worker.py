@@ -53,6 +53,10 @@ COALESCE_SECONDS = 0.03
 answer after the reasoning) go out at once, so a slow model's first words never wait."""
 
 
+REMOTE_CANCEL_POLL_S = 0.05
+"""While connecting to a server, how often the worker looks at Cancel."""
+
+
 class EngineLike(ChatEngine, Protocol):
     """What the worker needs from `engine.Engine`: a ChatEngine it can close (tests pass a fake)."""
 
@@ -219,12 +223,47 @@ class _Server:
         """A model on a server: connect first (the factory lists the server's models), and only once
         that worked unload the model loaded now. No weights come here, so nothing has to make room:
         a server that does not answer, refuses the key or does not serve the model (or a cancel while
-        connecting) leaves the loaded model loaded."""
+        connecting) leaves the loaded model loaded.
+
+        The connection is made on a thread of its own while this one watches for Cancel, so a cancel
+        (or the app closing) does not wait for a silent server's timeout; an engine that arrives after
+        that is closed."""
         rid = request.request_id
         kept = self.engine is not None
-        engine: EngineLike | None = None
+        outcome: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+        abandoned = threading.Event()
+
+        def connect() -> None:
+            try:
+                engine = self.engine_factory(request, progress)
+            except BaseException as error:  # noqa: BLE001 - handed to the worker's thread below
+                outcome.put(("error", error))
+                return
+            if abandoned.is_set():
+                engine.close()
+                return
+            outcome.put(("engine", engine))
+
+        threading.Thread(target=connect, name="remote-connect", daemon=True).start()
+        while True:
+            try:
+                kind, value = outcome.get(timeout=REMOTE_CANCEL_POLL_S)
+                break
+            except queue.Empty:
+                if self.cancel_load.is_set():
+                    abandoned.set()
+                    try:                                # it may have arrived just now
+                        kind, value = outcome.get_nowait()
+                    except queue.Empty:
+                        kind, value = "error", LoadCancelled()
+                    if kind == "engine":
+                        value.close()
+                        kind, value = "error", LoadCancelled()
+                    break
+        engine: EngineLike | None = value if kind == "engine" else None
         try:
-            engine = self.engine_factory(request, progress)
+            if engine is None:
+                raise value
             if self.cancel_load.is_set():
                 raise LoadCancelled()
         except LoadCancelled:

@@ -45,6 +45,7 @@ class RecordedServer:
     auth_error_body: str = '{"error":"Unauthorized"}'                      # vLLM's answer to a wrong key
     models_status: int = 200
     tls: tuple[str, str] | None = None      # (certificate file, key file): serve https
+    models_gate: threading.Event | None = None   # when given, GET /models waits (up to 10 s) until it is set
 
     def __post_init__(self) -> None:
         owner = self
@@ -81,6 +82,8 @@ class RecordedServer:
                 if self.path.rstrip("/") != "/v1/models":
                     self._send(404, '{"detail":"Not Found"}')
                     return
+                if owner.models_gate is not None:
+                    owner.models_gate.wait(10)
                 data = []
                 for name, rec in owner.recordings.items():
                     entry: dict[str, Any] = {"id": name, "object": "model", "created": 1758892000, "owned_by": "vllm"}

@@ -187,3 +187,41 @@ def test_cancelling_a_remote_load_keeps_the_loaded_model(server: RecordedServer)
     failed = [e for e in events if isinstance(e, LoadFailed)]
     assert [(e.kind, e.model_kept) for e in failed] == [("cancelled", True)]
     assert not any(getattr(e, "stage", "") == "Unloading the previous model" for e in events)
+
+
+def test_cancel_while_a_silent_server_is_asked_does_not_wait_for_it() -> None:
+    """The server takes its time to list its models: Cancel ends the load at once, the model in use
+    stays, and the engine that arrives later is closed (not used)."""
+    import time
+
+    gate = threading.Event()
+    local = FakeFactory()
+    with RecordedServer(recordings(), models_gate=gate) as slow:
+        q: queue.SimpleQueue = queue.SimpleQueue()
+        events: list = []
+        cancel_load = threading.Event()
+        cancelled_at: list[float] = []
+
+        failed_at: list[float] = []
+
+        def emit(e: object) -> None:
+            events.append(e)
+            if getattr(e, "request_id", None) == 2 and str(getattr(e, "stage", "")).startswith("Connecting to"):
+                cancelled_at.append(time.monotonic())
+                cancel_load.set()
+            if isinstance(e, LoadFailed):
+                failed_at.append(time.monotonic())
+
+        for r in (LoadModel(1, Path("/m")), load_remote(slow, "vllm-reasoning", rid=2), chat(3), Shutdown()):
+            q.put(r)
+        thread = threading.Thread(target=serve, args=(q, emit, threading.Event(), local_or_remote(local)),
+                                  kwargs={"coalesce_seconds": 0.0, "cancel_load": cancel_load})
+        thread.start()
+        thread.join(5)
+        assert not thread.is_alive()
+        failed = [e for e in events if isinstance(e, LoadFailed)]
+        assert [(e.kind, e.model_kept) for e in failed] == [("cancelled", True)]
+        assert cancelled_at and failed_at[0] - cancelled_at[0] < 1.0     # not the server's 10 s
+        assert [e.reason for e in events if isinstance(e, ChatFinished)] == ["stop"]   # the local model answered
+        assert not gate.is_set()                       # all that happened while the server still said nothing
+        gate.set()

@@ -241,6 +241,29 @@ def test_editing_a_server_changes_its_key_in_the_keyring_only(qtbot, app_env) ->
     assert registry.get(saved.id).models and "sk-old" not in (tmp_path / "config" / "servers.json").read_text()
 
 
+def test_a_remote_load_shows_its_stage_and_cancel_keeps_the_model_in_use(qtbot, app_env) -> None:  # noqa: ANN001
+    import threading
+
+    application, server, _ = app_env
+    window, controller = application.window, application.controller
+    registered, _ = default_registry().add(server.url, api_key=KEY)
+    controller.load_remote(registered.target("vllm-reasoning"))
+    qtbot.waitUntil(lambda: controller.model is not None, timeout=5000)
+    server.models_gate = gate = threading.Event()              # the server now takes its time to answer
+    try:
+        window.models.load_remote(registered.target("vllm-tool-call"))
+        card = window.chat.loading_card
+        qtbot.waitUntil(lambda: "Connecting to 127.0.0.1" in card.label.text(), timeout=5000)
+        assert card.label.text().startswith(f"Loading vllm-tool-call on 127.0.0.1:{server.port}")
+        assert window.cancel_load_action.isEnabled()
+        card.cancel_button.click()
+        qtbot.waitUntil(lambda: controller.loading is None, timeout=2000)   # not the server's time
+        assert controller.model is not None and controller.model.name == "vllm-reasoning"
+        assert "was cancelled" in window.chat.banner.text() and not card.isVisible()
+    finally:
+        gate.set()
+
+
 def test_the_model_controller_loads_reloads_and_names_a_remote_model(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
     from app.messages import ModelReady
     from app.model_controller import ModelController
