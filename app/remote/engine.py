@@ -2,7 +2,8 @@
 
     engine = RemoteEngine.connect(target, api_key)        # lists the server's models; raises RemoteError
     for event in engine.chat(engine.new_session(), messages, params, should_stop):
-        ...   # Delta events, then exactly one Finished, as engine.api.Engine streams them
+        ...   # Delta events (with DecodeProgress for the live tokens/s), then exactly one Finished,
+              # as engine.api.Engine streams them (no PrefillProgress: the server does not say)
 
 `chat` never raises: every failure (offline mode, unreachable, 401, unknown model, context too
 long, a dropped connection) ends the stream with Finished("error", error=<Lantern's words>) and an
@@ -33,7 +34,7 @@ from app.remote.errors import ModelNotFound, RemoteError, error_kind_of
 from app.remote.policy import ensure_allowed
 from app.remote.stream import ReplyAssembler, ServerReportedError, error_in
 from app.remote.target import RemoteTarget
-from engine.types import ChatEvent, Delta, Finished, GenerationParams, Message, ModelInfo, Usage
+from engine.types import ChatEvent, DecodeProgress, Delta, Finished, GenerationParams, Message, ModelInfo, Usage
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +222,9 @@ class RemoteEngine:
                     for event in events:
                         timing.piece()
                         yield event
+                        progress = timing.progress()
+                        if progress is not None:
+                            yield progress
                     if kind == "body":
                         break
                 elif kind == "done":
@@ -287,6 +291,13 @@ class _Timing:
         self.first = self.first or now
         self.last = now
         self.pieces += 1
+
+    def progress(self) -> DecodeProgress | None:
+        """Pieces so far as tokens, timed from the first (for the live tokens/s), once the reply has
+        streamed for MIN_RATE_SPAN_S (before that a burst of buffered pieces would read as a speed)."""
+        if self.first is None or self.last is None or self.last - self.first < MIN_RATE_SPAN_S:
+            return None
+        return DecodeProgress(self.pieces, self.last - self.first)
 
     def usage(self, reply: ReplyAssembler) -> Usage:
         # Without a usage report (some servers send none), each streamed piece counts as one token.

@@ -171,7 +171,8 @@ class StatusBar(QStatusBar):
             self.speed_label.setText(f"{stats.tokens_per_s:.1f} tok/s")
         elif stats.phase == "prefill" and stats.prefill_elapsed_s > 0:
             self.speed_label.setText(f"reading {stats.prefill_done / stats.prefill_elapsed_s:.0f} tok/s")
-        self.on_context(stats.context_tokens, max_context)
+        if stats.prompt_tokens:    # a server says how long the prompt was only at the end (on_usage)
+            self.on_context(stats.context_tokens, max_context)
 
     def on_usage(self, usage: Usage) -> None:
         if usage.decode_tokens_per_s:

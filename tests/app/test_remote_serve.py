@@ -109,6 +109,26 @@ def test_stop_through_the_worker(server: RecordedServer) -> None:
     assert server.client_left.wait(3)
 
 
+def test_live_tokens_per_second_of_a_remote_reply(server: RecordedServer) -> None:
+    """The remote engine sends DecodeProgress, so the one coalescer's ChatUpdate carries live stats."""
+    cancel = threading.Event()
+    seen: list = []
+
+    def stop_once_rated(e: object) -> None:
+        if isinstance(e, ChatUpdate) and e.stats is not None and e.stats.completion_tokens >= 5:
+            seen.append(e.stats)
+            cancel.set()
+
+    events = run([load_remote(server, "vllm-slow"), chat()], default_engine_factory, cancel, stop_once_rated)
+    assert seen, "no ChatUpdate with decode stats"
+    stats = seen[0]
+    assert stats.phase == "decode" and stats.decode_elapsed_s >= 0.2
+    # 20 ms a piece on the server: at most ~50 pieces/s arrive (slower on a busy machine)
+    assert 0 < stats.tokens_per_s < 80
+    assert stats.prompt_tokens == 0      # a server tells the prompt's length only at the end
+    assert [e.reason for e in events if isinstance(e, ChatFinished)] == ["cancelled"]
+
+
 def test_server_errors_are_user_errors_in_the_window(server: RecordedServer) -> None:
     events = run([load_remote(server, "gpt-oss-999b")], default_engine_factory)
     failed = [e for e in events if isinstance(e, LoadFailed)]

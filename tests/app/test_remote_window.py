@@ -299,3 +299,18 @@ def test_the_model_controller_loads_reloads_and_names_a_remote_model(qtbot, tmp_
     models.remote_targets = lambda p: None                  # the server was removed from the list
     models.reload()
     assert len(worker.submitted) == 2 and notices and "no longer in the list" in notices[-1][0]
+
+
+def test_live_stats_of_a_remote_reply_show_the_speed_and_leave_the_context_meter(qtbot) -> None:  # noqa: ANN001
+    """A server's stream says nothing about the prompt until its end: tok/s live, the meter at the end."""
+    from app.messages import LiveStats
+    from app.widgets.status_bar import StatusBar
+
+    bar = StatusBar()
+    qtbot.addWidget(bar)
+    bar.on_context(1200, 8192)
+    bar.on_live(LiveStats("decode", 0, 0, 0, 0.0, completion_tokens=25, decode_elapsed_s=1.0), 8192)
+    assert bar.speed_label.text() == "24.0 tok/s"
+    assert bar.context_label.text() == "context 1,200 / 8,192 (15%)"
+    bar.on_live(LiveStats("decode", 1000, 0, 0, 0.0, completion_tokens=25, decode_elapsed_s=1.0), 8192)
+    assert bar.context_label.text() == "context 1,025 / 8,192 (13%)"     # a local reply: prompt known
