@@ -154,7 +154,7 @@ class RemoteEngine:
                 progress: ProgressCallback | None = None) -> "RemoteEngine":
         """Check that the server answers and serves `target.model`; raises RemoteError (a user error)."""
         if progress is not None:
-            progress(f"Connecting to {target.host}", 0.1)
+            progress("Connecting to the server", 0.1)
         models = list_models(target.base_url, api_key, target.trusted_cert_pem)
         match = next((m for m in models if m.id == target.model), None)
         if match is None and models:

@@ -190,6 +190,8 @@ class MainWindow(QMainWindow):
             return f"Loading {c.loading_label}…"
         if c.model is None:
             return WELCOME
+        if c.model.remote_host:
+            return f"Ask {c.model.name} anything. It runs on {c.model.remote_host}: your messages are sent there."
         return f"Ask {c.model.name} anything. Everything stays on this computer."
 
     def refresh_thread(self, rebuild: bool = False) -> None:

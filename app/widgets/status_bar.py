@@ -84,6 +84,7 @@ class StatusBar(QStatusBar):
         self._max_context = 0
 
     def on_loading(self, name: str) -> None:
+        self.model_label.setStyleSheet("")     # not the pill of a remote model being replaced
         self.model_label.setText(f"Loading {name}…")
         self.model_label.setToolTip(f"Loading {name}")
         self.device_label.setText("")

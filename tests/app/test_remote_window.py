@@ -89,6 +89,7 @@ def test_add_a_server_pick_its_model_and_chat(qtbot, app_env) -> None:  # noqa: 
     assert window.status.model_label.text() == f"vllm-reasoning on {host}"
     assert "messages leave this computer" in window.status.device_label.text()
     assert application.settings.settings.last_model.startswith("remote:")
+    assert window.empty_text() == f"Ask vllm-reasoning anything. It runs on {host}: your messages are sent there."
 
     assert controller.send("hello")
     qtbot.waitUntil(lambda: controller.turn is None, timeout=5000)
@@ -253,13 +254,16 @@ def test_a_remote_load_shows_its_stage_and_cancel_keeps_the_model_in_use(qtbot, 
     try:
         window.models.load_remote(registered.target("vllm-tool-call"))
         card = window.chat.loading_card
-        qtbot.waitUntil(lambda: "Connecting to 127.0.0.1" in card.label.text(), timeout=5000)
+        qtbot.waitUntil(lambda: "Connecting to the server" in card.label.text(), timeout=5000)
         assert card.label.text().startswith(f"Loading vllm-tool-call on 127.0.0.1:{server.port}")
         assert window.cancel_load_action.isEnabled()
+        assert window.status.model_label.styleSheet() == ""            # not the pill of the model in use
         card.cancel_button.click()
         qtbot.waitUntil(lambda: controller.loading is None, timeout=2000)   # not the server's time
         assert controller.model is not None and controller.model.name == "vllm-reasoning"
         assert "was cancelled" in window.chat.banner.text() and not card.isVisible()
+        assert window.status.model_label.text() == f"vllm-reasoning on 127.0.0.1:{server.port}"
+        assert window.status.model_label.styleSheet() != ""            # the pill is back
     finally:
         gate.set()
 
