@@ -1,4 +1,8 @@
-"""Run a blocking call (network, keyring) off the GUI thread and get its result back on it."""
+"""Run a blocking call (network, keyring) off the GUI thread and get its result back on it.
+
+Not app/background.py's `Background`: that is a small pool for short jobs (fit checks, config reads),
+which a Test connection waiting out a network timeout would hold for seconds. Here each call has a
+thread of its own, and a newer call on the same object replaces an older one (its result is dropped)."""
 
 from __future__ import annotations
 

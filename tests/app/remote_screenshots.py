@@ -1,5 +1,6 @@
 """PNGs of the remote-server flow, offscreen: the Add a server dialog (tested, and a self-signed
-certificate offered), the Models window's servers section, and a chat with a remote model.
+certificate offered), the Models window's servers section, a chat with a remote model, a remote
+model's load stage (with Cancel) and a refused one that leaves the model in use loaded.
 
 Runs the real window with the recorded-stream server on loopback and an in-memory keyring.
 Usage: python -m tests.app.remote_screenshots OUT_DIR
@@ -12,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -101,6 +103,20 @@ def main(out: Path) -> None:
         window.chat.scroll_to_bottom()
         settle(qapp)
         window.grab().save(str(out / "chat-with-remote-model.png"))
+        # "Use" goes through the window's one load path: its card (stage, Cancel) while the server is asked,
+        server.models_gate = gate = threading.Event()
+        section.card(saved.id).use_buttons["openai/gpt-oss-120b"].click()
+        wait_until(qapp, lambda: "Connecting to" in window.chat.loading_card.label.text())
+        settle(qapp)
+        window.grab().save(str(out / "remote-load-stage.png"))
+        gate.set()
+        server.models_gate = None
+        wait_until(qapp, lambda: controller.loading is None and controller.model is not None)
+        # and a model the server does not serve is refused while the one in use stays in use.
+        controller.load_remote(saved.target("openai/gpt-oss-999b"))
+        wait_until(qapp, lambda: controller.loading is None and "still loaded" in window.chat.banner.text())
+        settle(qapp)
+        window.grab().save(str(out / "remote-load-refused-model-kept.png"))
         application.shutdown()
     if shutil.which("openssl"):
         cert, key = root / "c.pem", root / "c.key"
