@@ -50,6 +50,8 @@ class ImportedMessage:
     created_at: float
     tool_calls: ToolCalls = ()
     finish_reason: str | None = None
+    model: str | None = None
+    remote_host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,10 @@ def to_json(conversation: Conversation, messages: Sequence[StoredMessage]) -> di
             "tool_calls": tool_calls_json(m.tool_calls) or [],
             "finish_reason": INTERRUPTED if m.status == "streaming" else m.finish_reason,
         })
+        # Which model (and server) wrote a reply: written only when known, so older files stay as they were.
+        for key in ("model", "remote_host"):
+            if getattr(m, key, None):
+                out_messages[-1][key] = getattr(m, key)
     leaf = conversation.active_leaf_id
     return {
         "format": FORMAT,
@@ -181,6 +187,8 @@ def parse_json(data: Any) -> ImportedConversation:
             created_at=_number(raw.get("created_at"), f"{where}.created_at"),
             tool_calls=tuple(calls),
             finish_reason=reason,
+            model=_text(raw.get("model"), f"{where}.model", optional=True),
+            remote_host=_text(raw.get("remote_host"), f"{where}.remote_host", optional=True),
         ))
         seen.add(local_id)
     active = data.get("active_leaf")
@@ -214,7 +222,8 @@ def to_markdown(conversation: Conversation, thread: Sequence[StoredMessage], tot
         note += f" *This file shows the active branch; {more} in other branches (see the JSON export).*"
     lines += [note, ""]
     for m in thread:
-        lines += [f"## {_ROLE_NAMES.get(m.role, m.role.title())} · {_when(m.created_at)}", ""]
+        origin = f" ({m.model} on {m.remote_host})" if getattr(m, "remote_host", None) else ""
+        lines += [f"## {_ROLE_NAMES.get(m.role, m.role.title())}{origin} · {_when(m.created_at)}", ""]
         if m.reasoning:
             lines += ["<details><summary>Reasoning (unfiltered chain of thought)</summary>", "",
                       m.reasoning.rstrip("\n"), "", "</details>", ""]

@@ -136,7 +136,15 @@ def _v3_tool_calls_finish_reason_chat_settings(conn: sqlite3.Connection) -> None
         )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_reasoning_errors_search, _v3_tool_calls_finish_reason_chat_settings)
+def _v4_reply_origin(conn: sqlite3.Connection) -> None:
+    """Which model wrote a reply, and the server it ran on ("gpu-box:8000"; NULL: this computer).
+    Replies written before keep NULLs (not recorded). Self-contained: adds these two columns only."""
+    conn.execute("ALTER TABLE messages ADD COLUMN model TEXT")
+    conn.execute("ALTER TABLE messages ADD COLUMN remote_host TEXT")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_reasoning_errors_search, _v3_tool_calls_finish_reason_chat_settings,
+                                     _v4_reply_origin)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
