@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed-stamp
 PYTEST := QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
-.PHONY: run test test-slow test-gpu bench-gpu gpu-wheels kernels bench bench-peer bench-ui screenshots package package-test clean help
+.PHONY: run test test-kernel-paths test-slow test-gpu bench-gpu gpu-wheels kernels bench bench-peer bench-ui screenshots package package-test clean help
 
 help:
 	@echo "make run          start the Lantern window"
@@ -38,6 +38,17 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PYTEST) -q -m "not slow and not gpu"
+	$(MAKE) --no-print-directory test-kernel-paths
+
+# The tests that run the native kernels on the path LANTERN_CPU_KERNELS picks (marker auto_path), again with
+# each other path this CPU runs forced (scalar; avx2 too on an AVX-512 machine), so that one machine checks
+# them all. Nothing to do when the kernels are not built or LANTERN_NO_NATIVE=1.
+test-kernel-paths: $(STAMP)
+	@for p in $$($(PY) -c "from engine import kernels; print(*kernels.runnable_paths()[1:])"); do \
+	  echo "kernel tests again with LANTERN_CPU_KERNELS=$$p"; \
+	  LANTERN_CPU_KERNELS=$$p $(PYTEST) -q -m "auto_path and not slow and not gpu" \
+	    tests/engine/test_moe_kernel.py tests/engine/test_native_model.py tests/engine/test_attention_fast.py || exit 1; \
+	done
 
 test-slow: $(STAMP)
 	$(PYTEST) -q -m "slow"
@@ -91,12 +102,28 @@ bench: kernels
 # into its own venv, .venv-peer/, so the test venv is never touched. The sdist also carries llama.cpp's
 # convert_hf_to_gguf.py, which turns the random checkpoint into a GGUF (experts MXFP4, the rest bf16).
 # The build takes a long while on a small machine; it runs once, at the lowest CPU priority.
+# BENCH_PEER=avx2: the comparison an AVX2-only CPU (most laptops) would show, on any x86-64 CPU with AVX2, an
+# AVX-512 one included: llama.cpp built for x86-64-v3 (AVX2, FMA, F16C, BMI2; no AVX-512, AVX-VNNI or AMX)
+# into its own venv, and Lantern run with its AVX2 kernels and torch limited to AVX2 (engine.bench.peer --isa
+# avx2, which also checks that both engines used what they should).
+BENCH_PEER  ?= native
+ifeq ($(BENCH_PEER),avx2)
+PEER_VENV   := .venv-peer-avx2
+PEER_ISA_CMAKE := -DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF \
+	-DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+PEER_ISA_ARGS  := --isa avx2
+else
 PEER_VENV   := .venv-peer
+PEER_ISA_CMAKE := -DGGML_NATIVE=ON
+PEER_ISA_ARGS  :=
+endif
 PEER_PY     := $(PEER_VENV)/bin/python
 LLAMA_CPP_PY_VERSION := 0.3.36
 PEER_SDIST  := $(PEER_VENV)/src/llama_cpp_python-$(LLAMA_CPP_PY_VERSION).tar.gz
+PEER_SRC    := $(PEER_VENV)/src/llama_cpp_python-$(LLAMA_CPP_PY_VERSION)/vendor/llama.cpp
 PEER_STAMP  := $(PEER_VENV)/.installed-stamp
-PEER_CMAKE_ARGS ?= -DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF -DGGML_OPENMP=ON \
+PEER_CMAKE_ARGS ?= $(PEER_ISA_CMAKE) -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF -DGGML_OPENMP=ON \
 	-DLLAMA_CURL=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
 	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
 BENCH_PEER_ARGS ?=
@@ -115,9 +142,11 @@ $(PEER_STAMP):
 # converted once to GGUF next to it), alternating A B A B in one run; prints both columns and the ratios,
 # JSON to .bench/bench-peer-*.json. Needs ~22 GiB free RAM for the llama.cpp runs at full size.
 # Quick pipeline check on a 2-layer checkpoint: make bench-peer BENCH_PEER_ARGS=--small
+# The AVX2 comparison on any x86-64 machine: make bench-peer BENCH_PEER=avx2 (builds .venv-peer-avx2 once)
 bench-peer: kernels $(PEER_STAMP)
-	$(PY) -m engine.bench.peer --threads 2 --llama-python $(PEER_PY) --out .bench $(BENCH_PEER_ARGS)
+	$(PY) -m engine.bench.peer --threads 2 --llama-python $(PEER_PY) --llama-src $(PEER_SRC) --out .bench \
+		$(PEER_ISA_ARGS) $(BENCH_PEER_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache
-	rm -f engine/kernels/*.so engine/kernels/*.pyd
+	rm -f engine/kernels/*.so engine/kernels/*.pyd engine/kernels/*.dll

@@ -85,7 +85,10 @@ class WorkerHost:
         self._pool_engine: Any = None
 
     def set_model(self, info: ModelInfo | None) -> None:
-        """Called on the GUI thread when a model is loaded or unloaded."""
+        """Called on the GUI thread when a model is loaded or unloaded. A model on a server the user added
+        (app/remote) is not served: the API serves a model on this computer only (not a relay to a server)."""
+        if info is not None and info.remote_host:
+            info = None
         with self._lock:
             self._info = info
             self._view = None

@@ -19,6 +19,7 @@ from app.model_controller import ModelController
 from app.models import network
 from app.models.manager import ModelManager
 from app.paths import config_dir, default_models_dir, history_db_path
+from app.remote.target import parse_remote_model_path
 from app.settings import SettingsStore
 from app.widgets.main_window import MainWindow
 from app.wiring import connect
@@ -126,9 +127,23 @@ class Application:
                                          "is kept as far as it got and marked “cut off”; Regenerate (Ctrl+R) "
                                          "writes a new one.", tag="crash", kind="info")
         last = self.settings.settings.last_model
-        if autoload and last and Path(last).is_dir():
+        if autoload and last and parse_remote_model_path(last) is not None:
+            self._autoload_remote(last)   # the last model ran on a server the user added
+        elif autoload and last and Path(last).is_dir():
             log.info("loading the last model: %s", last)
             self.model_controller.request_load(Path(last), interactive=False)
+
+    def _autoload_remote(self, last: str) -> None:
+        """Use the remote model used last again, if its server is still in the list (the worker then
+        connects; offline mode refuses a server elsewhere with a notice, like any failed load)."""
+        from app.remote.registry import target_for
+
+        target = target_for(last)
+        if target is None:
+            log.info("the last model was on a server that was removed: %s", last)
+            return
+        log.info("using the last model again: %s on %s", target.model, target.host)
+        self.model_controller.load_remote(target)
 
     def shutdown(self) -> None:
         if self._shut:

@@ -73,9 +73,10 @@ class Turn:
 
 
 def usage_dict(usage: Usage, thought_seconds: float | None, max_tokens: int | None = None,
-               max_context: int | None = None) -> dict[str, Any]:
+               max_context: int | None = None, note: str | None = None) -> dict[str, Any]:
     """What is stored with a reply: the engine's Usage, plus the thinking time, the reply limit it ran
-    under (for the "cut off" note) and the model's context (so reopening the chat shows the meter)."""
+    under (for the "cut off" note), the model's context (so reopening the chat shows the meter) and a
+    remark to show with it (e.g. "Reasoning was not available from <server>")."""
     data: dict[str, Any] = dataclasses.asdict(usage)
     if thought_seconds is not None:
         data["thought_seconds"] = round(thought_seconds, 2)
@@ -83,6 +84,8 @@ def usage_dict(usage: Usage, thought_seconds: float | None, max_tokens: int | No
         data["max_tokens"] = int(max_tokens)
     if max_context:
         data["max_context"] = int(max_context)
+    if note:
+        data["note"] = note
     return data
 
 
@@ -137,11 +140,23 @@ class ChatController(QObject):
         state = self.models.loading if self.models is not None else None
         return state.path if state is not None else None
 
+    @property
+    def loading_label(self) -> str | None:
+        """What is loading, as the user calls it (a folder's name, or "<model> on <host>")."""
+        state = self.models.loading if self.models is not None else None
+        return state.label if state is not None else None
+
     def load_model(self, model_dir: Path) -> None:
         """Load without the memory question (scripts, the self-test); the window asks first."""
         if self.turn is not None:
             self.stop()
         self.models.load_now(Path(model_dir))
+
+    def load_remote(self, target: Any) -> None:
+        """Use a model on a server the user added (an app.remote.target.RemoteTarget): no weights load."""
+        if self.turn is not None:
+            self.stop()
+        self.models.load_remote(target)
 
     def unload_model(self) -> None:
         if self.turn is not None:
@@ -154,8 +169,8 @@ class ChatController(QObject):
 
     def composer_block_reason(self) -> str | None:
         """Why the user cannot send now, or None if they can."""
-        if self.loading is not None:
-            return f"Loading {self.loading.name}…"
+        if self.loading_label is not None:
+            return f"Loading {self.loading_label}…"
         if self.model is None:
             return "No model loaded. Open one with Models… (Ctrl+M) or Open model folder… (Ctrl+O)."
         return None
@@ -391,7 +406,10 @@ class ChatController(QObject):
 
     def _start_reply(self, parent_id: int) -> None:
         assert self.conversation_id is not None
-        saver = StreamingSaver.start(self.store, self.conversation_id, parent_id, interval_s=SAVE_INTERVAL_S)
+        model = self.model
+        saver = StreamingSaver.start(self.store, self.conversation_id, parent_id, interval_s=SAVE_INTERVAL_S,
+                                     model=model.name if model is not None else None,
+                                     remote_host=getattr(model, "remote_host", None))
         self.thread = self.store.thread(self.conversation_id)  # add_message made the reply the active leaf
         rid = next(self._ids)
         s = self.settings.settings
@@ -532,7 +550,7 @@ class ChatController(QObject):
         self.last_usage = event.usage
         try:
             turn.saver.finish(status, usage=usage_dict(event.usage, turn.thought_seconds, turn.max_tokens,
-                                                       turn.max_context),
+                                                       turn.max_context, getattr(event, "note", None)),
                               error=event.error if event.reason == "error" else None, finish_reason=event.reason)
             if self.conversation_id == turn.conversation_id:
                 self.thread = self.store.thread(self.conversation_id)

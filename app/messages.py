@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
+from app.remote.target import RemoteTarget
 from engine.types import Delta, ErrorKind, FinishReason, GenerationParams, Message, ModelInfo, Usage
 
 # ---------------------------------------------------------------- GUI -> worker
@@ -25,6 +26,7 @@ class LoadModel:
     max_context: int = 8192
     cpu_threads: int = 0              # 0: let the runtime decide
     experts_on_cpu: int | None = None # GPU only: layers whose experts run on the CPU; None: chosen from free memory
+    remote: RemoteTarget | None = None    # a model on a server the user added: no weights are loaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +152,7 @@ class ChatFinished:
     usage: Usage = field(default_factory=Usage)
     error: str | None = None          # user-facing message when reason == "error"
     error_kind: ErrorKind | None = None   # "bug" for a failure that is not the user's
+    note: str | None = None           # Finished.note (e.g. the server sent no reasoning)
 
     @property
     def is_bug(self) -> bool:

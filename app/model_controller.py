@@ -1,6 +1,9 @@
 """Which model is loaded, and the policy for loading one: the memory check (engine/fit.py, the one
 place that decides "will it fit") run off the GUI thread, asking the user when it will not fit,
 stages and cancel while it loads, and keeping the loaded model when a folder is refused.
+A model on a server the user added (`load_remote`) takes the same path without the memory check: the
+worker connects to the server before it unloads anything, so a server that does not answer (or does
+not serve that model) leaves the loaded model loaded.
 
 Talks to the worker with LoadModel/UnloadModel and reads its LoadProgress/ModelReady/ModelUnloaded/
 LoadFailed events; the window shows what `changed`, `progress`, `notice` and `confirm_needed` say.
@@ -19,6 +22,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.background import Background
 from app.messages import Event, LoadFailed, LoadModel, LoadProgress, ModelReady, ModelUnloaded, UnloadModel
+from app.remote.target import RemoteTarget, parse_remote_model_path
 from app.settings import SettingsStore
 from engine.fit import MemoryShortfall, Verdict, assess_folder, check_before_load
 from engine.types import ModelInfo
@@ -37,12 +41,17 @@ class LoadWorker(Protocol):
 
 @dataclass(frozen=True)
 class LoadState:
-    """A load in progress: the folder, its stage and how far it is."""
+    """A load in progress: the folder (or a remote model's pseudo path), its stage and how far it is."""
 
     path: Path
     stage: str = "Starting"
     fraction: float = 0.0
     cancelling: bool = False
+    name: str = ""                   # what the user calls it, when not the folder's name
+
+    @property
+    def label(self) -> str:
+        return self.name or self.path.name
 
 
 class ModelController(QObject):
@@ -53,11 +62,14 @@ class ModelController(QObject):
     confirm_needed = Signal(object, object)  # MemoryShortfall, Path: ask, then load_now(path) or not
 
     def __init__(self, settings: SettingsStore, worker: LoadWorker, manager: Any = None,
-                 *, background: Background | None = None) -> None:
+                 *, background: Background | None = None,
+                 remote_targets: Callable[[Path], RemoteTarget | None] | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.worker = worker
         self.manager = manager
+        # A remote model's pseudo path -> its target, if its server is still in the list (Reload).
+        self.remote_targets = remote_targets or _registered_target
         self.background = background or Background(self)
         self._ids = itertools.count(1_000_000)   # apart from the chat's request ids
         self._request_id: int | None = None
@@ -131,19 +143,28 @@ class ModelController(QObject):
     def load_now(self, model_dir: Path) -> None:
         """Start loading `model_dir` (no memory check). The folder is checked by the worker before the
         loaded model is unloaded: a folder that is not a model leaves it loaded."""
+        self._submit_load(Path(model_dir))
+
+    def load_remote(self, target: RemoteTarget) -> None:
+        """Use `target.model` on the server the user added: no weights, so no memory check. Same stages,
+        cancel and "the loaded model stays when it fails" as a folder (the worker connects first)."""
+        self._submit_load(target.pseudo_path, remote=target, name=f"{target.model} on {target.host}")
+
+    def _submit_load(self, path: Path, *, remote: RemoteTarget | None = None, name: str = "") -> None:
         s = self.settings.settings
         rid = next(self._ids)
         self._request_id = rid
         self.checking = None
-        self.loading = LoadState(Path(model_dir))
-        self.worker.submit(LoadModel(rid, Path(model_dir), s.device, s.context_length, s.cpu_threads,
-                                     None if s.experts_on_cpu < 0 else s.experts_on_cpu))
+        self.loading = LoadState(path, name=name)
+        self.worker.submit(LoadModel(rid, path, s.device, s.context_length, s.cpu_threads,
+                                     None if s.experts_on_cpu < 0 else s.experts_on_cpu, remote=remote))
         self.notice_cleared.emit("load")
         self.changed.emit()
 
     def cancel_load(self) -> None:
         if self.loading is not None and not self.loading.cancelling:
-            self.loading = LoadState(self.loading.path, "Cancelling…", self.loading.fraction, cancelling=True)
+            self.loading = LoadState(self.loading.path, "Cancelling…", self.loading.fraction, cancelling=True,
+                                     name=self.loading.name)
             self.worker.cancel_load()
             self.progress.emit(self.loading.fraction, self.loading.stage)
             self.changed.emit()
@@ -154,11 +175,21 @@ class ModelController(QObject):
         self.worker.submit(UnloadModel(rid))
 
     def reload(self) -> None:
-        if self.model is not None:
+        """Load the loaded model again (a remote one: connect again, with its server's current entry)."""
+        if self.model is None:
+            return
+        if parse_remote_model_path(self.model.path) is None:
             self.load_now(self.model.path)
+            return
+        target = self.remote_targets(self.model.path)
+        if target is None:
+            self.notice.emit("That server is no longer in the list. Add it again from Models (Ctrl+M).", "user")
+        else:
+            self.load_remote(target)
 
     def needs_reload(self, key: str) -> bool:
-        return key in RELOAD_KEYS and self.model is not None
+        """A remote model does not use the device, context or thread settings of this computer."""
+        return key in RELOAD_KEYS and self.model is not None and not self.model.remote_host
 
     # ------------------------------------------------------------------ worker events
 
@@ -171,7 +202,7 @@ class ModelController(QObject):
             return True
         if isinstance(event, LoadProgress):
             if self.loading is not None and not self.loading.cancelling:
-                self.loading = LoadState(self.loading.path, event.stage, event.fraction)
+                self.loading = LoadState(self.loading.path, event.stage, event.fraction, name=self.loading.name)
                 if event.stage == "Unloading the previous model":
                     self.model = None
                     self.changed.emit()
@@ -185,7 +216,7 @@ class ModelController(QObject):
             self.model, self.loading = None, None
             self.changed.emit()
         else:
-            name = self.loading.path.name if self.loading is not None else "the model"
+            name = self.loading.label if self.loading is not None else "the model"
             self.loading = None
             if not event.model_kept:
                 self.model = None
@@ -201,3 +232,9 @@ class ModelController(QObject):
 
     def shutdown(self) -> None:
         self.background.close()
+
+
+def _registered_target(path: Path) -> RemoteTarget | None:
+    from app.remote.registry import target_for
+
+    return target_for(path)

@@ -156,3 +156,16 @@ def connect_models_panel(window: Any, panel: Any, dialog: Any) -> None:
     panel.status_message.connect(lambda text: window.statusBar().showMessage(text, 8000))
     panel.models_dir_changed.connect(lambda path: settings.update(models_dir=str(path)))
     panel.context_length_changed.connect(lambda n: settings.update(context_length=int(n)))
+
+
+def connect_servers_section(window: Any, section: Any, dialog: Any) -> None:
+    """The Models dialog's "On servers you run" section (app/widgets/remote_models.py) -> the model
+    controller (Use goes through the same load path as a folder: stages, cancel, model kept on failure)."""
+    chat = window.controller
+
+    def use(target: Any) -> None:
+        chat.load_remote(target)
+        dialog.accept()
+
+    section.use_requested.connect(use)
+    section.status_message.connect(lambda text: window.statusBar().showMessage(text, 10000))

@@ -6,7 +6,8 @@ are only touched there. Cancel is a `threading.Event` the engine polls between p
 tokens; a load is cancelled the same way, at its next stage.
 
 A load first checks the new folder (its files' headers and the tokenizer, with `check`): a folder
-that is not a usable model is refused while the model loaded before stays loaded. Streaming is
+that is not a usable model is refused while the model loaded before stays loaded. A model on a server
+(`LoadModel.remote`) is connected to first and the model loaded before unloaded only once that worked. Streaming is
 coalesced here and only here: at most one ChatUpdate per COALESCE_SECONDS, holding the text pieces
 and the latest prefill/decode progress.
 """
@@ -52,6 +53,10 @@ COALESCE_SECONDS = 0.03
 answer after the reasoning) go out at once, so a slow model's first words never wait."""
 
 
+REMOTE_CANCEL_POLL_S = 0.05
+"""While connecting to a server, how often the worker looks at Cancel."""
+
+
 class EngineLike(ChatEngine, Protocol):
     """What the worker needs from `engine.Engine`: a ChatEngine it can close (tests pass a fake)."""
 
@@ -79,7 +84,12 @@ def check_model_folder(request: LoadModel) -> None:
 
 
 def default_engine_factory(request: LoadModel, progress: ProgressCallback) -> EngineLike:
-    """Load the real engine. Runs on the worker thread: this is where torch gets imported."""
+    """Load the real engine, or connect to the server a remote model runs on. Runs on the worker
+    thread: this is where torch gets imported (not at all for a remote model)."""
+    if request.remote is not None:
+        from app.remote.factory import open_remote_engine
+
+        return open_remote_engine(request.remote, progress)
     from app.engine_import import import_engine
 
     Engine = import_engine().Engine  # noqa: N806 - lazy: pulls in torch (without freezing the window)
@@ -177,6 +187,9 @@ class _Server:
                 raise LoadCancelled()
             self.emit(LoadProgress(rid, float(fraction), str(stage)))
 
+        if request.remote is not None:
+            self._load_remote(request, progress)
+            return
         try:
             progress(0.0, "Checking the model files")
             if self.check is not None:
@@ -205,6 +218,67 @@ class _Server:
         except Exception as error:  # noqa: BLE001
             self._load_failed(rid, error, model_kept=False)
             return
+        self.engine = engine
+        self.emit(ModelReady(rid, engine.info))
+
+    def _load_remote(self, request: LoadModel, progress: ProgressCallback) -> None:
+        """A model on a server: connect first (the factory lists the server's models), and only once
+        that worked unload the model loaded now. No weights come here, so nothing has to make room:
+        a server that does not answer, refuses the key or does not serve the model (or a cancel while
+        connecting) leaves the loaded model loaded.
+
+        The connection is made on a thread of its own while this one watches for Cancel, so a cancel
+        (or the app closing) does not wait for a silent server's timeout; an engine that arrives after
+        that is closed."""
+        rid = request.request_id
+        kept = self.engine is not None
+        outcome: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+        abandoned = threading.Event()
+
+        def connect() -> None:
+            try:
+                engine = self.engine_factory(request, progress)
+            except BaseException as error:  # noqa: BLE001 - handed to the worker's thread below
+                outcome.put(("error", error))
+                return
+            if abandoned.is_set():
+                engine.close()
+                return
+            outcome.put(("engine", engine))
+
+        threading.Thread(target=connect, name="remote-connect", daemon=True).start()
+        while True:
+            try:
+                kind, value = outcome.get(timeout=REMOTE_CANCEL_POLL_S)
+                break
+            except queue.Empty:
+                if self.cancel_load.is_set():
+                    abandoned.set()
+                    try:                                # it may have arrived just now
+                        kind, value = outcome.get_nowait()
+                    except queue.Empty:
+                        kind, value = "error", LoadCancelled()
+                    if kind == "engine":
+                        value.close()
+                        kind, value = "error", LoadCancelled()
+                    break
+        engine: EngineLike | None = value if kind == "engine" else None
+        try:
+            if engine is None:
+                raise value
+            if self.cancel_load.is_set():
+                raise LoadCancelled()
+        except LoadCancelled:
+            if engine is not None:
+                engine.close()
+            self.emit(LoadFailed(rid, "cancelled", "Loading was cancelled.", model_kept=kept))
+            return
+        except Exception as error:  # noqa: BLE001
+            self._load_failed(rid, error, model_kept=kept)
+            return
+        if self.engine is not None:
+            self.emit(LoadProgress(rid, 1.0, "Unloading the previous model"))
+            self.close_engine()
         self.engine = engine
         self.emit(ModelReady(rid, engine.info))
 
@@ -263,7 +337,8 @@ class _Server:
             kind = "bug" if finished.is_bug else "user"
             self.emit(WorkerFailed(request.request_id, kind, finished.error or "Generation failed."))
         self.emit(ChatFinished(request.request_id, finished.reason, finished.usage, finished.error,
-                               finished.error_kind if finished.reason == "error" else None))
+                               finished.error_kind if finished.reason == "error" else None,
+                               getattr(finished, "note", None)))
 
 
 ENGINE_NICENESS = 5

@@ -181,6 +181,7 @@ class Finished:
     usage: Usage = field(default_factory=Usage)
     error: str | None = None          # user-facing message when reason == "error"
     error_kind: ErrorKind | None = None   # set when reason == "error"
+    note: str | None = None           # a remark to show with the reply (e.g. a server sent no reasoning)
 
     @property
     def is_bug(self) -> bool:
@@ -211,6 +212,7 @@ class ModelInfo:
     fallback_reason: str | None = None  # why the requested device/backend (or a present GPU) was not used
     backend_note: str | None = None   # why the device's best kernels are not in use, if not (not a fallback)
     cpu_expert_layers: int = 0        # layers whose experts run on the CPU next to a too-small GPU
+    remote_host: str | None = None    # set when a server the user added runs the model ("gpu-box:8000")
 
     @property
     def backend_label(self) -> str:

@@ -1,4 +1,4 @@
-"""A chat's attachments and tool switches in the history database (tables of migration v4).
+"""A chat's attachments and tool switches in the history database (tables of migration v5).
 
 Functions over an open HistoryStore (its connection and lock); rows go with their chat when it is
 deleted (ON DELETE CASCADE). No Qt.

@@ -54,6 +54,8 @@ class ImportedMessage:
     created_at: float
     tool_calls: ToolCalls = ()
     finish_reason: str | None = None
+    model: str | None = None
+    remote_host: str | None = None
     tool_rounds: tuple[ToolRound, ...] = ()      # the calls with the results of the tools Lantern ran
     browser_pages: tuple[dict[str, Any], ...] = ()
 
@@ -88,6 +90,10 @@ def to_json(conversation: Conversation, messages: Sequence[StoredMessage]) -> di
             "tool_calls": tool_calls_json(m.tool_rounds or m.tool_calls) or [],
             "finish_reason": INTERRUPTED if m.status == "streaming" else m.finish_reason,
         }
+        # Which model (and server) wrote a reply: written only when known, so older files stay as they were.
+        for key in ("model", "remote_host"):
+            if getattr(m, key, None):
+                entry[key] = getattr(m, key)
         if m.browser_pages:
             entry["browser_pages"] = [dict(p) for p in m.browser_pages]
         out_messages.append(entry)
@@ -195,6 +201,8 @@ def parse_json(data: Any) -> ImportedConversation:
             created_at=_number(raw.get("created_at"), f"{where}.created_at"),
             tool_calls=tuple(calls),
             finish_reason=reason,
+            model=_text(raw.get("model"), f"{where}.model", optional=True),
+            remote_host=_text(raw.get("remote_host"), f"{where}.remote_host", optional=True),
             tool_rounds=tuple(rounds),
             browser_pages=tuple(dict(p) for p in pages),
         ))
@@ -230,7 +238,8 @@ def to_markdown(conversation: Conversation, thread: Sequence[StoredMessage], tot
         note += f" *This file shows the active branch; {more} in other branches (see the JSON export).*"
     lines += [note, ""]
     for m in thread:
-        lines += [f"## {_ROLE_NAMES.get(m.role, m.role.title())} · {_when(m.created_at)}", ""]
+        origin = f" ({m.model} on {m.remote_host})" if getattr(m, "remote_host", None) else ""
+        lines += [f"## {_ROLE_NAMES.get(m.role, m.role.title())}{origin} · {_when(m.created_at)}", ""]
         if m.reasoning:
             lines += ["<details><summary>Reasoning (unfiltered chain of thought)</summary>", "",
                       m.reasoning.rstrip("\n"), "", "</details>", ""]

@@ -136,7 +136,14 @@ def _v3_tool_calls_finish_reason_chat_settings(conn: sqlite3.Connection) -> None
         )
 
 
-def _v4_attachments_chat_tools_browser_pages(conn: sqlite3.Connection) -> None:
+def _v4_reply_origin(conn: sqlite3.Connection) -> None:
+    """Which model wrote a reply, and the server it ran on ("gpu-box:8000"; NULL: this computer).
+    Replies written before keep NULLs (not recorded). Self-contained: adds these two columns only."""
+    conn.execute("ALTER TABLE messages ADD COLUMN model TEXT")
+    conn.execute("ALTER TABLE messages ADD COLUMN remote_host TEXT")
+
+
+def _v5_attachments_chat_tools_browser_pages(conn: sqlite3.Connection) -> None:
     """Files and folders attached to a chat, each chat's tool switches (app/tools_controller.py), and
     the browser pages a reply's tools showed (`messages.browser_pages_json`: what its citations point at).
 
@@ -175,7 +182,7 @@ def _v4_attachments_chat_tools_browser_pages(conn: sqlite3.Connection) -> None:
 
 
 MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_reasoning_errors_search, _v3_tool_calls_finish_reason_chat_settings,
-                                     _v4_attachments_chat_tools_browser_pages)
+                                     _v4_reply_origin, _v5_attachments_chat_tools_browser_pages)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -117,6 +117,8 @@ class StoredMessage:
     created_at: float  # unix seconds
     tool_calls: ToolCalls = ()  # a reply's tool calls
     finish_reason: str | None = None  # why a reply ended (engine reason, or INTERRUPTED); None: not a reply
+    model: str | None = None  # assistant: the model that wrote it (None: not recorded, older replies)
+    remote_host: str | None = None  # assistant: the server it ran on ("gpu-box:8000"); None: this computer
     tool_rounds: tuple[ToolRound, ...] = ()  # the same calls with their results, for the tools Lantern ran
     browser_pages: tuple[dict[str, Any], ...] = ()  # the browser's cursor pages of the reply (its citations)
 

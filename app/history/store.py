@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 _MESSAGE_COLUMNS = (
     "id, conversation_id, parent_id, role, channel, content, reasoning, status, error, usage_json, created_at, "
-    "tool_calls_json, finish_reason, browser_pages_json"
+    "tool_calls_json, finish_reason, model, remote_host, browser_pages_json"
 )
 _CONVERSATION_COLUMNS = "id, title, created_at, updated_at, active_leaf_id, settings_json"
 
@@ -77,6 +77,7 @@ def _message(row: sqlite3.Row) -> StoredMessage:
         channel=row["channel"], content=row["content"], reasoning=row["reasoning"], status=row["status"],
         error=row["error"], usage=None if usage is None else json.loads(usage), created_at=row["created_at"],
         tool_calls=tuple(tool_calls_of(calls)), finish_reason=row["finish_reason"],
+        model=row["model"], remote_host=row["remote_host"],
         tool_rounds=tuple(tool_rounds_of(calls)),
         browser_pages=tuple(p for p in pages if isinstance(p, dict)) if isinstance(pages, list) else (),
     )
@@ -284,9 +285,13 @@ class HistoryStore:
         error: str | None = None,
         tool_calls: Any = (),
         finish_reason: str | None = None,
+        model: str | None = None,
+        remote_host: str | None = None,
         browser_pages: Any = (),
     ) -> StoredMessage:
         """Append a message under ``parent_id`` (None: a first message) and make it the active leaf.
+
+        ``model``/``remote_host``: for a reply, the model that writes it and the server it runs on.
 
         An edit or a regenerate is simply another child of the same parent (a sibling).
         The first user message of an untitled conversation also sets its title.
@@ -303,10 +308,11 @@ class HistoryStore:
                 self._in_conversation(db, conversation_id, parent_id)
             cur = db.execute(
                 "INSERT INTO messages (conversation_id, parent_id, role, channel, content, reasoning, status, error,"
-                " usage_json, created_at, tool_calls_json, finish_reason, browser_pages_json)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " usage_json, created_at, tool_calls_json, finish_reason, model, remote_host, browser_pages_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (conversation_id, parent_id, role, channel, content, reasoning, status, error, usage_json, now,
-                 _json_or_none(tool_calls_json(tool_calls)), finish_reason, _browser_pages_json(browser_pages)),
+                 _json_or_none(tool_calls_json(tool_calls)), finish_reason, model, remote_host,
+                 _browser_pages_json(browser_pages)),
             )
             db.execute(
                 "UPDATE conversations SET active_leaf_id = ?, updated_at = ? WHERE id = ?",
@@ -471,11 +477,11 @@ class HistoryStore:
             reason = INTERRUPTED
         cur = db.execute(
             "INSERT INTO messages (conversation_id, parent_id, role, channel, content, reasoning, status, error,"
-            " usage_json, created_at, tool_calls_json, finish_reason, browser_pages_json)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " usage_json, created_at, tool_calls_json, finish_reason, model, remote_host, browser_pages_json)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (conversation_id, parent_id, m.role, m.channel, m.content, m.reasoning, status, m.error,
              _usage_json(m.usage), m.created_at, _json_or_none(tool_calls_json(m.tool_rounds or m.tool_calls)), reason,
-             _browser_pages_json(m.browser_pages)),
+             getattr(m, "model", None), getattr(m, "remote_host", None), _browser_pages_json(m.browser_pages)),
         )
         return int(cur.lastrowid)
 

@@ -78,9 +78,13 @@ class StreamingSaver:
         *,
         interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        model: str | None = None,
+        remote_host: str | None = None,
     ) -> StreamingSaver:
-        """Add an empty assistant reply (status "streaming") under ``parent_id`` and save into it."""
-        message = store.add_message(conversation_id, parent_id, "assistant", "", channel="final", status="streaming")
+        """Add an empty assistant reply (status "streaming") under ``parent_id`` and save into it;
+        ``model``/``remote_host`` say which model writes it and on which server (None: this computer)."""
+        message = store.add_message(conversation_id, parent_id, "assistant", "", channel="final", status="streaming",
+                                    model=model, remote_host=remote_host)
         return cls(store, message.id, interval_s=interval_s, clock=clock)
 
     @property

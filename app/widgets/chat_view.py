@@ -256,6 +256,8 @@ class ChatView(QWidget):
         w.sibling_requested.connect(self.sibling_requested)
         w.citation_clicked.connect(self.citation_clicked)
         w.approval_answered.connect(self.tool_approval_answered)
+        if m.role == "assistant":
+            w.set_origin(getattr(m, "model", None), getattr(m, "remote_host", None))
         turn = self._turn
         if turn is not None and m.id == turn.message_id:
             self.live = w
@@ -269,8 +271,9 @@ class ChatView(QWidget):
             w.set_tool_rounds(rounds_of(m))
             w.set_status(m.status, getattr(m, "error", None), interrupted=bool(getattr(m, "interrupted", False)))
             if m.role == "assistant":
-                w.set_note(finish_note(getattr(m, "finish_reason", None), usage.get("max_tokens"),
-                                       usage.get("completion_tokens")))
+                notes = (finish_note(getattr(m, "finish_reason", None), usage.get("max_tokens"),
+                                     usage.get("completion_tokens")), usage.get("note"))
+                w.set_note(" ".join(n for n in notes if n) or None)
         return w
 
     def _update_more(self) -> None:

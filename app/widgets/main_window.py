@@ -190,10 +190,12 @@ class MainWindow(QMainWindow):
 
     def empty_text(self) -> str:
         c = self.controller
-        if c.loading is not None:
-            return f"Loading {c.loading.name}…"
+        if c.loading_label is not None:
+            return f"Loading {c.loading_label}…"
         if c.model is None:
             return WELCOME
+        if c.model.remote_host:
+            return f"Ask {c.model.name} anything. It runs on {c.model.remote_host}: your messages are sent there."
         return f"Ask {c.model.name} anything. Everything stays on this computer."
 
     def refresh_thread(self, rebuild: bool = False) -> None:
@@ -268,8 +270,8 @@ class MainWindow(QMainWindow):
         self.status.on_usage(event.usage)
         status = {"stop": "done", "length": "done", "tool_call": "done", "cancelled": "stopped"}.get(
             event.reason, "error")
-        self.chat.finish_live(status, event.error, turn,
-                              note=finish_note(event.reason, turn.max_tokens, event.usage.completion_tokens),
+        notes = (finish_note(event.reason, turn.max_tokens, event.usage.completion_tokens), getattr(event, "note", None))
+        self.chat.finish_live(status, event.error, turn, note=" ".join(n for n in notes if n) or None,
                               bug=event.is_bug)
         if event.reason != "error":
             self.chat.clear_banner("chat")
@@ -278,8 +280,8 @@ class MainWindow(QMainWindow):
     def on_model_changed(self) -> None:
         c, m = self.controller, self.models
         if m.loading is not None:
-            self.status.on_loading(m.loading.path.name)
-            self.chat.show_loading(m.loading.path.name, m.loading.stage, m.loading.fraction, m.loading.cancelling)
+            self.status.on_loading(m.loading.label)
+            self.chat.show_loading(m.loading.label, m.loading.stage, m.loading.fraction, m.loading.cancelling)
         else:
             self.status.on_model(c.model)
             self.chat.hide_loading()
@@ -288,6 +290,8 @@ class MainWindow(QMainWindow):
                 self.status.on_context(*used)
         if self._models_panel is not None:
             self._models_panel.set_loaded(c.model.path if c.model is not None else None)
+        if getattr(self, "servers_section", None) is not None:
+            self.servers_section.set_current(c.model.path if c.model is not None else None)
         self._update_composer()
         if not c.thread:
             self.refresh_thread()
@@ -296,7 +300,7 @@ class MainWindow(QMainWindow):
         self.status.on_load_progress(fraction, stage)
         m = self.models
         if m.loading is not None:
-            self.chat.show_loading(m.loading.path.name, stage, fraction, m.loading.cancelling)
+            self.chat.show_loading(m.loading.label, stage, fraction, m.loading.cancelling)
 
     def on_error(self, message: str, kind: str) -> None:
         """A failure of a reply or a history write: a bug says so and where its details are."""
@@ -439,6 +443,9 @@ class MainWindow(QMainWindow):
             row.addStretch(1)
             row.addWidget(close)
             layout.addWidget(panel, 1)
+            from app.widgets.remote_hooks import add_servers_section
+
+            add_servers_section(self, dialog, layout)   # "Add a server…" and the models servers offer
             layout.addLayout(row)
             self._models_panel = panel
             self._models_dialog = dialog

@@ -119,6 +119,10 @@ class MessageWidget(QFrame):
         font.setBold(True)
         self.role_label.setFont(font)
         header.addWidget(self.role_label)
+        self.origin_label = QLabel("")   # "on gpu-box": written by a model on a server (app/remote)
+        self.origin_label.setObjectName("originBadge")
+        self.origin_label.setVisible(False)
+        header.addWidget(self.origin_label)
         self.status_label = QLabel("")
         self.status_label.setProperty("muted", True)
         self.status_label.setAccessibleName("Message status")
@@ -446,6 +450,18 @@ class MessageWidget(QFrame):
             return False
         self._update_reasoning_title()
         return True
+
+    def set_origin(self, model: str | None, remote_host: str | None) -> None:
+        """Mark a reply a remote model wrote with an "on <host>" badge (nothing for this computer)."""
+        from app.remote.labels import badge_text, reply_origin_tooltip
+
+        self.origin_label.setVisible(bool(remote_host))
+        if remote_host:
+            self.origin_label.setText(badge_text(remote_host))
+            self.origin_label.setToolTip(reply_origin_tooltip(model, remote_host))
+            self.origin_label.setAccessibleName(f"Remote reply, {badge_text(remote_host)}")
+            self.origin_label.setStyleSheet("QLabel#originBadge{background:#1f4e99;color:white;border-radius:7px;"
+                                            "padding:1px 7px;font-weight:600;}")
 
     def set_note(self, text: str | None) -> None:
         self.note_label.setText(text or "")

@@ -75,6 +75,7 @@ class StatusBar(QStatusBar):
         self._max_context = 0
 
     def on_loading(self, name: str) -> None:
+        self.model_label.setStyleSheet("")     # not the pill of a remote model being replaced
         self.model_label.setText(f"Loading {name}…")
         self.model_label.setToolTip(f"Loading {name}")
         self.device_label.setText("")
@@ -88,6 +89,7 @@ class StatusBar(QStatusBar):
     def on_model(self, info: ModelInfo | None) -> None:
         """Show where the model runs, and why, if it fell back."""
         self.progress.setVisible(False)
+        self.model_label.setStyleSheet("")
         if info is None:
             self.model_label.setText("No model loaded")
             for label in (self.device_label, self.speed_label, self.ttft_label, self.context_label):
@@ -96,6 +98,17 @@ class StatusBar(QStatusBar):
             return
         self._max_context = info.max_context
         self.model_label.setText(info.name)
+        if info.remote_host:     # a model on a server: say so, and that messages leave this computer
+            from app.remote.labels import status_texts
+
+            model_text, where_text, tip = status_texts(info)
+            self.model_label.setText(model_text)
+            self.model_label.setStyleSheet("background:#1f4e99;color:white;border-radius:7px;font-weight:600;")
+            self.model_label.setToolTip(tip)
+            self.device_label.setText(where_text)
+            self.device_label.setToolTip(tip)
+            self.context_label.setText(f"context 0 / {info.max_context:,}" if info.max_context else "")
+            return
         self.device_label.setText(device_label(info))
         tip = f"Runs on {info.device or '?'} with the {info.backend or 'default'} kernels"
         if info.fallback_reason:
@@ -148,7 +161,8 @@ class StatusBar(QStatusBar):
             self.speed_label.setText(f"{stats.tokens_per_s:.1f} tok/s")
         elif stats.phase == "prefill" and stats.prefill_elapsed_s > 0:
             self.speed_label.setText(f"reading {stats.prefill_done / stats.prefill_elapsed_s:.0f} tok/s")
-        self.on_context(stats.context_tokens, max_context)
+        if stats.prompt_tokens:    # a server says how long the prompt was only at the end (on_usage)
+            self.on_context(stats.context_tokens, max_context)
 
     def on_usage(self, usage: Usage) -> None:
         if usage.decode_tokens_per_s:

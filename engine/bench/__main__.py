@@ -75,10 +75,23 @@ def table(r: dict[str, Any]) -> str:
         ("  peak anonymous / file-backed (sampled)", f"{m['peak_anon'] / GiB:.2f} / {m['peak_file'] / GiB:.2f} GiB", "", ""),
         ("KV cache (8k context)", f"{m['kv_cache_bytes'] / GiB:.2f} GiB", "", ""),
     ]
+    probe = m.get("peak") or {}
+    fma = probe.get("fma_GFLOP_per_s")
+    for name, label in (("experts", "expert matmuls"), ("dense", "dense projections (qkv, out, router)")):
+        c = (m.get("prefill_components") or {}).get(name)
+        if c:
+            share = f"{100 * c['GFLOP_per_s'] / fma:.0f} % of the FMA peak" if fma else ""
+            rows.append((f"{label}, prefill {c['tokens']} tokens", f"{c['GFLOP_per_s']:.1f} GFLOP/s", share, ""))
+    if fma:
+        rows.append((f"peak fp32 FMA (probe, {probe['backend']}, {probe['threads']} / 1 threads)",
+                     f"{fma:.1f} / {probe['fma_1t_GFLOP_per_s']:.1f} GFLOP/s", "", ""))
     w0 = max(len(a) for a, *_ in rows)
     w1 = max(len(b) for _, b, *_ in rows)
     w2 = max(len(c) for _, _, c, _ in rows)
-    lines = [f"{'measure':<{w0}}  {'value':>{w1}}  {'goal':<{w2}}  status", "-" * (w0 + w1 + w2 + 14)]
+    kern = m["kernels"]
+    lines = [f"cpu: {r['machine']['cpu']}   kernels: {kern['backend']}" + (f" ({kern['reason']})" if kern["reason"] else ""),
+             "",
+             f"{'measure':<{w0}}  {'value':>{w1}}  {'goal':<{w2}}  status", "-" * (w0 + w1 + w2 + 14)]
     lines += [f"{a:<{w0}}  {b:>{w1}}  {c:<{w2}}  {d}" for a, b, c, d in rows]
     comps = m.get("components") or {}
     if comps:

@@ -1,8 +1,9 @@
 """`python -m engine.bench.paths [--threads 2] [--paths avx512,avx2,scalar]`: native kernel paths side by side.
 
 Times, per path, one gpt-oss-20b layer's experts for one token (D = I = 2880, 4 of 32 experts, rotated
-so the weights come from DRAM), the 2880 x 201088 bf16 unembedding matvec, and a 64-token prefill of
-the expert block; prints GB/s of weights read (and tokens/s for the prefill). Random weights, nothing saved.
+so the weights come from DRAM), the 2880 x 201088 bf16 unembedding matvec, a 64-token prefill of the
+expert block and of the qkv projection (5120 x 2880); prints GB/s of weights read for the one-token calls and
+GFLOP/s for the prefill ones next to the path's fp32 FMA peak (probed). Random weights, nothing saved.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 import torch
 
 from engine import kernels
+from engine.bench.run import cpu_name
 from engine.moe import PackedExperts
 
 D = I = 2880
@@ -57,6 +59,8 @@ def main() -> None:
     idx64 = torch.stack([torch.randperm(E, generator=gen)[:K] for _ in range(64)])
     w64 = torch.softmax(torch.randn(64, K, generator=gen), -1)
     unemb = (torch.randn(VOCAB, D, generator=gen) * 0.02).bfloat16()
+    qkv = unemb[:5120]                                                    # [5120, 2880] bf16, like qkv
+    print(f"cpu: {cpu_name()}   kernels: {kernels.status().backend}")
     print(f"threads={args.threads}  read bandwidth {kernels.read_bandwidth(unemb, num_threads=args.threads) / 1e9:.1f} GB/s")
     for path in args.paths.split(","):
         if not kernels.path_available(path):  # type: ignore[arg-type]
@@ -80,10 +84,15 @@ def main() -> None:
         lin_gbs = unemb.numel() * 2 / t_lin / 1e9
         t_pre = _best(lambda: kernels.moe_experts(h64, idx64, w64, ex, 7.0, path=path,  # type: ignore[arg-type]
                                                   num_threads=args.threads), 1 if slow else 3)
-        used = len(idx64.unique())
+        t_qkv = _best(lambda: kernels.linear_bf16(h64, qkv, None, path=path,  # type: ignore[arg-type]
+                                                  num_threads=args.threads), 1 if slow else 3)
+        peak = kernels.fma_peak(path, num_threads=args.threads) / 1e9  # type: ignore[arg-type]
+        moe_gflops = 2 * 64 * K * 3 * D * I / t_pre / 1e9
+        qkv_gflops = 2 * 64 * qkv.shape[0] * D / t_qkv / 1e9
         print(f"{path:7s} experts 1 tok: {t * 1e3:7.2f} ms {moe_gbs:6.1f} GB/s | unembedding matvec: "
-              f"{t_lin * 1e3:7.1f} ms {lin_gbs:6.1f} GB/s | experts prefill 64 tok: {t_pre * 1e3:7.1f} ms "
-              f"({64 / t_pre:6.1f} tok/s/layer, {used * per_expert / t_pre / 1e9:5.1f} GB/s)")
+              f"{t_lin * 1e3:7.1f} ms {lin_gbs:6.1f} GB/s | prefill 64 tok: experts {t_pre * 1e3:7.1f} ms "
+              f"{moe_gflops:6.1f} GFLOP/s, qkv {t_qkv * 1e3:6.1f} ms {qkv_gflops:6.1f} GFLOP/s | fp32 FMA peak "
+              f"{peak:6.1f} GFLOP/s (experts {100 * moe_gflops / peak:3.0f} %, qkv {100 * qkv_gflops / peak:3.0f} %)")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -140,11 +141,38 @@ def _run_child(cmd: list[str], env: dict[str, str], what: str) -> dict[str, Any]
     return json.loads(proc.stdout.split("@@RESULT@@", 1)[1])
 
 
-def run_lantern(model_dir: Path, common: dict[str, Any]) -> dict[str, Any]:
+# --isa avx2: what an AVX2-only CPU would show, measured on any x86-64 CPU with AVX2 (an AVX-512 one included).
+# Lantern's kernels are forced to their AVX2 path and torch's own CPU kernels (ATen, oneDNN) to AVX2; llama.cpp
+# must be a build without AVX-512 / AVX-VNNI / AMX (`make bench-peer BENCH_PEER=avx2` builds one), which
+# check_isa() verifies from its system info.
+ISA_ENV: dict[str, dict[str, str]] = {
+    "native": {},
+    "avx2": {"LANTERN_CPU_KERNELS": "avx2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+}
+
+
+def check_isa(isa: str, runs: list[dict[str, Any]]) -> list[str]:
+    """Problems with a run meant to use only `isa` ([] when each engine used what it should)."""
+    if isa == "native":
+        return []
+    problems = []
+    for x in runs:
+        r = x["result"]
+        if x["engine"] == "lantern" and r.get("kernels", {}).get("backend") != f"cpu-{isa}":
+            problems.append(f"Lantern ran {r.get('kernels', {}).get('backend')}, not cpu-{isa}")
+        if x["engine"] == "llama":
+            info = r.get("system_info", "")
+            used = sorted(set(re.findall(r"\b(AVX512\w*|AVX_VNNI|AMX\w*) = 1", info)))
+            if used:
+                problems.append(f"llama.cpp was built with {', '.join(used)} (rebuild it: make bench-peer BENCH_PEER={isa})")
+    return sorted(set(problems))
+
+
+def run_lantern(model_dir: Path, common: dict[str, Any], extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     cc = {"model_dir": str(model_dir), "threads": common["threads"], "prompt_len": common["prompt_len"],
           "decode_tokens": common["decode_tokens"], "ttft_len": common["ttft_len"],
           "max_context": common["max_context"], "components": False, "seed": common["seed"]}
-    env = dict(os.environ, OMP_NUM_THREADS=str(common["threads"]))
+    env = dict(os.environ, OMP_NUM_THREADS=str(common["threads"]), **(extra_env or {}))
     return _run_child([sys.executable, "-m", "engine.bench", "--child", json.dumps(cc)], env, "Lantern")
 
 
@@ -266,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ttft-len", type=int, default=1024)
     p.add_argument("--context", type=int, default=2048, help="KV cache size for both engines")
     p.add_argument("--no-bandwidth", action="store_true")
+    p.add_argument("--isa", choices=sorted(ISA_ENV), default="native",
+                   help="avx2: Lantern forced to its AVX2 kernels (torch too), llama.cpp checked for an AVX2-only build")
     p.add_argument("--no-cache-isolation", action="store_true",
                    help="do not drop the other engine's files from the page cache / warm this engine's before a run")
     p.add_argument("--min-available-gib", type=float, default=None,
@@ -315,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         cache_prep = None if args.no_cache_isolation else isolate_page_cache(engine, files)
         t0 = time.strftime("%H:%M:%S", time.gmtime())
         if engine == "lantern":
-            r = run_lantern(model_dir, common)
+            r = run_lantern(model_dir, common, ISA_ENV[args.isa])
         else:
             r = run_llama(args.llama_python, gguf, common, args.flash_attn == "on")
         runs.append({"engine": engine, "started_utc": t0, "loadavg": loadavg(), "page_cache": cache_prep, "result": r})
@@ -334,13 +364,14 @@ def main(argv: list[str] | None = None) -> int:
         bandwidth = read_bandwidth(args.threads)
     traffic = lantern[0]["traffic"]["total"] if lantern and "traffic" in lantern[0] else None
     rows = summarize(lantern, llama, bandwidth["best_GBps"] * 1e9 if bandwidth else None, traffic)
+    isa_problems = check_isa(args.isa, runs)
     result = {
         "kind": "bench-peer", "config": dict(common, pairs=args.pairs, first=args.first,
                                              flash_attn=args.flash_attn, small=args.small, layers=args.layers,
-                                             cache_isolation=not args.no_cache_isolation),
+                                             cache_isolation=not args.no_cache_isolation, isa=args.isa),
         "model_dir": str(model_dir), "gguf": str(gguf), "gguf_bytes": gguf.stat().st_size,
         "checkpoint_write_s": wrote, "gguf_convert_s": converted, "runs": runs, "summary": rows,
-        "bandwidth": bandwidth, "traffic_bytes_per_token": traffic,
+        "bandwidth": bandwidth, "traffic_bytes_per_token": traffic, "isa": args.isa, "isa_problems": isa_problems,
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "loadavg_before": before, "loadavg_after": after},
         "issue_reference_llama_cpp": ISSUE_REFERENCE,
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -351,7 +382,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"GGUF: {gguf} ({gguf.stat().st_size / 1e9:.2f} GB)   threads: {args.threads}   context: {args.context}"
           f"   runs: {' '.join('A' if x['engine'] == 'lantern' else 'B' for x in runs)} (A = Lantern, B = llama.cpp)\n")
     print(table(rows))
-    print("\nper run (in order): " + "; ".join(
+    kern = lantern[0].get("kernels", {}) if lantern else {}
+    print(f"\ninstruction sets: --isa {args.isa}; Lantern kernels {kern.get('backend')}"
+          + (f" ({kern['reason']})" if kern.get("reason") else "")
+          + (f"; llama.cpp {llama[0].get('system_info', '?').strip()}" if llama else ""))
+    for problem in isa_problems:
+        print(f"WARNING: not a fair --isa {args.isa} comparison: {problem}")
+    print("per run (in order): " + "; ".join(
         f"{x['engine']}: prefill {x['result']['prefill_tok_s']:.1f}, decode {x['result']['decode_tok_s_median']:.2f} tok/s"
         for x in runs))
     if bandwidth:

@@ -137,6 +137,7 @@ class ChildConfig:
     ttft_len: int = 1024
     max_context: int = 8192
     components: bool = True
+    prefill_probe_tokens: int = 128   # tokens of the prefill-shaped component probe (GFLOP/s vs the FMA peak)
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -187,6 +188,53 @@ def component_times(model: Any, repeats: int = 3) -> dict[str, dict[str, float]]
     record("unembedding", t, model.unembedding.nbytes)
     res["_backend"] = {"native": float(be.name.startswith("cpu-") and be.name != "cpu-reference")}
     return res
+
+
+def matmul_flops(cfg: Any, tokens: int) -> dict[str, int]:
+    """fp32 multiply-adds x 2 of one forward over `tokens` tokens: the expert matmuls (4 experts per token, mlp1
+    [2I, D] and mlp2 [D, I]) and the dense projections (qkv, attention out, router), summed over layers."""
+    h, i, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    experts = 2 * tokens * cfg.experts_per_token * (2 * i * h + h * i) * layers
+    dense = 2 * tokens * (cfg.qkv_width * h + h * cfg.q_width + cfg.num_experts * h) * layers
+    return {"experts": experts, "dense": dense}
+
+
+def prefill_component_times(model: Any, tokens: int, repeats: int = 2) -> dict[str, dict[str, float]]:
+    """GFLOP/s of the prefill matmuls on the real weights: every layer's experts for `tokens` tokens routed at
+    random (4 of E each, as the model's router would spread them), and its dense projections (qkv, attention
+    out, router) for the same tokens. Compared in the table with the FMA peak of the kernels' path."""
+    import torch
+
+    from engine.model import linear
+    from engine.moe import moe_experts
+
+    cfg = model.config
+    gen = torch.Generator().manual_seed(1)
+    k = cfg.experts_per_token
+    h = (torch.randn(tokens, cfg.hidden_size, generator=gen) * 0.5).bfloat16()
+    o = (torch.randn(tokens, cfg.q_width, generator=gen) * 0.5).bfloat16()
+    w = torch.full((tokens, k), 1.0 / k)
+    flops = matmul_flops(cfg, tokens)
+    t_exp = t_dense = 0.0
+    for L in model.layers:
+        idx = torch.rand(tokens, cfg.num_experts, generator=gen).topk(k, dim=-1).indices
+        t_exp += _timed(lambda L=L, idx=idx: moe_experts(h, idx, w, L.experts, cfg.swiglu_limit), repeats)
+        t_dense += _timed(lambda L=L: (linear(h, L.qkv_w, L.qkv_b), linear(o, L.out_w, L.out_b),
+                                       linear(h, L.gate_w, L.gate_b)), repeats)
+    return {"experts": {"tokens": tokens, "s": t_exp, "flops": flops["experts"], "GFLOP_per_s": flops["experts"] / t_exp / 1e9},
+            "dense": {"tokens": tokens, "s": t_dense, "flops": flops["dense"], "GFLOP_per_s": flops["dense"] / t_dense / 1e9}}
+
+
+def peak_probe(threads: int) -> dict[str, Any]:
+    """The FMA peak of the kernels' path on `threads` threads (what the prefill GFLOP/s are read against)."""
+    from engine import kernels
+
+    st = kernels.status()
+    if not st.available:
+        return {"backend": st.backend, "reason": st.reason}
+    return {"backend": st.backend, "reason": st.reason, "threads": threads,
+            "fma_GFLOP_per_s": kernels.fma_peak(num_threads=threads) / 1e9,
+            "fma_1t_GFLOP_per_s": kernels.fma_peak(num_threads=1) / 1e9}
 
 
 def run_child(cc: ChildConfig) -> dict[str, Any]:
@@ -249,6 +297,9 @@ def run_child(cc: ChildConfig) -> dict[str, Any]:
             prefill(cc.ttft_len, "ttft_warm")
         if cc.components:
             out["components"] = component_times(model)
+            if cc.prefill_probe_tokens:
+                out["prefill_components"] = prefill_component_times(model, cc.prefill_probe_tokens)
+            out["peak"] = peak_probe(cc.threads)
         out["mem_end"] = proc_status()
     out["peak_rss"] = out["mem_end"].get("VmHWM", 0)
     out["peak_anon"] = mem.peak_anon

@@ -50,3 +50,19 @@ def test_without_a_model_the_api_says_so(env) -> None:
         client.chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}])
     assert info.value.status_code == 503 and info.value.body["code"] == "model_not_loaded"
     app.settings.update(api_server=False)
+
+
+def test_a_model_on_a_server_is_not_served_by_the_local_api() -> None:
+    """The window's remote model (app/remote) is not relayed: the local API says no model is loaded."""
+    from pathlib import Path
+
+    from app.api_server import WorkerHost
+    from engine.types import ModelInfo
+
+    remote = ModelInfo(name="gpt-oss-120b", path=Path("remote:ab12:gpt-oss-120b"), layout="original", num_layers=0,
+                       num_experts=0, experts_per_token=0, params_total=0, params_active=0, bytes_on_disk=0,
+                       memory_needed_bytes=0, max_context=131072, device="remote", backend="http://gpu-box:8000/v1",
+                       remote_host="gpu-box:8000")
+    host = WorkerHost(worker=None)
+    host.set_model(remote)
+    assert host.current() is None

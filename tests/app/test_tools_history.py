@@ -1,5 +1,5 @@
-"""The tools' part of the history: migration v4 (attachments, chat_tools, messages.browser_pages_json)
-from v3 and from v1, and tool rounds with their results and browser pages kept by the store, the
+"""The tools' part of the history: migration v5 (attachments, chat_tools, messages.browser_pages_json)
+from v4 and v3 and from v1, and tool rounds with their results and browser pages kept by the store, the
 streaming saver, Fork, the JSON export/import and the Markdown export."""
 
 from __future__ import annotations
@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+
+import pytest
 
 from app.history import attachments as rows
 from app.history import migrations
@@ -38,10 +40,11 @@ def _tables(path: Path) -> set[str]:
         return {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
-def test_migration_v4_from_v3_keeps_the_data_and_adds_the_tools_tables(tmp_path: Path) -> None:
+@pytest.mark.parametrize("old", [4, 3])
+def test_migration_v5_keeps_the_data_and_adds_the_tools_tables(tmp_path: Path, old: int) -> None:
     db_path = tmp_path / "h.db"
     conn = sqlite3.connect(db_path, isolation_level=None)
-    _upgrade_to(conn, 3)
+    _upgrade_to(conn, old)
     conn.execute("INSERT INTO conversations (id, title, created_at, updated_at, settings_json) "
                  "VALUES (1, 't', 1, 1, '{\"reasoning_effort\": \"high\"}')")
     conn.execute("INSERT INTO messages (id, conversation_id, parent_id, role, content, status, created_at) "
@@ -49,16 +52,19 @@ def test_migration_v4_from_v3_keeps_the_data_and_adds_the_tools_tables(tmp_path:
     conn.execute("INSERT INTO messages (id, conversation_id, parent_id, role, content, status, usage_json, created_at,"
                  " tool_calls_json, finish_reason) VALUES (2, 1, 1, 'assistant', '', 'done', '{\"completion_tokens\": 3}',"
                  " 2, ?, 'tool_call')", (json.dumps([{"recipient": "functions.f", "arguments": "{}"}]),))
+    if old == 4:
+        conn.execute("UPDATE messages SET model = 'gpt-oss-20b', remote_host = 'gpu-box:8000' WHERE id = 2")
     conn.close()
-    assert migrations.SCHEMA_VERSION == 4
+    assert migrations.SCHEMA_VERSION == 5
     assert not {"attachments", "chat_tools"} & _tables(db_path)
 
     with HistoryStore(db_path) as store:
-        assert store.backup_path is not None and store.backup_path.name.startswith("h.db.v3-")
+        assert store.backup_path is not None and store.backup_path.name.startswith(f"h.db.v{old}-")
         reply = store.get_message(2)
         assert reply.tool_calls == (("functions.f", "{}"),) and reply.finish_reason == "tool_call"
         assert reply.tool_rounds == ({"recipient": "functions.f", "arguments": "{}"},) and reply.browser_pages == ()
         assert reply.usage == {"completion_tokens": 3}
+        assert (reply.model, reply.remote_host) == (("gpt-oss-20b", "gpu-box:8000") if old == 4 else (None, None))
         assert store.get_conversation(1).settings.reasoning_effort == "high"
         # the new tables work, and go with their chat
         a = rows.add_attachment(store, 1, name="n.txt", kind="file", mode="referenced", source_path="/x/n.txt",
@@ -69,11 +75,11 @@ def test_migration_v4_from_v3_keeps_the_data_and_adds_the_tools_tables(tmp_path:
         store.delete_conversation(1)
         assert rows.attachments(store, 1) == [] and rows.switches(store, 1) == ChatToolSwitches()
     with sqlite3.connect(store.backup_path) as backup:
-        assert backup.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert backup.execute("PRAGMA user_version").fetchone()[0] == old
         assert "browser_pages_json" not in {r[1] for r in backup.execute("PRAGMA table_info(messages)")}
 
 
-def test_migration_from_v1_runs_all_four_steps(tmp_path: Path) -> None:
+def test_migration_from_v1_runs_every_step(tmp_path: Path) -> None:
     db_path = tmp_path / "history.sqlite3"
     write_v1(db_path)
     with HistoryStore(db_path) as store:
@@ -81,15 +87,15 @@ def test_migration_from_v1_runs_all_four_steps(tmp_path: Path) -> None:
         assert [m.content for m in store.thread(1)] == ["Wie spät ist es in Zürich?",
                                                          "Regenerated answer about Zürich time"]
         assert store.get_message(2).tool_rounds == () and store.get_message(3).finish_reason == "cancelled"
-        reply = store.add_message(1, 3, "assistant", "a", tool_calls=ROUNDS, browser_pages=PAGES)
+        reply = store.add_message(1, 3, "assistant", "a", tool_calls=ROUNDS, browser_pages=PAGES, model="m")
         rows.set_switches(store, 2, ChatToolSwitches(True, True))
     assert {"attachments", "chat_tools", "messages_fts"} <= _tables(db_path)
     with sqlite3.connect(db_path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 5
     with HistoryStore(db_path) as again:
         assert again.backup_path is None
         stored = again.get_message(reply.id)
-        assert list(stored.tool_rounds) == ROUNDS and list(stored.browser_pages) == PAGES
+        assert list(stored.tool_rounds) == ROUNDS and list(stored.browser_pages) == PAGES and stored.model == "m"
         assert rows.switches(again, 2) == ChatToolSwitches(True, True)
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 
 from engine.bench.checkpoint import Shape20b, ensure_checkpoint, hf_config, plan
-from engine.bench.run import ChildConfig, bytes_per_decoded_token, run_child
+from engine.bench.__main__ import table
+from engine.bench.run import ChildConfig, bytes_per_decoded_token, matmul_flops, run_child
 from engine.checkpoint import open_checkpoint
 from engine.config import ModelConfig
 
@@ -52,3 +53,19 @@ def test_measurement_pass_runs(tmp_path: Path) -> None:
     assert r["traffic"] == bytes_per_decoded_token(ModelConfig.from_dict(hf_config(SMALL)), 9)
     json.dumps(r)                                    # JSON-serialisable as saved
     assert asdict(cc)["threads"] == 1
+    pre = r["prefill_components"]
+    assert pre["experts"]["GFLOP_per_s"] > 0 and pre["dense"]["GFLOP_per_s"] > 0
+    assert pre["experts"]["flops"] == matmul_flops(ModelConfig.from_dict(hf_config(SMALL)), cc.prefill_probe_tokens)["experts"]
+    text = table({"model": r, "bandwidth": {"best_GBps": 10.0}, "config": asdict(cc),
+                  "machine": {"cpu": "test cpu", "loadavg_before": [], "loadavg_after": []}})
+    assert text.startswith(f"cpu: test cpu   kernels: {r['kernels']['backend']}")
+    assert "expert matmuls, prefill 128 tokens" in text and "dense projections" in text
+    if r["peak"].get("fma_GFLOP_per_s"):              # the native kernels are built: the FMA peak is probed
+        assert r["peak"]["fma_GFLOP_per_s"] > 0 and "% of the FMA peak" in text and "peak fp32 FMA" in text
+
+
+def test_matmul_flops_of_gpt_oss_20b() -> None:
+    cfg = ModelConfig.from_dict(hf_config(Shape20b()))
+    f = matmul_flops(cfg, 1)
+    assert f["experts"] == 2 * 4 * 3 * 2880 * 2880 * 24          # mlp1 [5760, 2880] + mlp2 [2880, 2880], 4 experts
+    assert f["dense"] == 2 * (5120 * 2880 + 2880 * 4096 + 32 * 2880) * 24

@@ -16,7 +16,9 @@ from engine.bench.peer import (
     PEER_VENV,
     REPO_ROOT,
     SMALL,
+    ISA_ENV,
     PeerError,
+    check_isa,
     default_llama_src,
     engine_files,
     ensure_gguf,
@@ -69,6 +71,20 @@ def test_summary_survives_a_missing_measure() -> None:
     assert warm["lantern"] == 4.0 / 2 and warm["llama_cpp"] is None and warm["ratio"] is None
     assert all(r["measure"] != "decode share of read bandwidth" for r in rows)
     assert "n/a" in table(rows)
+
+
+def test_avx2_comparison_checks_both_engines() -> None:
+    """--isa avx2 forces Lantern's kernels (and torch) to AVX2 and flags a llama.cpp build with AVX-512."""
+    assert ISA_ENV["avx2"]["LANTERN_CPU_KERNELS"] == "avx2" and ISA_ENV["native"] == {}
+    lantern = {"engine": "lantern", "result": {"kernels": {"backend": "cpu-avx2"}}}
+    fair = {"engine": "llama", "result": {"system_info": "CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | FMA = 1 | OPENMP = 1 |"}}
+    native = {"engine": "llama", "result": {"system_info": "CPU : AVX2 = 1 | AVX512 = 1 | AVX512_BF16 = 1 | AMX_INT8 = 1 |"}}
+    assert check_isa("avx2", [lantern, fair]) == []
+    problems = check_isa("avx2", [lantern, native])
+    assert len(problems) == 1 and "AMX_INT8, AVX512, AVX512_BF16" in problems[0] and "BENCH_PEER=avx2" in problems[0]
+    wrong = {"engine": "lantern", "result": {"kernels": {"backend": "cpu-avx512"}}}
+    assert check_isa("avx2", [wrong, fair]) == ["Lantern ran cpu-avx512, not cpu-avx2"]
+    assert check_isa("native", [wrong, native]) == []
 
 
 def test_runs_alternate() -> None:

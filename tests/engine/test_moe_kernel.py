@@ -109,6 +109,7 @@ def test_kernel_matches_contract(path: str, T: int, K: int, E: int, D: int, I: i
     assert_close_bf16(got, want, min_identical=0.97)
 
 
+@pytest.mark.auto_path
 def test_swiglu_limit_is_applied() -> None:
     """Large activations: the clamp decides the result, so a missing/misplaced clamp shows."""
     gen = torch.Generator().manual_seed(5)
@@ -123,6 +124,7 @@ def test_swiglu_limit_is_applied() -> None:
     assert not torch.equal(kernels.moe_experts(h, idx, w, ex, 7.0), kernels.moe_experts(h, idx, w, ex, 3.0))
 
 
+@pytest.mark.auto_path
 def test_threads_do_not_change_results() -> None:
     gen = torch.Generator().manual_seed(11)
     ex = make_experts(4, 256, 128, gen)
@@ -141,6 +143,7 @@ def test_bad_expert_index_raises() -> None:
         kernels.moe_experts(h, idx, w, ex, 7.0)
 
 
+@pytest.mark.auto_path
 def test_matches_engine_moe_when_present() -> None:
     moe = pytest.importorskip("engine.moe")
     gen = torch.Generator().manual_seed(21)
@@ -164,6 +167,7 @@ def test_backend_reports_native_kernels(monkeypatch: pytest.MonkeyPatch) -> None
     assert off.backend == "cpu-reference" and off.backend_reason
 
 
+@pytest.mark.auto_path
 def test_deinterleaved_reference_disagrees() -> None:
     """Negative control: the comparison above can fail (gate/up taken as halves instead of even/odd rows)."""
     gen = torch.Generator().manual_seed(8)
@@ -227,28 +231,72 @@ def test_unusual_scales_match_contract(path: str, T: int) -> None:
     assert ((flushed - want.float()).abs() > want.float().abs() * 2.0**-7 + want.float().abs().max() * 2.0**-12).any()
 
 
-def test_path_override_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """LANTERN_CPU_KERNELS decides what path="auto" runs, and status() says so (and why, when it can't)."""
+# The kinds of CPU the override tests run on: this one, and smaller ones simulated on it (the library then
+# acts as if the CPU lacked the hidden instruction sets: detection, path="auto", status and explicit requests).
+CPU_KINDS = {"this CPU": (), "AVX2-only CPU": ("avx512",), "CPU without SIMD kernels": ("avx512", "avx2", "neon")}
+
+
+@pytest.fixture(params=list(CPU_KINDS))
+def cpu_kind(request: pytest.FixtureRequest) -> str:
+    hidden = CPU_KINDS[request.param]
+    if request.param == "AVX2-only CPU":
+        if not kernels.path_available("avx2"):
+            pytest.skip("simulating an AVX2-only CPU needs a CPU with AVX2")
+        if not kernels.path_available("avx512"):
+            pytest.skip("this CPU is an AVX2-only one (covered by 'this CPU')")
+    with kernels.simulate_cpu_without(*hidden):
+        yield request.param
+
+
+def test_path_override_env(monkeypatch: pytest.MonkeyPatch, cpu_kind: str) -> None:
+    """LANTERN_CPU_KERNELS decides what path="auto" runs, and status() names it whether the path it asks for is
+    forced (not the CPU's best), the best anyway, or one the CPU cannot run (then the best runs)."""
     gen = torch.Generator().manual_seed(4)
     ex = make_experts(2, 2880, 2880, gen)          # D = 2880: a wrong layout would not go unnoticed
     h, idx, w = inputs(1, 2, 2, 2880, gen)
-    for path in ("avx2", "scalar"):
-        if not kernels.path_available(path):
-            continue
+    monkeypatch.delenv(kernels.PATH_ENV, raising=False)
+    best = kernels.status().backend
+    for path in ("avx512", "avx2", "neon", "scalar"):
         monkeypatch.setenv(kernels.PATH_ENV, path)
         st = kernels.status()
-        assert st.backend == f"cpu-{path}" and st.reason and kernels.PATH_ENV in st.reason
+        assert st.reason and f"{kernels.PATH_ENV}={path}" in st.reason, (cpu_kind, path, st)
+        if not kernels.path_available(path):
+            assert st.backend == best and "cannot run" in st.reason, (cpu_kind, path, st)
+            with pytest.raises(RuntimeError, match="code -2"):
+                kernels.moe_experts(h, idx, w, ex, 7.0, path=path)
+            continue
+        assert st.backend == f"cpu-{path}", (cpu_kind, path, st)
+        assert ("anyway" in st.reason) == (st.backend == best) and ("forced" in st.reason) == (st.backend != best)
         auto = kernels.moe_experts(h, idx, w, ex, 7.0)
         assert torch.equal(auto.view(torch.int16), kernels.moe_experts(h, idx, w, ex, 7.0, path=path).view(torch.int16))
-    monkeypatch.delenv(kernels.PATH_ENV)
-    best = kernels.status().backend
     monkeypatch.setenv(kernels.PATH_ENV, "bogus")
     st = kernels.status()
     assert st.backend == best and "bogus" in (st.reason or "")
 
 
+def test_simulated_avx2_only_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU that showed the red test (AVX2 + FMA, no AVX-512), on this one: what auto runs and what status says."""
+    if not (kernels.path_available("avx2") and kernels.path_available("avx512")):
+        pytest.skip("needs a CPU with AVX-512 BF16 to simulate one without it")
+    monkeypatch.delenv(kernels.PATH_ENV, raising=False)
+    with kernels.simulate_cpu_without("avx512"):
+        st = kernels.status()
+        assert st.backend == "cpu-avx2" and st.reason == "this CPU lacks AVX-512 BF16, so the AVX2 kernels are in use"
+        assert kernels._path_code("auto") == 3 and not kernels.path_available("avx512")
+        assert kernels.runnable_paths() == ["avx2", "scalar"]
+        monkeypatch.setenv(kernels.PATH_ENV, "avx2")       # the case that broke: forced, and the best anyway
+        st = kernels.status()
+        assert st.backend == "cpu-avx2"
+        assert st.reason == "cpu-avx2 chosen by LANTERN_CPU_KERNELS=avx2 (the best this CPU runs anyway: it lacks AVX-512 BF16)"
+        monkeypatch.setenv(kernels.PATH_ENV, "avx512")
+        st = kernels.status()
+        assert st.backend == "cpu-avx2" and "cannot run" in (st.reason or "")
+    monkeypatch.delenv(kernels.PATH_ENV)
+    assert kernels.status().backend == "cpu-avx512" and kernels.path_available("avx512")   # restored
+
+
 def test_path_override_the_cpu_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An AVX2-only CPU asked for avx512 (library answers faked): the best path runs, with the reason."""
+    """The status logic on its own (library answers faked, any architecture): an AVX2-only CPU asked for avx512."""
 
     class Cdll:
         @staticmethod
@@ -257,24 +305,27 @@ def test_path_override_the_cpu_cannot_run(monkeypatch: pytest.MonkeyPatch) -> No
 
         @staticmethod
         def lk_path_available(p: int) -> int:
-            return int(p != 2)
+            return int(p in (1, 3))
 
     class Lib:
         cdll = Cdll()
         path = "fake.so"
 
     monkeypatch.setattr(kernels, "_load", lambda: (Lib(), None))
-    kernels._auto_path.cache_clear()
+    kernels._auto_path_for.cache_clear()
     try:
         monkeypatch.delenv(kernels.PATH_ENV, raising=False)
         st = kernels.status()
-        assert st.backend == "cpu-avx2" and st.reason == "CPU lacks AVX-512 BF16; AVX2 kernels in use"
+        assert st.backend == "cpu-avx2" and st.reason == "this CPU lacks AVX-512 BF16, so the AVX2 kernels are in use"
         monkeypatch.setenv(kernels.PATH_ENV, "avx512")
         st = kernels.status()
-        assert st.backend == "cpu-avx2" and "cannot run" in (st.reason or "")
+        assert st.backend == "cpu-avx2" and "cannot run" in (st.reason or "") and kernels.PATH_ENV in st.reason
+        monkeypatch.setenv(kernels.PATH_ENV, "avx2")
+        st = kernels.status()
+        assert st.backend == "cpu-avx2" and "anyway" in (st.reason or "") and kernels.PATH_ENV in st.reason
         assert kernels._path_code("auto") == 3 and not kernels.path_available("avx512")
     finally:
-        kernels._auto_path.cache_clear()
+        kernels._auto_path_for.cache_clear()
 
 
 def test_path_of_another_architecture_is_refused() -> None:

@@ -1,7 +1,6 @@
 // Lantern CPU kernels: the NEON (AArch64 AdvSIMD) path.
 //
-// Included by mxfp4_moe.cpp inside its anonymous namespace, only when __aarch64__ is defined (it needs
-// kBlock, kFp4, bf16_to_f32, f32_to_bf16 and e8m0 from there, and <arm_neon.h> included at file scope).
+// Built on AArch64 only (an empty table elsewhere).
 // Baseline armv8-a NEON only: no bf16 / dotprod / fp16 extensions, so it runs on every AArch64 CPU.
 //
 // Semantics are those of the scalar path: every product is exact in fp32 (an E2M1 value times a bf16
@@ -13,7 +12,7 @@
 // in the high nibble. Two table lookups (vqtbl1q_u8) give the low and high bytes of the bf16 pattern of
 // each E2M1 code; zipping them gives bf16 words, and a widening shift by 16 (vshll_n_u16) gives the exact
 // fp32 value. Per block that yields the 16 even elements, then the 16 odd ones, so the activations are
-// laid out the same way (neon_pos in mxfp4_moe.cpp) and converted bf16 -> fp32 once per call.
+// laid out the same way (neon_pos) and converted bf16 -> fp32 once per call.
 //
 // Vector instructions per 32-element block and row for one token (decode): 1 load, 2 nibble split
 // (and, ushr), 4 tbl, 4 zip, 8 shll, 8 fma/fmul, 1 fadd, and per 4 rows 3 faddp + 4 scale loads + 1 fma,
@@ -21,7 +20,25 @@
 // needs ~100+). With several tokens the 4 rows of a tile are decoded once into an fp32 buffer and each
 // token costs 8 fma + 2 loads per block and row (4 rows x 4 tokens register tile).
 
-#pragma once
+#include "common.h"
+
+#if LK_ARM64
+#include <arm_neon.h>
+
+namespace lk {
+namespace {
+
+// Element i of a vector (length a multiple of 32) -> position in the NEON layout: per block, the 16 even
+// elements (low nibbles), then the 16 odd ones (high nibbles).
+int64_t neon_pos(int64_t i) {
+  const int64_t e = i % kBlock;
+  return i - e + (e & 1) * 16 + e / 2;
+}
+
+int64_t neon_len(int64_t G) { return G * kBlock; }
+
+bool neon_always() { return true; }  // every AArch64 CPU has AdvSIMD
+
 
 // fp32 value of every e8m0 scale byte, exactly the scalar path's e8m0().
 inline const float* neon_e8m0_table() {
@@ -245,27 +262,24 @@ void neon_dense_tile(const uint16_t* w, int64_t ldw, const float* x, int64_t ldx
     }
 }
 
-// Same contract as dense_rows_scalar, but with the T x rows already widened to fp32 (xf [T, D], widened once
-// per lk_linear_bf16 call by the caller, not once per 64-row chunk): nrows weight rows; out[r*os + t].
-void dense_rows_neon(const uint16_t* w, int64_t nrows, const std::vector<float>& xf, int64_t T, int64_t D,
-                     float* out, int64_t os) {
-  int64_t r = 0;
-  if (T == 1) {
-    for (; r + 4 <= nrows; r += 4) neon_dense_tile<4, 1>(w + r * D, D, xf.data(), D, D, out + r * os, os);
-    for (; r < nrows; ++r) neon_dense_tile<1, 1>(w + r * D, D, xf.data(), D, D, out + r * os, os);
-    return;
+struct NeonDense {  // dense_rows_tiled's tile: 4 rows x 2 tokens for prefill (x rows fp32, stride D)
+  using X = float;
+  static constexpr int kRows = 4, kToks = 2;
+  template <int NR, int NT>
+  static void tile(const uint16_t* w, int64_t ldw, const float* x, int64_t ldx, int64_t D, float* out, int64_t os) {
+    neon_dense_tile<NR, NT>(w, ldw, x, ldx, D, out, os);
   }
-  constexpr int64_t kTokBlock = 16;  // x block stays in L1/L2 while the row chunk streams past it
-  for (int64_t t0 = 0; t0 < T; t0 += kTokBlock) {
-    const int64_t t1 = std::min(T, t0 + kTokBlock);
-    for (r = 0; r + 4 <= nrows; r += 4) {
-      int64_t t = t0;
-      for (; t + 2 <= t1; t += 2) neon_dense_tile<4, 2>(w + r * D, D, xf.data() + t * D, D, D, out + r * os + t, os);
-      for (; t < t1; ++t) neon_dense_tile<4, 1>(w + r * D, D, xf.data() + t * D, D, D, out + r * os + t, os);
-    }
-  }
-  for (; r < nrows; ++r)
-    for (int64_t t = 0; t < T; ++t) neon_dense_tile<1, 1>(w + r * D, D, xf.data() + t * D, D, D, out + r * os + t, os);
+};
+
+// x [T, D] widened to fp32 once per lk_linear_bf16 call (not once per 64-row chunk).
+const void* dense_prepare_neon(const uint16_t* x, int64_t T, int64_t D, std::vector<float>& buf) {
+  buf.resize(static_cast<size_t>(T * D));
+  neon_widen(x, T * D, buf.data());
+  return buf.data();
+}
+
+void dense_rows_neon(const uint16_t* w, int64_t nrows, const void* x, int64_t T, int64_t D, float* out, int64_t os) {
+  dense_rows_tiled<NeonDense>(w, nrows, static_cast<const float*>(x), D, T, D, out, os);
 }
 
 // ---- decode attention ----
@@ -357,3 +371,34 @@ void attn_head_neon(const uint16_t* q, const uint16_t* k, const uint16_t* v, int
       for (int i = 0; i < 4; ++i) out[g * d + 4 * j + i] = f32_to_bf16(tmp[i]);
     }
 }
+
+// 16 independent chains of 4-lane FMAs.
+double fma_probe_neon(int64_t iterations) {
+  constexpr int kChains = 16;
+  float32x4_t a[kChains];
+  for (int j = 0; j < kChains; ++j) a[j] = vdupq_n_f32(1.0f + 0.001f * static_cast<float>(j));
+  const float32x4_t m = vdupq_n_f32(0.999999f), c = vdupq_n_f32(1e-7f);
+  for (int64_t i = 0; i < iterations; ++i)
+    for (int j = 0; j < kChains; ++j) a[j] = vfmaq_f32(c, a[j], m);
+  float32x4_t s = a[0];
+  for (int j = 1; j < kChains; ++j) s = vaddq_f32(s, a[j]);
+  probe_sink(vaddvq_f32(s));
+  return 2.0 * 4.0 * kChains * static_cast<double>(iterations);
+}
+
+const Isa kNeon = {LK_PATH_NEON, neon_always, neon_pos, neon_len, rows_neon, dense_prepare_neon, dense_rows_neon,
+                   attn_head_neon, fma_probe_neon};
+
+}  // namespace
+
+const Isa* isa_neon() { return &kNeon; }
+
+}  // namespace lk
+
+#else  // not AArch64
+
+namespace lk {
+const Isa* isa_neon() { return nullptr; }
+}  // namespace lk
+
+#endif

@@ -1,14 +1,15 @@
-// Lantern CPU kernels: the AVX2 + FMA path (x86-64 CPUs without AVX-512 BF16: most Intel laptops,
-// AMD before Zen 4).
-//
-// Included by mxfp4_moe.cpp inside its anonymous namespace, on x86 only, after <immintrin.h>, <cpuid.h>,
-// kBlock, bf16_to_f32 / f32_to_bf16 and e8m0. Every function is compiled for AVX2+FMA through a target
-// attribute (no global -mavx2), so the one library still loads on every x86-64 CPU; resolve_path() only
-// picks these functions when cpu_has_avx2_fma() says the CPU and the OS (YMM state) support them.
-//
-// Semantics are those stated at the top of mxfp4_moe.cpp: every product is exact in fp32 (an FP4 value
-// times a bf16 value, or bf16 x bf16), so FMA changes nothing but the fp32 summation order.
-#pragma once
+// Lantern CPU kernels: the AVX2 + FMA path (x86-64 CPUs without AVX-512 BF16: most Intel laptops, AMD
+// before Zen 4). Every function is compiled for AVX2 + FMA through a target attribute (no global -mavx2),
+// so the one library still loads on every x86-64 CPU; lantern_kernels.cpp only calls them when
+// cpu_has_avx2_fma() says the CPU and the OS (YMM state) support them.
+#include "common.h"
+
+#if LK_X86
+#include <cpuid.h>
+#include <immintrin.h>
+
+namespace lk {
+namespace {
 
 #define LK_AVX2 __attribute__((target("avx2,fma")))
 
@@ -35,14 +36,14 @@ bool cpu_has_avx2_fma() {
 // 64-element pair (lanes 0-3 belong to the first block, 4-7 to the second: one scale per half).
 constexpr int kPair = 2 * kBlock;
 
-inline int64_t avx2_pos(int64_t i) {
+int64_t avx2_pos(int64_t i) {
   const int64_t p = i / kPair, e = i % kPair, blk = e / kBlock, el = e % kBlock;
   const int64_t q = el % 4, j = (el % 16) / 4, h = el / 16;
   const int64_t m = (q & 1) * 4 + h * 2 + (q >> 1);
   return p * kPair + 8 * m + blk * 4 + j;
 }
 
-inline int64_t avx2_xlen(int64_t G) { return (G + 1) / 2 * kPair; }  // an odd last block is zero padded
+int64_t avx2_xlen(int64_t G) { return (G + 1) / 2 * kPair; }  // an odd last block is zero padded
 
 struct E8m0Table {
   alignas(16) float v[256][4];  // four copies: a pair's scale vector is two 16-byte loads
@@ -365,29 +366,6 @@ LK_AVX2 void dense_tile_avx2(const uint16_t* w, int64_t ldw, const float* xf, in
     for (int t = 0; t < NT; ++t) out[r * os + t] = hsum8(acc[r][t]);
 }
 
-// nrows weight rows against T tokens (xf from dense_x_avx2); out[r*os + t].
-LK_AVX2 void dense_rows_avx2(const uint16_t* w, int64_t nrows, const float* xf, int64_t T, int64_t D, float* out,
-                             int64_t os) {
-  const int64_t Dp = dense_pad(D);
-  int64_t r = 0;
-  if (T == 1) {
-    for (; r + 4 <= nrows; r += 4) dense_tile_avx2<4, 1>(w + r * D, D, xf, Dp, D, out + r * os, os);
-    for (; r < nrows; ++r) dense_tile_avx2<1, 1>(w + r * D, D, xf, Dp, D, out + r * os, os);
-    return;
-  }
-  constexpr int64_t kTokBlock = 16;  // the x block stays in cache while the row chunk streams past it
-  for (int64_t t0 = 0; t0 < T; t0 += kTokBlock) {
-    const int64_t t1 = std::min(T, t0 + kTokBlock);
-    for (r = 0; r + 2 <= nrows; r += 2) {
-      int64_t t = t0;
-      for (; t + 4 <= t1; t += 4) dense_tile_avx2<2, 4>(w + r * D, D, xf + t * Dp, Dp, D, out + r * os + t, os);
-      for (; t < t1; ++t) dense_tile_avx2<2, 1>(w + r * D, D, xf + t * Dp, Dp, D, out + r * os + t, os);
-    }
-  }
-  for (; r < nrows; ++r)
-    for (int64_t t = 0; t < T; ++t) dense_tile_avx2<1, 1>(w + r * D, D, xf + t * Dp, Dp, D, out + r * os + t, os);
-}
-
 // ---- decode attention ------------------------------------------------------------------------------------
 // exp(x) for x <= 0 (the Cephes expf polynomial of exp_neg, ~1 ulp); x < -87.3 gives 0. 2^n is built by
 // adding n to the exponent field (n >= -126 here, so it is a normal fp32).
@@ -471,3 +449,111 @@ LK_AVX2 void attn_head_avx2(const uint16_t* q, const uint16_t* k, const uint16_t
       for (int i = 0; i < 8; ++i) out[g * d + j * 8 + i] = f32_to_bf16(tmp[i]);
     }
 }
+
+const void* dense_prepare_avx2(const uint16_t* x, int64_t T, int64_t D, std::vector<float>& buf) {
+  buf.resize(static_cast<size_t>(T * dense_pad(D)));
+  dense_x_avx2(x, T, D, buf.data());
+  return buf.data();
+}
+
+struct Avx2Dense {  // dense_rows_tiled's tile: 2 rows x 4 tokens for prefill (x rows fp32, stride dense_pad(D))
+  using X = float;
+  static constexpr int kRows = 2, kToks = 4;
+  template <int NR, int NT>
+  LK_AVX2 static void tile(const uint16_t* w, int64_t ldw, const float* x, int64_t ldx, int64_t D, float* out,
+                           int64_t os) {
+    dense_tile_avx2<NR, NT>(w, ldw, x, ldx, D, out, os);
+  }
+};
+
+// 4 weight rows [D] bf16 (row stride D) widened to fp32 in x's layout (per 16 elements the 8 even ones, then
+// the 8 odd ones; zero padded to dense_pad(D)): wf [4, dense_pad(D)].
+LK_AVX2 void dense_widen_rows_avx2(const uint16_t* w, int64_t D, float* wf) {
+  const int64_t Dp = dense_pad(D);
+  const __m256i hi = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
+  for (int r = 0; r < 4; ++r) {
+    const uint16_t* row = w + r * D;
+    float* o = wf + r * Dp;
+    int64_t i = 0;
+    for (; i + 16 <= D; i += 16) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + i));
+      _mm256_storeu_ps(o + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+      _mm256_storeu_ps(o + i + 8, _mm256_castsi256_ps(_mm256_and_si256(v, hi)));
+    }
+    if (i < D) {  // the last few weights, zero padded (as dense_tile_avx2's tail)
+      alignas(32) uint16_t tail[16] = {0};
+      std::memcpy(tail, row + i, static_cast<size_t>(D - i) * sizeof(uint16_t));
+      const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(tail));
+      _mm256_storeu_ps(o + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+      _mm256_storeu_ps(o + i + 8, _mm256_castsi256_ps(_mm256_and_si256(v, hi)));
+    }
+  }
+}
+
+// nrows weight rows against T tokens (x from dense_prepare_avx2); out[r*os + t]. One token, or a few: the
+// shared tiling (each tile widens its bf16 weights as it goes). Several tokens (prefill): 4 rows are widened
+// to fp32 once, then 4 x 3 fp32 tiles over L1-sized slices of them serve every token: per output the same
+// fused multiply-adds in the same order as dense_tile_avx2 (so the same bits), but the widening is done once
+// per row instead of once per 4 tokens, and the inner loop is loads and FMAs only.
+LK_AVX2 void dense_rows_avx2(const uint16_t* w, int64_t nrows, const void* x, int64_t T, int64_t D, float* out,
+                             int64_t os) {
+  const float* xf = static_cast<const float*>(x);
+  const int64_t Dp = dense_pad(D);
+  if (T < 4) {
+    dense_rows_tiled<Avx2Dense>(w, nrows, xf, Dp, T, D, out, os);
+    return;
+  }
+  constexpr int64_t kSlice = 512;  // elements: 4 rows + 3 tokens of a slice stay in L1 (14 KB)
+  thread_local std::vector<float> wbuf, acc;
+  thread_local std::vector<const float*> xp;
+  wbuf.resize(static_cast<size_t>(4 * Dp));
+  acc.resize(static_cast<size_t>(8 * 4 * T));
+  xp.resize(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) xp[t] = xf + t * Dp;
+  int64_t r = 0;
+  for (; r + 4 <= nrows; r += 4) {
+    dense_widen_rows_avx2(w + r * D, D, wbuf.data());
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    for (int64_t i0 = 0; i0 < Dp; i0 += kSlice) {
+      const int64_t i1 = std::min(Dp, i0 + kSlice);
+      int64_t t = 0;
+      for (; t + 3 <= T; t += 3) f32_tile_avx2<4, 3>(wbuf.data(), Dp, xp.data() + t, i0, i1, acc.data() + 32 * t);
+      for (; t < T; ++t) f32_tile_avx2<4, 1>(wbuf.data(), Dp, xp.data() + t, i0, i1, acc.data() + 32 * t);
+    }
+    for (int64_t t = 0; t < T; ++t)
+      for (int rr = 0; rr < 4; ++rr) out[(r + rr) * os + t] = hsum8(_mm256_loadu_ps(acc.data() + 8 * (4 * t + rr)));
+  }
+  for (; r < nrows; ++r)
+    for (int64_t t = 0; t < T; ++t) dense_tile_avx2<1, 1>(w + r * D, D, xf + t * Dp, Dp, D, out + r * os + t, os);
+}
+
+// 12 independent chains of 8-lane FMAs (two FMA units x 4-5 cycles latency need 8-10 in flight).
+LK_AVX2 double fma_probe_avx2(int64_t iterations) {
+  constexpr int kChains = 12;
+  __m256 a[kChains];
+  for (int j = 0; j < kChains; ++j) a[j] = _mm256_set1_ps(1.0f + 0.001f * static_cast<float>(j));
+  const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+  for (int64_t i = 0; i < iterations; ++i)
+    for (int j = 0; j < kChains; ++j) a[j] = _mm256_fmadd_ps(a[j], m, c);
+  __m256 s = a[0];
+  for (int j = 1; j < kChains; ++j) s = _mm256_add_ps(s, a[j]);
+  probe_sink(hsum8(s));
+  return 2.0 * 8.0 * kChains * static_cast<double>(iterations);
+}
+
+const Isa kAvx2 = {LK_PATH_AVX2, cpu_has_avx2_fma, avx2_pos, avx2_xlen, rows_avx2, dense_prepare_avx2,
+                   dense_rows_avx2, attn_head_avx2, fma_probe_avx2};
+
+}  // namespace
+
+const Isa* isa_avx2() { return &kAvx2; }
+
+}  // namespace lk
+
+#else  // not x86-64
+
+namespace lk {
+const Isa* isa_avx2() { return nullptr; }
+}  // namespace lk
+
+#endif
