@@ -72,7 +72,7 @@ def test_a_tool_round_trip_through_the_window(app_env, qtbot, tmp_path: Path) ->
     reply = application.store.get_message(c.thread[-1].id)
     assert reply.status == "done"
     assert reply.content.startswith("Up to **5 unused days** carry over") and f"【1†L{CARRY_PAGE_LINE}】" in reply.content
-    calls = list(reply.tool_rounds)           # the v3 column, with the results (v4 keeps the pages apart)
+    calls = list(reply.tool_rounds)           # the v3 column, with the results (v5 keeps the pages apart)
     assert reply.tool_calls == tuple((k["recipient"], k["arguments"]) for k in calls)
     assert "tool_calls" not in (reply.usage or {}) and "browser_pages" not in (reply.usage or {})
     assert [k["recipient"] for k in calls] == ["browser.search", "browser.open", "python"]
