@@ -1,6 +1,6 @@
 """Composition root: settings, history store, engine worker, the one model manager, the controllers
-and the window, built in order here and closed in reverse; their signals are connected in
-app/wiring.py.
+and the window (with the tools' part of it), built in order here and closed in reverse; their signals
+are connected in app/wiring.py.
 """
 
 from __future__ import annotations
@@ -64,6 +64,12 @@ class Application:
         self.model_controller = ModelController(self.settings, self.worker, self.models)
         self.controller = ChatController(self.store, self.settings, self.worker, self.model_controller)
         self.window = MainWindow(self.controller, self.model_controller, self.settings, self.models)
+        from app.tools_controller import ToolsController   # attachments, the python switch
+        from app.tools_ui import ToolsUi
+
+        self.tools = ToolsController(self.store)
+        self.controller.tools = self.tools
+        self.tools_ui = ToolsUi(self.window, self.controller, self.tools)
         from app.api_server import LocalApiServer
 
         self.api_server = LocalApiServer(self.settings, self.controller, self.worker, self.window.statusBar())

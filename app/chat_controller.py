@@ -28,6 +28,7 @@ from app.history.models import ChatSettings
 from app.history.streaming import StreamingSaver
 from app.messages import ChatDelta, ChatFinished, ChatStarted, ChatUpdate, Event, LiveStats, Request, StartChat, WorkerFailed
 from app.settings import SettingsStore
+from app.tool_messages import ToolApprovalNeeded, ToolCallEvent, ToolResultEvent
 from engine.types import Delta, Message, ModelInfo, Usage
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class Turn:
     analysis: str = ""
     final: str = ""
     tool_calls: list[tuple[str, str]] = field(default_factory=list)   # (recipient, arguments)
+    tool_rounds: list[dict[str, Any]] = field(default_factory=list)   # calls with results (tools Lantern ran)
+    pending_approval: tuple[int, str] | None = None                    # (call id, code) waiting for the user
     started_at: float = field(default_factory=time.monotonic)
     first_analysis_at: float | None = None
     first_final_at: float | None = None
@@ -106,6 +109,7 @@ class ChatController(QObject):
     model_changed = Signal()                  # re-sent from the ModelController (scripts listen here)
     chat_settings_changed = Signal()          # the shown chat's effort/instructions changed
     error = Signal(str, str)                  # message, kind ("user" | "bug")
+    tool_approval_needed = Signal(object)     # Turn (turn.pending_approval is set)
 
     def __init__(self, store: Any, settings: SettingsStore, worker: WorkerLike, models: Any = None) -> None:
         super().__init__()
@@ -120,6 +124,7 @@ class ChatController(QObject):
         self._chat_request_ids: set[int] = set()   # every StartChat sent (to drop failures of abandoned turns)
         self.last_usage: Usage | None = None
         self._new_chat_settings = ChatSettings()   # for a chat not created yet (made on its first send)
+        self.tools: Any = None                    # app.tools_controller.ToolsController (Application sets it)
         # Deltas trigger the streaming saver's writes; this timer makes a pause in them save too.
         self._save_timer = QTimer(self)
         self._save_timer.timeout.connect(self._poll_saver)
@@ -270,6 +275,20 @@ class ChatController(QObject):
         self.thread_changed.emit()
         self.chat_settings_changed.emit()
 
+    def ensure_conversation(self) -> int:
+        """The shown chat's id, creating the (empty) chat first if needed (e.g. to attach files to it)."""
+        if self.conversation_id is None:
+            self._create_conversation()
+            self.conversations_changed.emit()
+        return int(self.conversation_id)  # type: ignore[arg-type]
+
+    def _create_conversation(self) -> None:
+        """The shown new chat becomes a stored one, with the settings chosen for it so far."""
+        self.conversation_id = self.store.create_conversation().id
+        if self._new_chat_settings.to_json():
+            self.store.set_chat_settings(self.conversation_id, self._new_chat_settings)
+        self._new_chat_settings = ChatSettings()
+
     def open_conversation(self, conversation_id: int) -> None:
         self.conversation_id = conversation_id
         self.reload_thread()
@@ -294,6 +313,8 @@ class ChatController(QObject):
             self.stop()
             self.turn = None
         self.store.delete_conversation(conversation_id)
+        if self.tools is not None:
+            self.tools.delete_chat(conversation_id)
         if self.conversation_id == conversation_id:
             self.new_chat()
         self.conversations_changed.emit()
@@ -329,12 +350,11 @@ class ChatController(QObject):
             return False
         with self._history_writes():
             if self.conversation_id is None:
-                self.conversation_id = self.store.create_conversation().id
-                if self._new_chat_settings.to_json():
-                    self.store.set_chat_settings(self.conversation_id, self._new_chat_settings)
-                self._new_chat_settings = ChatSettings()
+                self._create_conversation()
             parent = self.thread[-1].id if self.thread else None
             user = self.store.add_message(self.conversation_id, parent, "user", text)  # the first one titles the chat
+            if self.tools is not None:
+                self.tools.on_user_message(self.conversation_id, user.id)   # attachments go with it
             self._start_reply(user.id)
             self.conversations_changed.emit()
             return True
@@ -397,22 +417,30 @@ class ChatController(QObject):
                          max_context=self.model.max_context if self.model is not None else 0)
         self._chat_request_ids.add(rid)
         self._save_timer.start(max(20, int(SAVE_INTERVAL_S * 500)))  # half the bound: writes lag <= 1.5x
-        history = self._engine_messages(self.thread[:-1], self.effective_instructions)
-        self.worker.submit(StartChat(rid, str(self.conversation_id), tuple(history),
-                                     s.generation_params(reasoning_effort=self.effective_effort)))
+        params, tools, inline = s.generation_params(reasoning_effort=self.effective_effort), None, None
+        if self.tools is not None:   # attachments and tool switches (app/tools_controller.py)
+            params, tools = self.tools.prepare(self.conversation_id, params)
+            inline = self.tools.inline_texts(self.conversation_id)
+        history = self._engine_messages(self.thread[:-1], self.effective_instructions, inline)
+        self.worker.submit(StartChat(rid, str(self.conversation_id), tuple(history), params, tools))
         self.thread_changed.emit()
 
     @staticmethod
-    def _engine_messages(thread: list[Any], instructions: str) -> list[Message]:
+    def _engine_messages(thread: list[Any], instructions: str,
+                         inline: dict[int, list[tuple[str, str]]] | None = None) -> list[Message]:
         """What the model sees: instructions, then each message's answer text (earlier reasoning is
-        dropped, as the harmony format asks); failed empty replies are left out."""
+        dropped, as the harmony format asks); failed empty replies are left out. `inline[message_id]`:
+        the (name, text) of files attached to a user message, added after its text."""
+        from app.tools_controller import inline_block
+
         out: list[Message] = [Message("developer", instructions)] if instructions.strip() else []
         for m in thread:
             if m.role == "assistant":
                 if m.content:
                     out.append(Message("assistant", m.content, channel="final"))
             elif m.role in ("user", "developer", "system"):
-                out.append(Message(m.role, m.content))
+                files = inline.get(m.id, []) if inline and m.role == "user" else []
+                out.append(Message(m.role, "\n\n".join([m.content, *(inline_block(n, t) for n, t in files)])))
         return out
 
     # ------------------------------------------------------------------ worker events
@@ -432,6 +460,10 @@ class ChatController(QObject):
                 self._on_update(self.turn, event.pieces, event.stats)
             else:
                 self._on_finished(self.turn, event)
+        elif isinstance(event, (ToolCallEvent, ToolApprovalNeeded, ToolResultEvent)):
+            if self.turn is None or event.request_id != self.turn.request_id:
+                return
+            self._on_tool_event(self.turn, event)
         elif isinstance(event, WorkerFailed):
             if self.turn is not None and event.request_id not in (None, self.turn.request_id):
                 return  # a failure of a turn nobody waits for any more
@@ -459,6 +491,44 @@ class ChatController(QObject):
                 turn.final += piece.text
                 if turn.first_final_at is None:
                     turn.first_final_at = now
+        self.turn_updated.emit(turn)
+
+    def _on_tool_event(self, turn: Turn, event: Any) -> None:
+        """A tool call, a question before python runs, or a tool's result (app/tool_worker.py)."""
+        saver = turn.saver
+        try:
+            if isinstance(event, ToolCallEvent):
+                saver.record_tool_call(event.call_id, event.recipient, event.arguments)
+            elif isinstance(event, ToolResultEvent):
+                if event.browser_pages:
+                    saver.set_browser_pages(event.browser_pages)   # resolves the answer's citations later
+                saver.set_tool_result(event.call_id, event.author, event.output, event.status)
+        except Exception as error:  # noqa: BLE001 - the next write retries
+            log.warning("could not save the tool call: %s", error)
+        if isinstance(event, ToolApprovalNeeded):
+            turn.pending_approval = (event.call_id, event.code)
+        elif isinstance(event, ToolResultEvent) and turn.pending_approval and turn.pending_approval[0] == event.call_id:
+            turn.pending_approval = None
+        turn.tool_calls = saver.tool_calls
+        turn.tool_rounds = saver.tool_rounds
+        if turn.first_final_at is None and isinstance(event, ToolCallEvent):
+            turn.first_final_at = time.monotonic()
+        self.turn_updated.emit(turn)
+        if isinstance(event, ToolApprovalNeeded):
+            self.tool_approval_needed.emit(turn)
+
+    def answer_tool_approval(self, allow: bool, always: bool = False) -> None:
+        """The user's answer to the live turn's python approval; `always`: allow for this chat from now on."""
+        turn = self.turn
+        if turn is None or turn.pending_approval is None:
+            return
+        call_id = turn.pending_approval[0]
+        turn.pending_approval = None
+        if always and allow and self.tools is not None:
+            self.tools.set_python(turn.conversation_id, True, always=True)
+        answer = getattr(self.worker, "answer_approval", None)
+        if answer is not None:
+            answer(turn.request_id, call_id, allow)
         self.turn_updated.emit(turn)
 
     def _poll_saver(self) -> None:

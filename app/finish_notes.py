@@ -18,6 +18,10 @@ def finish_note(reason: str | None, max_tokens: int | None = None,
         return (f"The reply reached {limit} (reasoning included) and was cut off. "
                 "Raise “Max reply tokens” in Settings (Ctrl+,) for longer replies.")
     if reason == "tool_call":
-        return ("The model tried to call a tool. Lantern cannot run tools yet, so the reply ends here; "
-                "ask again, perhaps saying it should answer without tools.")
+        # Lantern runs a chat's tools (app/tool_worker.py): a reply ends on a call only when the chat
+        # has none turned on (no documents attached, Python off) or after the most calls one reply may make.
+        return ("The model tried to call a tool that Lantern did not run, so the reply ends here: this chat has "
+                "no tools turned on (attach documents for its browser, or let it run Python), or the reply had "
+                "made the most tool calls one reply may make. Ask again, perhaps saying it should answer without "
+                "tools.")
     return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 from app.remote.target import RemoteTarget
 from engine.types import Delta, ErrorKind, FinishReason, GenerationParams, Message, ModelInfo, Usage
@@ -40,6 +40,7 @@ class StartChat:
     conversation_id: str
     messages: tuple[Message, ...]     # the whole thread up to the reply, an immutable snapshot
     params: GenerationParams
+    tools: Any = None                 # engine.tools.chat_tools.ChatToolsRequest: run tool calls (app/tools_controller.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QApplication
 
 from app.messages import Event
 
@@ -115,7 +116,32 @@ def connect(app: "Application") -> None:
     app.api_server.failed.connect(lambda message: w.on_error(
         f"The local API server did not start: {message}", "user"))
 
+    connect_tools(app)
+
     app.qapp.aboutToQuit.connect(app.shutdown)
+
+
+def connect_tools(app: "Application") -> None:
+    """The tools (app/tools_controller.py) and their part of the window (app/tools_ui.py): attachments,
+    the python switch, approvals in tool blocks, citations opening the document viewer."""
+    c, w, tools, ui = app.controller, app.window, app.tools, app.tools_ui
+    bar = ui.bar
+    # the tools' widgets -> controllers
+    bar.files_chosen.connect(ui.attach)
+    bar.remove_requested.connect(tools.remove)
+    bar.python_toggled.connect(ui.set_python)
+    bar.always_toggled.connect(ui.set_python_always)
+    w.chat.tool_approval_answered.connect(c.answer_tool_approval)
+    w.chat.citation_clicked.connect(ui.open_citation)
+    # tools controller -> window (it lives on the GUI thread, so Qt queues what its attach thread emits)
+    tools.attachments_changed.connect(ui.on_chat_changed)
+    tools.switches_changed.connect(ui.on_chat_changed)
+    tools.attach_failed.connect(lambda message: w.on_error(message, "user"))
+    tools.busy_changed.connect(bar.set_busy)
+    # chat controller -> the tools' widgets
+    c.thread_changed.connect(ui.refresh)
+    c.conversations_changed.connect(ui.refresh)
+    c.tool_approval_needed.connect(lambda _turn: QApplication.alert(w))
 
 
 def connect_models_panel(window: Any, panel: Any, dialog: Any) -> None:

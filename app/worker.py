@@ -168,6 +168,8 @@ class _Server:
         self.engine: EngineLike | None = None
         self.session: Any = None
         self.session_conversation: str | None = None
+        self.tools: Any = None            # app.tool_worker.WorkerTools, made by the first reply with tools
+        self.approvals: Any = None        # app.tool_worker.Approvals: python runs waiting for the user
 
     def close_engine(self) -> None:
         engine, self.engine, self.session, self.session_conversation = self.engine, None, None, None
@@ -308,8 +310,14 @@ class _Server:
             self.session_conversation = request.conversation_id
         coalescer = _Coalescer(request.request_id, self.emit, self.coalesce_seconds)
         finished: Finished | None = None
-        for event in self.engine.chat(self.session, request.messages, request.params,
-                                      should_stop=self.cancel_event.is_set):
+        if request.tools is not None:   # tool calls are run and the reply continues (app/tool_worker.py)
+            from app.tool_worker import tool_events
+
+            events = tool_events(self, request, coalescer)
+        else:
+            events = self.engine.chat(self.session, request.messages, request.params,
+                                      should_stop=self.cancel_event.is_set)
+        for event in events:
             if isinstance(event, Delta):
                 coalescer.add(event)
             elif isinstance(event, PrefillProgress):
@@ -358,7 +366,8 @@ def lower_thread_priority() -> bool:
 def serve(requests: "queue.SimpleQueue[Request] | queue.Queue[Request]", emit: Callable[[Event], None],
           cancel_event: threading.Event, engine_factory: EngineFactory = default_engine_factory,
           *, coalesce_seconds: float = COALESCE_SECONDS, check: FolderCheck | None = None,
-          cancel_load: threading.Event | None = None, lower_priority: bool = False) -> None:
+          cancel_load: threading.Event | None = None, lower_priority: bool = False,
+          approvals: Any = None) -> None:
     """Answer requests until Shutdown. Never raises: every failure becomes a WorkerFailed event.
 
     EngineError (the user can act on it) -> WorkerFailed(kind="user"); any other exception is
@@ -367,6 +376,7 @@ def serve(requests: "queue.SimpleQueue[Request] | queue.Queue[Request]", emit: C
     with LoadFailed (saying whether the previous model is still loaded).
     """
     server = _Server(emit, cancel_event, engine_factory, coalesce_seconds, check, cancel_load or threading.Event())
+    server.approvals = approvals
     if lower_priority:
         lower_thread_priority()
     while True:
@@ -388,6 +398,8 @@ def serve(requests: "queue.SimpleQueue[Request] | queue.Queue[Request]", emit: C
             _report(emit, request, error)
     try:
         server.close_engine()
+        if server.tools is not None:
+            server.tools.close()
     except Exception as error:  # noqa: BLE001
         _report(emit, None, error)
     log.info("worker stopped")
@@ -417,6 +429,9 @@ class EngineWorker(QObject):
         self._requests: queue.SimpleQueue[Request] = queue.SimpleQueue()
         self._cancel = threading.Event()
         self._cancel_load = threading.Event()
+        from app.tool_worker import Approvals
+
+        self.approvals = Approvals()        # python runs waiting for the user (app/tool_worker.py)
         self._factory = engine_factory
         if check is None:   # the real engine's check; a test factory brings its own (or none)
             check = check_model_folder if engine_factory is default_engine_factory else getattr(
@@ -434,7 +449,11 @@ class EngineWorker(QObject):
     @Slot()
     def _run(self) -> None:
         serve(self._requests, self.event.emit, self._cancel, self._factory, check=self._check,
-              cancel_load=self._cancel_load, lower_priority=True)
+              cancel_load=self._cancel_load, lower_priority=True, approvals=self.approvals)
+
+    def answer_approval(self, request_id: int, call_id: int, allow: bool) -> None:
+        """The user's answer to a ToolApprovalNeeded (any thread)."""
+        self.approvals.answer(request_id, call_id, allow)
 
     def submit(self, request: Request) -> None:
         if isinstance(request, LoadModel):
@@ -446,8 +465,10 @@ class EngineWorker(QObject):
         self._cancel_load.set()
 
     def cancel(self) -> None:
-        """Ask the current turn to stop at the next token (or prefill chunk)."""
+        """Ask the current turn to stop at the next token (or prefill chunk); a tool waiting for
+        approval is refused and running Python is interrupted."""
         self._cancel.set()
+        self.approvals.cancel_all()
 
     def shutdown(self, timeout_ms: int = 5000) -> bool:
         """Stop generation, end serve() (which closes the engine) and join the thread."""

@@ -1,7 +1,8 @@
 """Conversation export (Markdown, JSON) and validation of JSON to import. Pure functions, no SQL.
 
 JSON format ``lantern.conversation`` version 2: the whole message tree, every branch, plus the
-active leaf and the chat's own settings; each reply carries its ``tool_calls`` and ``finish_reason``
+active leaf and the chat's own settings; each reply carries its ``tool_calls`` (with ``author``,
+``result`` and ``status`` for a tool Lantern ran, and then ``browser_pages``) and ``finish_reason``
 (version 1 kept those two inside ``usage``; such files still import, and are moved the same way the
 database's v3 migration moves them). Message ids in the file are local to the file (1..n in the order the messages were
 written, parents before children), so exporting an imported conversation gives the same JSON
@@ -27,8 +28,11 @@ from app.history.models import (
     Conversation,
     StoredMessage,
     ToolCalls,
+    ToolRound,
+    rounds_of,
     tool_calls_json,
     tool_calls_of,
+    tool_rounds_of,
 )
 
 FORMAT = "lantern.conversation"
@@ -52,6 +56,8 @@ class ImportedMessage:
     finish_reason: str | None = None
     model: str | None = None
     remote_host: str | None = None
+    tool_rounds: tuple[ToolRound, ...] = ()      # the calls with the results of the tools Lantern ran
+    browser_pages: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,7 @@ def to_json(conversation: Conversation, messages: Sequence[StoredMessage]) -> di
     out_messages = []
     for m in messages:
         assert m.parent_id is None or m.parent_id in local, "parent written after its child"
-        out_messages.append({
+        entry = {
             "id": local[m.id],
             "parent": None if m.parent_id is None else local[m.parent_id],
             "role": m.role,
@@ -81,13 +87,16 @@ def to_json(conversation: Conversation, messages: Sequence[StoredMessage]) -> di
             "error": m.error,
             "usage": m.usage,
             "created_at": m.created_at,
-            "tool_calls": tool_calls_json(m.tool_calls) or [],
+            "tool_calls": tool_calls_json(m.tool_rounds or m.tool_calls) or [],
             "finish_reason": INTERRUPTED if m.status == "streaming" else m.finish_reason,
-        })
+        }
         # Which model (and server) wrote a reply: written only when known, so older files stay as they were.
         for key in ("model", "remote_host"):
             if getattr(m, key, None):
-                out_messages[-1][key] = getattr(m, key)
+                entry[key] = getattr(m, key)
+        if m.browser_pages:
+            entry["browser_pages"] = [dict(p) for p in m.browser_pages]
+        out_messages.append(entry)
     leaf = conversation.active_leaf_id
     return {
         "format": FORMAT,
@@ -158,7 +167,11 @@ def parse_json(data: Any) -> ImportedConversation:
             raise _fail(f"{where}.usage", "must be an object or null")
         usage = None if usage is None else dict(usage)
         error = _text(raw.get("error"), f"{where}.error", optional=True)
+        pages = raw.get("browser_pages", [])
+        if not isinstance(pages, list) or not all(isinstance(p, Mapping) for p in pages):
+            raise _fail(f"{where}.browser_pages", "must be a list of objects")
         if version == 1:   # tool calls and the finish reason rode inside usage
+            rounds = tool_rounds_of(usage.get("tool_calls", None)) if usage is not None else []
             calls = tool_calls_of(usage.pop("tool_calls", None)) if usage is not None else []
             reason = usage.pop("finish_reason", None) if usage is not None else None
             if role == "assistant":
@@ -171,6 +184,7 @@ def parse_json(data: Any) -> ImportedConversation:
             if not isinstance(raw_calls, list):
                 raise _fail(f"{where}.tool_calls", "must be a list")
             calls = tool_calls_of(raw_calls)
+            rounds = tool_rounds_of(raw_calls)
             reason = raw.get("finish_reason")
             if reason is not None and reason not in FINISH_REASONS:
                 raise _fail(f"{where}.finish_reason", f"must be null or one of {', '.join(FINISH_REASONS)}")
@@ -189,6 +203,8 @@ def parse_json(data: Any) -> ImportedConversation:
             finish_reason=reason,
             model=_text(raw.get("model"), f"{where}.model", optional=True),
             remote_host=_text(raw.get("remote_host"), f"{where}.remote_host", optional=True),
+            tool_rounds=tuple(rounds),
+            browser_pages=tuple(dict(p) for p in pages),
         ))
         seen.add(local_id)
     active = data.get("active_leaf")
@@ -227,9 +243,14 @@ def to_markdown(conversation: Conversation, thread: Sequence[StoredMessage], tot
         if m.reasoning:
             lines += ["<details><summary>Reasoning (unfiltered chain of thought)</summary>", "",
                       m.reasoning.rstrip("\n"), "", "</details>", ""]
-        for recipient, arguments in m.tool_calls:
-            lines += [f"<details><summary>Tool call: {recipient}</summary>", "", "```json", arguments, "```", "",
-                      "</details>", ""]
+        for call in rounds_of(m):
+            recipient, arguments = call.get("recipient", ""), call.get("arguments", "")
+            fence = "python" if recipient == "python" else "json"
+            lines += [f"<details><summary>Tool call: {recipient}</summary>", "", f"```{fence}", arguments, "```", ""]
+            if "result" in call:
+                lines += [f"Result ({call.get('status', 'ok')}):", "", "```text", call["result"].rstrip("\n"), "```",
+                          ""]
+            lines += ["</details>", ""]
         if m.content:
             lines += [m.content.rstrip("\n"), ""]
         if m.status == "streaming" or m.finish_reason == INTERRUPTED:

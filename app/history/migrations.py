@@ -143,8 +143,46 @@ def _v4_reply_origin(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE messages ADD COLUMN remote_host TEXT")
 
 
+def _v5_attachments_chat_tools_browser_pages(conn: sqlite3.Connection) -> None:
+    """Files and folders attached to a chat, each chat's tool switches (app/tools_controller.py), and
+    the browser pages a reply's tools showed (`messages.browser_pages_json`: what its citations point at).
+
+    An attachment is either inline (its text goes into the user message it was sent with,
+    `message_id`) or indexed for the browser tool (`doc_ids`: its documents in the chat's index).
+    `mode` "stored": Lantern keeps a copy (`stored_path`); "referenced": only `source_path`.
+    Both tables go with their chat (ON DELETE CASCADE). The switches are permissions, not preferences:
+    unlike `conversations.settings_json` they are neither exported nor copied by Fork.
+    """
+    conn.execute("ALTER TABLE messages ADD COLUMN browser_pages_json TEXT")
+    conn.execute(
+        """CREATE TABLE attachments (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            source_path TEXT NOT NULL,
+            stored_path TEXT,
+            inline_text TEXT,
+            doc_ids TEXT NOT NULL DEFAULT '',
+            size INTEGER NOT NULL DEFAULT 0,
+            note TEXT,
+            created_at REAL NOT NULL
+        )"""
+    )
+    conn.execute("CREATE INDEX attachments_by_conversation ON attachments(conversation_id, id)")
+    conn.execute(
+        """CREATE TABLE chat_tools (
+            conversation_id INTEGER PRIMARY KEY REFERENCES conversations(id) ON DELETE CASCADE,
+            python_enabled INTEGER NOT NULL DEFAULT 0,
+            python_always INTEGER NOT NULL DEFAULT 0
+        )"""
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_reasoning_errors_search, _v3_tool_calls_finish_reason_chat_settings,
-                                     _v4_reply_origin)
+                                     _v4_reply_origin, _v5_attachments_chat_tools_browser_pages)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -21,8 +21,15 @@ TOOL_CALLS_KEY = "tool_calls"
 """Version-1 export files (and v2 databases) kept a reply's tool calls in its usage under this key."""
 
 ToolCalls = tuple[tuple[str, str], ...]
-"""(recipient, arguments) of each tool call: neither the answer (`content`) nor reasoning; Lantern
-runs no tools, so they never go back to the model."""
+"""(recipient, arguments) of each tool call: neither the answer (`content`) nor reasoning."""
+
+ToolRound = dict[str, str]
+"""One tool call as stored (the `tool_calls_json` column, the export's `tool_calls`): "recipient" and
+"arguments" (the text the model wrote), plus, once Lantern ran the tool (browser, python;
+app/tools_controller.py), "author" (the tool message's author), "result" (what the model was given)
+and "status" ("ok" | "denied" | "error")."""
+
+TOOL_ROUND_KEYS = ("recipient", "arguments", "author", "result", "status")
 
 
 def tool_calls_of(data: Any) -> list[tuple[str, str]]:
@@ -33,10 +40,34 @@ def tool_calls_of(data: Any) -> list[tuple[str, str]]:
     return [(str(c.get("recipient", "")), str(c.get("arguments", ""))) for c in calls if isinstance(c, dict)]
 
 
+def tool_rounds_of(data: Any) -> list[ToolRound]:
+    """Each call of a stored list of tool calls (or of a v1 usage dict holding one) as a ToolRound."""
+    calls = data.get(TOOL_CALLS_KEY) if isinstance(data, dict) else data
+    if not isinstance(calls, list):
+        return []
+    return [{k: str(c[k]) for k in TOOL_ROUND_KEYS if k in c} for c in calls if isinstance(c, dict)]
+
+
 def tool_calls_json(calls: Any) -> list[dict[str, str]] | None:
-    """The stored form of (recipient, arguments) pairs (None when there are none)."""
-    out = [{"recipient": str(r), "arguments": str(a)} for r, a in (calls or ())]
+    """The stored form of tool calls, given as (recipient, arguments) pairs or as ToolRounds (whose
+    results are kept); None when there are none."""
+    out: list[dict[str, str]] = []
+    for call in calls or ():
+        if isinstance(call, dict):
+            out.append({"recipient": str(call.get("recipient", "")), "arguments": str(call.get("arguments", "")),
+                        **{k: str(call[k]) for k in TOOL_ROUND_KEYS[2:] if k in call}})
+        else:
+            recipient, arguments = call
+            out.append({"recipient": str(recipient), "arguments": str(arguments)})
     return out or None
+
+
+def rounds_of(message: Any) -> list[ToolRound]:
+    """A stored message's tool calls with their results where Lantern ran them."""
+    rounds = getattr(message, "tool_rounds", ())
+    if rounds:
+        return [dict(r) for r in rounds]
+    return [{"recipient": r, "arguments": a} for r, a in getattr(message, "tool_calls", ())]
 
 
 @dataclass(frozen=True)
@@ -88,6 +119,8 @@ class StoredMessage:
     finish_reason: str | None = None  # why a reply ended (engine reason, or INTERRUPTED); None: not a reply
     model: str | None = None  # assistant: the model that wrote it (None: not recorded, older replies)
     remote_host: str | None = None  # assistant: the server it ran on ("gpu-box:8000"); None: this computer
+    tool_rounds: tuple[ToolRound, ...] = ()  # the same calls with their results, for the tools Lantern ran
+    browser_pages: tuple[dict[str, Any], ...] = ()  # the browser's cursor pages of the reply (its citations)
 
     @property
     def interrupted(self) -> bool:

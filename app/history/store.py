@@ -32,6 +32,7 @@ from app.history.models import (
     StoredMessage,
     tool_calls_json,
     tool_calls_of,
+    tool_rounds_of,
 )
 from app.history.paths import default_db_path
 from app.history.search import fts_query, parse_snippet, SNIPPET_END, SNIPPET_START
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 _MESSAGE_COLUMNS = (
     "id, conversation_id, parent_id, role, channel, content, reasoning, status, error, usage_json, created_at, "
-    "tool_calls_json, finish_reason, model, remote_host"
+    "tool_calls_json, finish_reason, model, remote_host, browser_pages_json"
 )
 _CONVERSATION_COLUMNS = "id, title, created_at, updated_at, active_leaf_id, settings_json"
 
@@ -62,14 +63,23 @@ def _json_or_none(data: Any) -> str | None:
     return None if data is None else json.dumps(data, sort_keys=True)
 
 
+def _browser_pages_json(pages: Any) -> str | None:
+    """The stored form of a reply's browser pages (a list of dicts; None when there are none)."""
+    return json.dumps(list(pages), sort_keys=True) if pages else None
+
+
 def _message(row: sqlite3.Row) -> StoredMessage:
-    usage, calls = row["usage_json"], row["tool_calls_json"]
+    usage, calls, pages = row["usage_json"], row["tool_calls_json"], row["browser_pages_json"]
+    calls = json.loads(calls) if calls else None
+    pages = json.loads(pages) if pages else None
     return StoredMessage(
         id=row["id"], conversation_id=row["conversation_id"], parent_id=row["parent_id"], role=row["role"],
         channel=row["channel"], content=row["content"], reasoning=row["reasoning"], status=row["status"],
         error=row["error"], usage=None if usage is None else json.loads(usage), created_at=row["created_at"],
-        tool_calls=tuple(tool_calls_of(json.loads(calls))) if calls else (), finish_reason=row["finish_reason"],
+        tool_calls=tuple(tool_calls_of(calls)), finish_reason=row["finish_reason"],
         model=row["model"], remote_host=row["remote_host"],
+        tool_rounds=tuple(tool_rounds_of(calls)),
+        browser_pages=tuple(p for p in pages if isinstance(p, dict)) if isinstance(pages, list) else (),
     )
 
 
@@ -277,6 +287,7 @@ class HistoryStore:
         finish_reason: str | None = None,
         model: str | None = None,
         remote_host: str | None = None,
+        browser_pages: Any = (),
     ) -> StoredMessage:
         """Append a message under ``parent_id`` (None: a first message) and make it the active leaf.
 
@@ -297,10 +308,11 @@ class HistoryStore:
                 self._in_conversation(db, conversation_id, parent_id)
             cur = db.execute(
                 "INSERT INTO messages (conversation_id, parent_id, role, channel, content, reasoning, status, error,"
-                " usage_json, created_at, tool_calls_json, finish_reason, model, remote_host)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " usage_json, created_at, tool_calls_json, finish_reason, model, remote_host, browser_pages_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (conversation_id, parent_id, role, channel, content, reasoning, status, error, usage_json, now,
-                 _json_or_none(tool_calls_json(tool_calls)), finish_reason, model, remote_host),
+                 _json_or_none(tool_calls_json(tool_calls)), finish_reason, model, remote_host,
+                 _browser_pages_json(browser_pages)),
             )
             db.execute(
                 "UPDATE conversations SET active_leaf_id = ?, updated_at = ? WHERE id = ?",
@@ -321,8 +333,10 @@ class HistoryStore:
         error: str | None = None,
         tool_calls: Any = None,
         finish_reason: str | None = None,
+        browser_pages: Any = None,
     ) -> StoredMessage:
-        """Change the given fields (None leaves a field as it is). Used while a reply streams."""
+        """Change the given fields (None leaves a field as it is). Used while a reply streams.
+        `tool_calls`: (recipient, arguments) pairs or ToolRounds (with their results)."""
         if status is not None and status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
         changes: dict[str, Any] = {}
@@ -340,6 +354,8 @@ class HistoryStore:
             changes["tool_calls_json"] = _json_or_none(tool_calls_json(tool_calls))
         if finish_reason is not None:
             changes["finish_reason"] = finish_reason
+        if browser_pages is not None:
+            changes["browser_pages_json"] = _browser_pages_json(browser_pages)
         with self._tx() as db:
             row = self._message_row(db, message_id)
             if changes:
@@ -461,11 +477,11 @@ class HistoryStore:
             reason = INTERRUPTED
         cur = db.execute(
             "INSERT INTO messages (conversation_id, parent_id, role, channel, content, reasoning, status, error,"
-            " usage_json, created_at, tool_calls_json, finish_reason, model, remote_host)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " usage_json, created_at, tool_calls_json, finish_reason, model, remote_host, browser_pages_json)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (conversation_id, parent_id, m.role, m.channel, m.content, m.reasoning, status, m.error,
-             _usage_json(m.usage), m.created_at, _json_or_none(tool_calls_json(m.tool_calls)), reason,
-             getattr(m, "model", None), getattr(m, "remote_host", None)),
+             _usage_json(m.usage), m.created_at, _json_or_none(tool_calls_json(m.tool_rounds or m.tool_calls)), reason,
+             getattr(m, "model", None), getattr(m, "remote_host", None), _browser_pages_json(m.browser_pages)),
         )
         return int(cur.lastrowid)
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from app.history.errors import NotFound
-from app.history.models import StoredMessage
+from app.history.models import StoredMessage, ToolRound
 from app.history.store import HistoryStore
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,9 @@ class StreamingSaver:
     The GUI calls ``add_delta`` for every engine Delta (analysis-channel text goes to
     ``reasoning``, a tool call's arguments (a delta with a recipient) to ``tool_calls``, every
     other channel to ``content``), ``poll`` from a timer if it wants the bound to hold while
-    deltas pause, and ``finish``/``finish_from`` once. Each write is one
+    deltas pause, and ``finish``/``finish_from`` once. For the tools Lantern runs,
+    ``record_tool_call``/``set_tool_result`` give each call its result and ``set_browser_pages``
+    keeps the browser's pages (what the citations point at). Each write is one
     committed transaction, so a killed process keeps everything up to the last write; on the
     next open the reply is found "streaming" and becomes "stopped" (HistoryStore.recovered_ids).
     """
@@ -56,6 +58,11 @@ class StreamingSaver:
         self._reasoning = [message.reasoning]
         self._tool_calls: list[list[str]] = [[r, a] for r, a in message.tool_calls]
         self._tool_recipient: str | None = None   # the recipient of the last piece added, if a tool call
+        self._call_index: dict[int, int] = {}      # tool call id -> its index in _tool_calls
+        self._tool_results: dict[int, dict[str, str]] = {   # index in _tool_calls -> author, result, status
+            i: {k: c[k] for k in ("author", "result", "status") if k in c}
+            for i, c in enumerate(message.tool_rounds) if "result" in c}
+        self._browser_pages: tuple[dict[str, Any], ...] = tuple(message.browser_pages)
         self._dirty = False
         self._last_write = clock()
         self.writes = 0  # how many times the reply was written (for tests and logs)
@@ -107,6 +114,41 @@ class StreamingSaver:
         self._dirty = True
         self.poll()
 
+    def record_tool_call(self, call_id: int, recipient: str, arguments: str) -> None:
+        """A tool call is complete (app/tools_controller.py runs tools): tie it to its entry, or add one
+        (a call whose arguments never streamed, e.g. empty)."""
+        last = self._tool_calls[-1] if self._tool_calls else None
+        if last is None or last[0] != recipient or self._tool_recipient != recipient or call_id in self._call_index:
+            self._tool_calls.append([recipient, arguments])
+        self._call_index[call_id] = len(self._tool_calls) - 1
+        self._tool_recipient = None     # the next call starts a new entry, even to the same tool
+        self._dirty = True
+
+    def set_tool_result(self, call_id: int, author: str, output: str, status: str) -> None:
+        index = self._call_index.get(call_id)
+        if index is None:
+            return
+        self._tool_results[index] = {"author": author, "result": output, "status": status}
+        self._dirty = True
+        self.poll()
+
+    @property
+    def tool_rounds(self) -> list[ToolRound]:
+        """Each tool call with its result when there is one: {recipient, arguments[, author, result, status]}."""
+        return [{"recipient": r, "arguments": a, **self._tool_results.get(i, {})}
+                for i, (r, a) in enumerate(self._tool_calls)]
+
+    def set_browser_pages(self, pages: Any) -> None:
+        """The browser's cursor pages so far (what the reply's citations point at)."""
+        pages = tuple(dict(p) for p in pages)
+        if pages != self._browser_pages:
+            self._browser_pages = pages
+            self._dirty = True
+
+    @property
+    def browser_pages(self) -> tuple[dict[str, Any], ...]:
+        return self._browser_pages
+
     def add_delta(self, delta: _DeltaLike) -> None:
         self.add(delta.channel, delta.text, getattr(delta, "recipient", None))
 
@@ -123,7 +165,8 @@ class StreamingSaver:
             return
         self._content = [self.content]
         self._reasoning = [self.reasoning]
-        self._write(content=self._content[0], reasoning=self._reasoning[0], tool_calls=self.tool_calls)
+        self._write(content=self._content[0], reasoning=self._reasoning[0], tool_calls=self.tool_rounds,
+                    browser_pages=self._browser_pages)
         self._dirty = False
         self._last_write = self._clock()
 
@@ -141,7 +184,7 @@ class StreamingSaver:
             return None
         reason = finish_reason or {"done": "stop", "stopped": "cancelled", "error": "error"}[status]
         return self._write(content=self.content, reasoning=self.reasoning, status=status, usage=usage, error=error,
-                           tool_calls=self.tool_calls, finish_reason=reason)
+                           tool_calls=self.tool_rounds, finish_reason=reason, browser_pages=self._browser_pages)
 
     def _write(self, **fields: Any) -> StoredMessage | None:
         try:

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from app.chat_controller import Turn
 from app.finish_notes import finish_note
+from app.history.models import rounds_of
 from app.render import LIGHT, Palette
 from app.settings import Presets
 from app.widgets.composer import Composer
@@ -95,6 +96,8 @@ class ChatView(QWidget):
     regenerate_requested = Signal(int)
     sibling_requested = Signal(int, int)
     cancel_load_requested = Signal()
+    citation_clicked = Signal(int, int, int, int)   # message id, cursor, first line, last line
+    tool_approval_answered = Signal(bool, bool)     # allow, always
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -251,6 +254,8 @@ class ChatView(QWidget):
         w.edit_submitted.connect(self.edit_submitted)
         w.regenerate_requested.connect(self.regenerate_requested)
         w.sibling_requested.connect(self.sibling_requested)
+        w.citation_clicked.connect(self.citation_clicked)
+        w.approval_answered.connect(self.tool_approval_answered)
         if m.role == "assistant":
             w.set_origin(getattr(m, "model", None), getattr(m, "remote_host", None))
         turn = self._turn
@@ -263,6 +268,7 @@ class ChatView(QWidget):
             w.set_reasoning(getattr(m, "reasoning", "") or "", thinking=False,
                             thought_seconds=usage.get("thought_seconds"))
             w.set_tool_calls(list(getattr(m, "tool_calls", ()) or ()))
+            w.set_tool_rounds(rounds_of(m))
             w.set_status(m.status, getattr(m, "error", None), interrupted=bool(getattr(m, "interrupted", False)))
             if m.role == "assistant":
                 notes = (finish_note(getattr(m, "finish_reason", None), usage.get("max_tokens"),
@@ -304,6 +310,7 @@ class ChatView(QWidget):
         self.live.set_progress(None)
         self.live.set_reasoning(turn.analysis, thinking=False, thought_seconds=turn.thought_seconds)
         self.live.set_tool_calls(turn.tool_calls)
+        self.live.set_tool_rounds(turn.tool_rounds)
         self.live.set_text(turn.final)
         self.live.set_status(status, error, bug=bug)
         self.live.set_note(note)
@@ -328,6 +335,7 @@ class ChatView(QWidget):
         w.set_reasoning(turn.analysis, thinking=thinking, thought_seconds=turn.thought_seconds,
                         thinking_since=turn.first_analysis_at)
         w.set_tool_calls(turn.tool_calls)
+        w.set_tool_rounds(turn.tool_rounds, turn.pending_approval)
         w.set_text(turn.final, streaming=True)
         w.set_status("streaming")
         self.render_count += 1

@@ -1,5 +1,8 @@
 """One message: Markdown body, collapsible reasoning and tool calls, copy/edit/regenerate buttons, ‹ n/m › versions.
 
+The tools Lantern runs (browser, python) show as tool blocks (app/widgets/tool_block.py, made when a reply
+has one) with the python approval; citations in a reply (`【3†L9-L11】`) are links (`citation_clicked`).
+
 A long message the user pasted shows its first lines with "Show all"; lines too long for the width
 wrap anywhere rather than being clipped. Other parts of the app add blocks of their own (a tool's
 output, an attachment) with `add_block(widget)`.
@@ -10,7 +13,7 @@ from __future__ import annotations
 import html
 import logging
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from PySide6.QtCore import QSize, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor, QTextOption
@@ -28,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.render import COPY_SCHEME, LIGHT, Palette, Rendered, render_markdown, render_plain, split_blocks
+from app.widgets.citations import CITE_SCHEME, link_citations, parse_citation_url
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,8 @@ class MessageWidget(QFrame):
     edit_submitted = Signal(int, str)       # message id, new text
     regenerate_requested = Signal(int)      # message id
     sibling_requested = Signal(int, int)    # message id, step (-1 / +1)
+    citation_clicked = Signal(int, int, int, int)   # message id, cursor, first line, last line
+    approval_answered = Signal(bool, bool)          # allow, always: the python approval in a tool block
 
     def __init__(self, message_id: int, role: str, palette: Palette = LIGHT,
                  show_reasoning: bool = True, parent: QWidget | None = None) -> None:
@@ -170,6 +176,7 @@ class MessageWidget(QFrame):
         self._tool_calls: list[tuple[str, str]] = []
         layout.addWidget(self.tool_calls_frame)
         self.tool_calls_frame.setVisible(False)
+        self._tool_blocks: Any = None    # app.widgets.tool_block.ToolBlocks, made for a reply that used tools
 
         self.progress_label = QLabel("")   # "Reading your message… 43 %" while the prompt is read
         self.progress_label.setObjectName("progress")
@@ -285,6 +292,30 @@ class MessageWidget(QFrame):
             self._update_tool_call_title(i)
         self.tool_calls_frame.setVisible(bool(calls))
 
+    @property
+    def tool_blocks(self) -> Any:
+        """The blocks of the tools Lantern ran (browser, python): call and result, collapsible; made on
+        first use, under the plain tool calls (most messages never need one)."""
+        if self._tool_blocks is None:
+            from app.widgets.tool_block import ToolBlocks
+
+            self._tool_blocks = ToolBlocks()
+            self._tool_blocks.approval_answered.connect(self.approval_answered)
+            layout = self.layout()
+            assert isinstance(layout, QVBoxLayout)
+            layout.insertWidget(layout.indexOf(self.tool_calls_frame) + 1, self._tool_blocks)
+        return self._tool_blocks
+
+    def set_tool_rounds(self, rounds: list[dict[str, Any]], pending: tuple[int, str] | None = None) -> None:
+        """Tool calls that Lantern ran (they carry results) or that wait for approval: shown as tool blocks
+        in place of the plain tool-call blocks."""
+        ran = any("result" in r for r in rounds) or pending is not None
+        if not ran and self._tool_blocks is None:
+            return
+        if ran:
+            self.tool_calls_frame.setVisible(False)
+        self.tool_blocks.set_rounds(rounds if ran else [], pending)
+
     def _update_tool_call_title(self, i: int) -> None:
         toggle = self.tool_call_toggles[i]
         recipient = self._tool_calls[i][0] if i < len(self._tool_calls) else ""
@@ -316,7 +347,8 @@ class MessageWidget(QFrame):
             self._blocks, self._code, self._math_pending = [], [], False
         cursor: QTextCursor | None = None
         for block in blocks[len(self._blocks):]:
-            rendered = render_markdown(block, self._palette, first_code=len(self._code))
+            # each block is rendered once, its citations linked with it (no whole-reply pass per update)
+            rendered = render_markdown(link_citations(block), self._palette, first_code=len(self._code))
             if cursor is None:
                 cursor = QTextCursor(self.body.document())
                 cursor.movePosition(QTextCursor.MoveOperation.End)
@@ -329,7 +361,7 @@ class MessageWidget(QFrame):
         if tail.strip():
             if tail != self._tail_text:
                 open_fence = tail.count("```") % 2 == 1   # a code block being written: highlighted when closed
-                self._rendered = render_markdown(tail, self._palette, highlight=not open_fence,
+                self._rendered = render_markdown(link_citations(tail), self._palette, highlight=not open_fence,
                                                  first_code=len(self._code))
                 self.tail.setHtml(self._rendered.html)
                 self._tail_text = tail
@@ -491,6 +523,10 @@ class MessageWidget(QFrame):
             code = self.code_blocks
             if 0 <= index < len(code):
                 QGuiApplication.clipboard().setText(code[index])
+        elif url.scheme() == CITE_SCHEME:
+            cited = parse_citation_url(url)
+            if cited is not None:
+                self.citation_clicked.emit(self.message_id, *cited)
         elif url.scheme() in ("http", "https", "mailto"):
             QDesktopServices.openUrl(url)
 

@@ -182,7 +182,7 @@ PIECES = len(DEFAULT_ANALYSIS) + len(DEFAULT_FINAL)  # the fake engine counts on
 
 
 @pytest.mark.parametrize("reason, max_tokens, words", [
-    ("tool_call", 4096, ("tool", "cannot run tools")),
+    ("tool_call", 4096, ("tool", "did not run", "attach documents")),
     ("length", PIECES, (f"limit of {PIECES:,} tokens", "Max reply tokens", "Settings")),  # the reply limit
     ("length", 4096, ("filled the model's context", "Context length", "Settings")),      # the context, first
 ])

@@ -1,0 +1,295 @@
+"""The python tool's kernel: state, output, limits, and what the bubblewrap sandbox blocks.
+
+The negative tests run each probe twice: in the sandbox (it must fail) and, as a control, in an
+unsandboxed kernel (it must succeed), so a probe that could never succeed proves nothing.
+Limits are strict (16 processes, 256 MiB) because this machine is shared.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.tools.python_sandbox import NO_OUTPUT, PythonSession, SandboxError, SandboxLimits, code_from_call
+from engine.tools.python_sandbox.isolation import detect_isolation, macos_profile, no_isolation
+
+STRICT = SandboxLimits(timeout_s=10, memory_bytes=256 * 2**20, max_processes=16, max_output_chars=2000,
+                       cpu_seconds_per_run=20, interrupt_grace_s=2)
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
+                                 reason="bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
+
+
+@pytest.fixture
+def sandboxed(tmp_path: Path):  # noqa: ANN201
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
+    session = PythonSession(tmp_path / "work", limits=STRICT, isolation=detect_isolation("linux"))
+    try:
+        session.start()
+    except SandboxError as exc:
+        session.close()
+        pytest.skip(f"bubblewrap cannot create its namespaces here: {exc}")
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def unsandboxed(tmp_path: Path):  # noqa: ANN201
+    session = PythonSession(tmp_path / "plain", limits=STRICT, isolation=no_isolation("control for the tests"))
+    yield session
+    session.close()
+
+
+def test_the_kernel_keeps_state_and_shows_the_last_value(unsandboxed: PythonSession) -> None:
+    assert unsandboxed.run("x = 6 * 7") == NO_OUTPUT
+    assert unsandboxed.run("x") == "42\n"
+    assert unsandboxed.run("print('a'); x + 1") == "a\n43\n"
+    out = unsandboxed.run("def f():\n    return 1 / 0\nf()")
+    assert "ZeroDivisionError: division by zero" in out and 'File "<cell 4>", line 2, in f' in out
+    assert "kernel.py" not in out
+    assert "SyntaxError" in unsandboxed.run("def (")
+    assert unsandboxed.run("import os, sys; os.write(1, b'fd level\\n'); print('python level', file=sys.stderr)") \
+        == "fd level\npython level\n"
+    assert unsandboxed.run("input()").rstrip().endswith("EOFError: EOF when reading a line")   # stdin is not the protocol
+
+
+def test_long_output_is_cut_in_the_middle(unsandboxed: PythonSession) -> None:
+    out = unsandboxed.run("for i in range(20000): print(i)")
+    assert len(out) < 2200
+    assert out.startswith("0\n1\n2\n") and out.rstrip().endswith("19999")
+    assert "characters of output cut]" in out
+
+
+def test_a_run_past_the_wall_time_is_interrupted_and_the_state_survives(tmp_path: Path) -> None:
+    # The grace for the interrupt is the default's 3 s: on a loaded machine 1 s was sometimes too little for
+    # the kernel to be scheduled and report the KeyboardInterrupt, and it was killed instead.
+    session = PythonSession(tmp_path / "w", limits=SandboxLimits(timeout_s=1.0, interrupt_grace_s=3),
+                            isolation=no_isolation("test"))
+    try:
+        session.run("kept = 'still here'")
+        started = time.monotonic()
+        out = session.run("import time\nprint('before', flush=True)\ntime.sleep(30)")
+        assert time.monotonic() - started < 8
+        assert out.startswith("before\n") and "Timed out after 1 seconds" in out
+        assert session.run("kept") == "'still here'\n"
+        # code that ignores the interrupt is killed; the next run gets a fresh kernel
+        started = time.monotonic()
+        out = session.run("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass")
+        assert time.monotonic() - started < 12
+        assert "restarted" in out and "variables are lost" in out
+        assert "NameError" in session.run("kept")
+        assert session.run("1 + 1") == "2\n"
+    finally:
+        session.close()
+
+
+def test_the_process_dying_is_reported_and_a_new_kernel_follows(unsandboxed: PythonSession) -> None:
+    unsandboxed.run("y = 1")
+    out = unsandboxed.run("import os; os._exit(3)")
+    assert "[ERROR] The Python process ended (exit status 3)" in out
+    assert "NameError" in unsandboxed.run("y")
+
+
+def test_json_wrapped_code_is_unwrapped() -> None:
+    assert code_from_call('{"code": "print(1)"}') == "print(1)"
+    assert code_from_call('{"source": "x = 2"}') == "x = 2"
+    assert code_from_call("{1: 2}") == "{1: 2}"            # a dict literal is code
+    assert code_from_call("print({})") == "print({})"
+
+
+def test_no_isolation_says_what_is_not_isolated() -> None:
+    text = no_isolation("bubblewrap is not installed").describe()
+    assert "No sandbox is available here (bubblewrap is not installed)" in text
+    assert "Not blocked:\n• the network" in text and "your files" in text
+    assert detect_isolation("win32").kind == "none"
+    if shutil.which("bwrap"):
+        described = detect_isolation("linux").describe()
+        assert "Blocked:\n• any network connection" in described and "home folder" in described
+
+
+def test_the_macos_profile_denies_network_and_allows_only_the_chat_folder(tmp_path: Path) -> None:
+    profile = macos_profile(tmp_path / "chat", [tmp_path / "a.pdf"], ["/opt/python"])
+    assert "(deny default)" in profile and "(deny network*)" in profile
+    assert f'(subpath "{tmp_path / "chat"}")' in profile and f'(literal "{tmp_path / "a.pdf"}")' in profile
+    assert profile.count("file-write*") == 1
+
+
+# --- what bubblewrap blocks ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def loopback_server():  # noqa: ANN201
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    accepted: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except (TimeoutError, OSError):
+                continue
+            with conn:
+                conn.settimeout(1)
+                try:
+                    accepted.append(conn.recv(100))
+                except OSError:
+                    accepted.append(b"")
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], accepted
+    stop.set()
+    thread.join(2)
+    server.close()
+
+
+def _connect_code(port: int) -> str:
+    return ("import socket\n"
+            "try:\n"
+            f"    s = socket.create_connection(('127.0.0.1', {port}), timeout=3)\n"
+            "    s.sendall(b'hello from the sandbox'); s.close(); print('CONNECTED')\n"
+            "except OSError as e:\n"
+            "    print('BLOCKED', type(e).__name__)\n")
+
+
+@needs_bwrap
+def test_the_sandbox_cannot_reach_a_loopback_server(sandboxed: PythonSession, unsandboxed: PythonSession,
+                                                     loopback_server) -> None:  # noqa: ANN001
+    port, accepted = loopback_server
+    assert unsandboxed.run(_connect_code(port)) == "CONNECTED\n"       # the control: the server works
+    deadline = time.monotonic() + 3
+    while not accepted and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert accepted == [b"hello from the sandbox"]
+    out = sandboxed.run(_connect_code(port))
+    assert out.startswith("BLOCKED"), out
+    assert sandboxed.run("import socket\nsocket.if_nameindex()") == "[(1, 'lo')]\n"   # only loopback, and it is down
+    time.sleep(0.3)
+    assert len(accepted) == 1
+
+
+@needs_bwrap
+def test_the_sandbox_cannot_read_a_file_in_the_home_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           unsandboxed: PythonSession) -> None:
+    home = tmp_path / "home" / "someone"
+    (home / "Documents").mkdir(parents=True)
+    secret = home / "Documents" / "secret.txt"
+    secret.write_text("the user's secret", encoding="utf-8")
+    monkeypatch.setenv("HOME", str(home))
+    session = PythonSession(tmp_path / "chat", limits=STRICT, isolation=detect_isolation("linux"))
+    code = (f"import os\nfor p in [{str(secret)!r}, os.path.expanduser('~/Documents/secret.txt')]:\n"
+            "    try:\n        print(open(p).read())\n    except OSError as e:\n        print('DENIED', type(e).__name__)\n"
+            f"print(os.path.exists({str(home)!r}), os.environ.get('HOME'))")
+    try:
+        out = session.run(code)
+    except SandboxError as exc:
+        pytest.skip(f"bubblewrap cannot create its namespaces here: {exc}")
+    finally:
+        session.close()
+    assert out == "DENIED FileNotFoundError\nDENIED FileNotFoundError\nFalse /tmp\n", out
+    control = unsandboxed.run(f"print(open({str(secret)!r}).read())")
+    assert control == "the user's secret\n"
+
+
+@needs_bwrap
+def test_the_sandbox_sees_its_folder_and_attachments_read_only(tmp_path: Path) -> None:
+    attached = tmp_path / "user files" / "data.csv"
+    attached.parent.mkdir()
+    attached.write_text("a,b\n1,2\n", encoding="utf-8")
+    attached.chmod(0o644)
+    session = PythonSession(tmp_path / "chat", attachments=[("data.csv", attached)], limits=STRICT,
+                            isolation=detect_isolation("linux"))
+    try:
+        out = session.run("import os\nprint(os.getcwd())\nprint(open('/mnt/data/data.csv').read(), end='')\n"
+                          "open('/mnt/data/result.txt', 'w').write('made in the sandbox')\n"
+                          "try:\n    open('/mnt/data/data.csv', 'a').write('x')\nexcept OSError as e:\n"
+                          "    print('READ-ONLY', e.errno in (1, 13, 30))")
+    except SandboxError as exc:
+        pytest.skip(f"bubblewrap cannot create its namespaces here: {exc}")
+    finally:
+        session.close()
+    assert out == "/mnt/data\na,b\n1,2\nREAD-ONLY True\n"
+    assert (tmp_path / "chat" / "result.txt").read_text() == "made in the sandbox"
+    assert attached.read_text() == "a,b\n1,2\n"
+
+
+@needs_bwrap
+def test_memory_is_limited(sandboxed: PythonSession) -> None:
+    out = sandboxed.run("b = bytearray(1024 * 2**20)")
+    assert out.rstrip().endswith("MemoryError")
+    assert sandboxed.run("len(bytearray(16 * 2**20))") == "16777216\n"
+
+
+_FORK_LIMIT_ENFORCED: list[bool] = []
+
+
+def _sandbox_processes(session: PythonSession) -> int:
+    """The processes of the sandbox: the one Lantern started and everything below it (a PID namespace's
+    processes keep their parents in the host's tree). Not all of the host's: the machine is shared."""
+    import psutil
+
+    pid = session.pid
+    if pid is None:
+        return 0
+    try:
+        return 1 + len(psutil.Process(pid).children(recursive=True))
+    except psutil.NoSuchProcess:
+        return 0
+
+
+@needs_bwrap
+def test_the_number_of_processes_is_limited(sandboxed: PythonSession) -> None:
+    code = ("import os, time\npids = []\n"
+            "for i in range(200):\n"
+            "    try:\n        pid = os.fork()\n    except OSError as e:\n"
+            "        print('refused after', len(pids)); break\n"
+            "    if pid == 0:\n        time.sleep(20); os._exit(0)\n"
+            "    pids.append(pid)\n"
+            "for p in pids: os.kill(p, 9); os.waitpid(p, 0)\n")
+    out = sandboxed.run(code)
+    assert out.startswith("refused after "), out
+    assert int(out.split()[2]) < STRICT.max_processes
+    _FORK_LIMIT_ENFORCED.append(True)
+
+
+@needs_bwrap
+def test_a_fork_bomb_is_contained(sandboxed: PythonSession) -> None:
+    if not _FORK_LIMIT_ENFORCED:
+        pytest.skip("the process limit was not shown to hold: not running a fork bomb on a shared machine")
+    sandboxed.run("1")
+    baseline = _sandbox_processes(sandboxed)          # bwrap, its namespace's init, the kernel
+    assert baseline >= 2
+    peak = [baseline]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _sandbox_processes(sandboxed))
+            time.sleep(0.01)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    started = time.monotonic()
+    try:
+        out = sandboxed.run("import os\nwhile True:\n    os.fork()")
+    finally:
+        done.set()
+        watcher.join(2)
+    assert time.monotonic() - started < STRICT.timeout_s + 5
+    assert "BlockingIOError" in out or "Timed out" in out or "process ended" in out, out
+    assert peak[0] - baseline <= STRICT.max_processes + 4, (baseline, peak[0])
+    # nothing is left behind, not even a zombie (the namespace's init reaps the orphans: give it a moment)
+    deadline = time.monotonic() + 5
+    while _sandbox_processes(sandboxed) > baseline and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _sandbox_processes(sandboxed) <= baseline
+    assert "2\n" == sandboxed.run("1 + 1")
