@@ -20,7 +20,7 @@ from app.remote.client import list_models
 from app.remote.policy import is_offline
 from app.remote.registry import Server, ServerRegistry
 from app.remote.target import parse_remote_model_path
-from app.widgets.background import BackgroundCall
+from app.blocking_call import BackgroundCall
 from app.widgets.server_dialog import ServerDialog
 
 log = logging.getLogger(__name__)

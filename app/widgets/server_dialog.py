@@ -18,7 +18,7 @@ from app.remote.policy import is_loopback_url, is_offline
 from app.remote.registry import Server, ServerRegistry, normalize_base_url
 from app.remote.target import host_label
 from app.remote.tls import fetch_certificate, fingerprint
-from app.widgets.background import BackgroundCall
+from app.blocking_call import BackgroundCall
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 from engine.config import ModelConfig
 from engine.errors import OutOfMemory
+from engine.fit import GPU_HEADROOM_BYTES as HEADROOM_BYTES   # the one "will it fit" module's GPU slack
+from engine.fit import enough_free
 from engine.types import experts_split_text
 
 GiB = 1 << 30
-HEADROOM_BYTES = 512 << 20          # allocator fragmentation, cuBLAS/Triton workspaces, CUDA graph pool
 DEFAULT_PREFILL_CHUNK = 256         # engine.generate's prefill chunk
 
 
@@ -79,7 +80,7 @@ def plan_expert_split(cfg: ModelConfig, context: int, free_bytes: int | None, *,
         fit = max(0, (free_bytes - base) // per_layer) if free_bytes >= base else -1
         cpu = n - min(n, fit) if fit >= 0 else n + 1
     needed = gpu_bytes_needed(cfg, context, n - min(cpu, n), chunk)
-    if free_bytes is not None and (cpu > n or needed > free_bytes):
+    if free_bytes is not None and (cpu > n or not enough_free(needed, free_bytes)):
         least = gpu_bytes_needed(cfg, context, 0, chunk)
         raise OutOfMemory(
             f"The GPU has {free_bytes / GiB:.1f} GiB free; this model needs about {needed / GiB:.1f} GiB there "

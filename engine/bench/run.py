@@ -205,8 +205,8 @@ def prefill_component_times(model: Any, tokens: int, repeats: int = 2) -> dict[s
     out, router) for the same tokens. Compared in the table with the FMA peak of the kernels' path."""
     import torch
 
-    from engine.model import linear
-    from engine.moe import moe_experts
+    be = model.backend                    # the ops the model runs (engine.model's own names are the reference ones)
+    linear, moe_experts = be.linear, be.moe
 
     cfg = model.config
     gen = torch.Generator().manual_seed(1)

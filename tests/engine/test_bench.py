@@ -69,3 +69,33 @@ def test_matmul_flops_of_gpt_oss_20b() -> None:
     f = matmul_flops(cfg, 1)
     assert f["experts"] == 2 * 4 * 3 * 2880 * 2880 * 24          # mlp1 [5760, 2880] + mlp2 [2880, 2880], 4 experts
     assert f["dense"] == 2 * (5120 * 2880 + 2880 * 4096 + 32 * 2880) * 24
+
+
+def test_component_probes_time_the_model_backends_ops(tmp_path: Path) -> None:
+    """The decode and prefill probes must call the ops the model runs (its backend's), not the reference ones
+    engine.model and engine.moe still export: otherwise `make bench` reports torch's matmuls as the kernels'."""
+    from engine.bench.run import component_times, prefill_component_times
+    from engine.model import Transformer
+
+    root, _ = ensure_checkpoint(tmp_path, SMALL, seed=3)
+    model = Transformer.from_checkpoint(root)
+    calls = {"linear": 0, "moe": 0}
+    be = model.backend
+
+    class Counting:
+        def __getattr__(self, name: str):  # noqa: ANN204 - a transparent wrapper
+            op = getattr(be, name)
+            if name not in calls:
+                return op
+
+            def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+                calls[name] += 1
+                return op(*args, **kwargs)
+            return counted
+
+    model.backend = Counting()  # type: ignore[assignment]
+    prefill_component_times(model, 4, repeats=1)
+    layers = model.config.num_hidden_layers
+    assert calls == {"linear": 3 * layers, "moe": layers}
+    component_times(model, repeats=1)
+    assert calls["moe"] == 2 * layers and calls["linear"] > 3 * layers
