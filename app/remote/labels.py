@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.remote.policy import is_loopback_host
 from engine.types import ModelInfo
 
 
@@ -17,6 +18,10 @@ def reply_origin_tooltip(model: str | None, host: str) -> str:
 def status_texts(info: ModelInfo) -> tuple[str, str, str]:
     """(model label, where label, tooltip) for the status bar while a remote model is in use."""
     host = info.remote_host or "?"
+    if is_loopback_host(host.rsplit(":", 1)[0].strip("[]")):   # another program on this computer
+        tip = (f"{info.name} runs in another program on this computer ({host}, {info.backend}).\nYour messages, "
+               "the instructions and this chat's history are sent to it for every reply; they stay on this computer.")
+        return f"{info.name} {badge_text(host)}", "server on this computer", tip
     tip = (f"{info.name} runs on the server {host} ({info.backend}).\nYour messages, the instructions and this "
            "chat's history are sent to that server for every reply; nothing runs on this computer.")
     return f"{info.name} {badge_text(host)}", "remote: messages leave this computer", tip

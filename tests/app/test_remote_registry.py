@@ -95,3 +95,17 @@ def test_test_connection_lists_models_with_the_stored_key(tmp_path: Path) -> Non
         assert engine.info.max_context == 131072
         engine.close()
         assert server.requests[-1].headers["Authorization"] == f"Bearer {KEY}"
+
+
+def test_status_bar_words_say_whether_messages_leave_this_computer() -> None:
+    from dataclasses import replace
+
+    from app.remote.labels import status_texts
+    from tests.app.fakes import fake_info
+
+    info = replace(fake_info(), name="gpt-oss-120b", backend="remote")
+    for host in ("localhost:8000", "127.0.0.1:8177", "[::1]:8000"):
+        assert status_texts(replace(info, remote_host=host))[1] == "server on this computer", host
+    model, where, tip = status_texts(replace(info, remote_host="gpu-box:8000"))
+    assert (model, where) == ("gpt-oss-120b on gpu-box:8000", "remote: messages leave this computer")
+    assert "sent to that server" in tip
