@@ -2,7 +2,9 @@
 
 Run on the built program (packaging/package_test.py does), it checks what a user's first minute needs:
 the window appears (before torch is imported), a checkpoint loads on the worker thread, a reply streams
-and lands in the chat history, and the history reads back. Without `--model` it writes a tiny random
+and lands in the chat history, and the history reads back. Then the parts loaded only when a user reaches
+them (app/self_test_features.py): math drawn, the Local API server answering on loopback, documents
+indexed and searched, the python tool's kernel run (in its sandbox where bubblewrap is installed), keyring. Without `--model` it writes a tiny random
 checkpoint (real tokenizer, real MXFP4 layout; engine.bench.checkpoint) to a temporary folder, so the
 check needs no download. Settings and history live in a temporary folder: the user's are never touched.
 
@@ -13,8 +15,10 @@ for `window-shown`, else the step's own. The last line is `self-test passed` or 
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +29,7 @@ from PySide6.QtWidgets import QApplication
 
 from app.application import Application
 from app.history.store import HistoryStore
+from app.self_test_features import run_feature_checks
 from app.settings import SettingsStore
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,12 @@ REPLY_TOKENS = 16
 # Small enough to write in a few seconds, shaped like gpt-oss (2 layers, 4 experts, real vocabulary).
 TINY_SHAPE = dict(layers=2, experts=4, experts_per_token=2, hidden=64, intermediate=64, heads=4, kv_heads=2,
                   head_dim=64, sliding_window=8)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def process_age_s() -> float:
@@ -82,9 +93,12 @@ def run_self_test(qapp: QApplication, model_dir: Path | None) -> int:
     with tempfile.TemporaryDirectory(prefix="lantern-self-test-") as tmp_name:
         tmp = Path(tmp_name)
         settings = SettingsStore(tmp / "settings.json")
-        settings.update(max_tokens=REPLY_TOKENS, context_length=2048, temperature=0.0)
+        # The Local API server on: the feature checks ask it for the loaded model (loopback, a free port).
+        settings.update(max_tokens=REPLY_TOKENS, context_length=2048, temperature=0.0, api_server=True,
+                        api_server_port=_free_port())
         db = tmp / "history.sqlite3"
         application = Application(qapp, store=HistoryStore(db), settings=settings)
+        application.api_server.store_path = tmp / "api-responses.sqlite3"   # not the user's data folder
         run = _Run()
         application.start(autoload=False, resume_downloads=False)  # the user's downloads are not ours
         qapp.processEvents()
@@ -133,7 +147,27 @@ def run_self_test(qapp: QApplication, model_dir: Path | None) -> int:
             run.report("reply-finished", f"reason={event.reason} tokens={event.usage.completion_tokens} "
                        f"chunks={run.chunks} first-chunk={run.first_chunk_ms or 0:.0f}ms", ok=ok)
             check_history(turn)
-            finish(run.ok)
+            start_feature_checks()
+
+        def start_feature_checks() -> None:
+            # Off the GUI thread: the API's generation runs on the engine worker, whose events the window
+            # keeps receiving meanwhile.
+            server = application.api_server
+            api = (server.address, settings.settings.api_key) if server.address else None
+
+            def report(step: str, detail: str, *, ok: bool = True, ms: float = 0.0) -> None:
+                run.report(step, detail, ok=ok, ms=ms)
+
+            thread = threading.Thread(target=run_feature_checks, args=(report, tmp, api), name="self-test-features",
+                                      daemon=True)
+            thread.start()
+
+            def poll() -> None:
+                if thread.is_alive():
+                    QTimer.singleShot(50, poll)
+                else:
+                    finish(run.ok)
+            poll()
 
         def check_history(turn: Any) -> None:
             # A second connection, as the next start of the app would open it.

@@ -39,7 +39,9 @@ log = logging.getLogger("build_deb")
 ICON_SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
 # Provided by every Debian/Ubuntu system (glibc's own libraries): no package named for these but libc6.
 GLIBC = re.compile(r"^(libc|libm|libdl|libpthread|librt|libutil|libresolv|libnsl|libanl|ld-linux[-\w]*)\.so")
-RECOMMENDS = ("fonts-dejavu-core", "hicolor-icon-theme")
+# python3 runs the model's code for the python tool (the built program carries no interpreter for it) and
+# bubblewrap is its sandbox: without them the tool says what is missing (engine/tools/python_sandbox).
+RECOMMENDS = ("fonts-dejavu-core", "hicolor-icon-theme", "python3", "bubblewrap")
 DESCRIPTION = """Private, offline chat with gpt-oss-20b and gpt-oss-120b
  Lantern is a desktop chat app for OpenAI's open-weight models. It runs the
  model on this computer with its own PyTorch runtime: no account, no server,

@@ -24,8 +24,10 @@ of a call.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import sys
 import sysconfig
 from collections.abc import Sequence
@@ -126,11 +128,47 @@ def detect_isolation(platform: str | None = None) -> Isolation:
     return no_isolation(f"Lantern has no sandbox for {platform}")
 
 
-# --- what the kernel needs to see ---------------------------------------------------------------------
+# --- which interpreter runs the kernel -------------------------------------------------------------------
 
 
-def python_dirs() -> list[str]:
-    """The folders Python's interpreter, standard library and installed packages live in."""
+class NoInterpreterError(RuntimeError):
+    """A built Lantern (PyInstaller) carries no interpreter of its own for the model's code, and none was found."""
+
+
+def kernel_interpreter() -> str:
+    """The Python that runs the kernel: Lantern's own from a checkout or an installed package; in a built
+    program (PyInstaller: sys.executable is Lantern itself, with only the modules Lantern imports) the
+    computer's `python3`, which has the whole standard library and whatever the user installed for it."""
+    if not getattr(sys, "frozen", False):
+        return sys.executable
+    for name in ("python3", "python"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise NoInterpreterError("Python is not installed on this computer: install Python 3 (on Debian and Ubuntu "
+                             "'sudo apt install python3') to let the model run Python.")
+
+
+_DIRS_SCRIPT = ("import json, os, sys, sysconfig; "
+                "print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, "
+                "os.path.dirname(os.path.realpath(sys.executable))] + "
+                "[sysconfig.get_paths().get(k) or '' for k in ('stdlib', 'platstdlib', 'purelib', 'platlib')] + "
+                "[p for p in sys.path if 'site-packages' in p]))")
+
+
+def _interpreter_dirs(python: str) -> set[str]:
+    """The folders `python` (another interpreter than this process's) reads its library from."""
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        return _own_dirs()
+    try:
+        out = subprocess.run([python, "-I", "-c", _DIRS_SCRIPT], capture_output=True, text=True, timeout=20,
+                             check=True).stdout
+        return {d for d in json.loads(out) if d}
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return {os.path.dirname(os.path.dirname(os.path.realpath(python)))}
+
+
+def _own_dirs() -> set[str]:
     candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
                   os.path.dirname(os.path.realpath(sys.executable))}
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
@@ -138,6 +176,16 @@ def python_dirs() -> list[str]:
         if path:
             candidates.add(path)
     candidates |= {p for p in sys.path if p and os.path.isdir(p) and "site-packages" in p}
+    return candidates
+
+
+# --- what the kernel needs to see ---------------------------------------------------------------------
+
+
+def python_dirs(python: str | None = None) -> list[str]:
+    """The folders the interpreter `python` (default: this process's), its standard library and installed
+    packages live in, outside the system folders that are visible anyway."""
+    candidates = _interpreter_dirs(python) if python else _own_dirs()
     out: list[str] = []
     for path in sorted({os.path.realpath(p) for p in candidates} | candidates, key=len):
         if not os.path.isdir(path):
@@ -162,7 +210,7 @@ def bwrap_command(workdir: Path, attachments: Sequence[tuple[str, Path]], python
         cmd.append("--unshare-user")     # root stays root here and drops to 'nobody' in the kernel
     # The folders above what is bound (e.g. /mnt, /opt, a home folder holding Python) are made
     # world-traversable, empty, before anything is bound under them (bwrap would make them 0700).
-    py_dirs = python_dirs()
+    py_dirs = python_dirs(python)
     bound = [*py_dirs, SANDBOX_WORKDIR, SANDBOX_KERNEL_PATH, *(f for f in ETC_FILES if os.path.exists(f))]
     parents = sorted({str(q) for b in bound for q in Path(b).parents if str(q) != "/"},
                      key=lambda q: (q.count("/"), q))

@@ -4,7 +4,8 @@ Standard library only, run as a script (`python -I -u kernel.py CONFIG_JSON`): t
 nothing of Lantern. The session in `session.py` starts it and talks to it over two pipes:
 
 * stdin: one JSON request per line, read by a thread: {"op": "run", "id": NONCE, "code": SOURCE}
-  queues a cell; {"op": "interrupt"} raises KeyboardInterrupt in the cell that runs;
+  queues a cell; {"op": "interrupt", "id": NONCE} raises KeyboardInterrupt in that cell if it runs, or
+  ends it unrun if it has not started yet (on a busy machine a timeout can come before the cell starts);
   {"op": "exit"} ends the kernel.
 * stdout (stderr goes to the same pipe): whatever the code prints (also from C code and child
   processes, in order), then, when a cell ends, one line `\\x1e{NONCE} {JSON}\\n` with its outcome:
@@ -175,7 +176,9 @@ class Kernel:
         self.count = 0
         self.cpu_per_cell = config.get("cpu_seconds_per_cell")
         self._control = os.fdopen(control_fd, "r", encoding="utf-8", errors="replace")
-        self._running = False
+        self._lock = threading.Lock()
+        self._running_id: str | None = None      # the cell that runs now
+        self._interrupted_ids: set[str] = set()  # cells interrupted before they started
         threading.Thread(target=self._read_requests, name="requests", daemon=True).start()
 
     def _read_requests(self) -> None:
@@ -185,11 +188,17 @@ class Kernel:
             except ValueError:
                 continue
             if request.get("op") == "interrupt":
-                if self._running:
-                    os.kill(self.pid, signal.SIGINT)
+                self._interrupt(str(request.get("id", "")))
             else:
                 self.requests.put(request)
         self.requests.put({"op": "exit"})
+
+    def _interrupt(self, cell_id: str) -> None:
+        with self._lock:
+            if self._running_id is not None and cell_id in ("", self._running_id):
+                os.kill(self.pid, signal.SIGINT)
+            elif cell_id:
+                self._interrupted_ids.add(cell_id)
 
     def serve(self) -> None:
         print(MARK + "ready " + json.dumps({"python": sys.version.split()[0]}), flush=True)
@@ -197,7 +206,7 @@ class Kernel:
             request = self.requests.get()
             if request.get("op") != "run":
                 break
-            status, error = self.run_cell(str(request.get("code", "")))
+            status, error = self.run_cell(str(request.get("code", "")), str(request.get("id", "")))
             if os.getpid() != self.pid:      # a child the code forked came back here: it must not answer
                 os._exit(0)
             _reap_forks()
@@ -206,12 +215,16 @@ class Kernel:
             outcome = json.dumps({"status": status, "error": error})
             os.write(1, f"\n{MARK}{request.get('id', '')} {outcome}\n".encode())
 
-    def run_cell(self, code: str) -> tuple[str, str | None]:
+    def run_cell(self, code: str, cell_id: str = "") -> tuple[str, str | None]:
         self.count += 1
         filename = f"<cell {self.count}>"
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-        self._running = True
         try:
+            with self._lock:
+                if cell_id in self._interrupted_ids:
+                    self._interrupted_ids.discard(cell_id)
+                    return "error", "KeyboardInterrupt: the cell was interrupted before it started"
+                self._running_id = cell_id
             _set_cell_cpu_limit(self.cpu_per_cell)
             tree = ast.parse(code, filename, "exec")
             last = None
@@ -229,7 +242,8 @@ class Kernel:
                 os._exit(1)
             return "error", self._traceback(exc)
         finally:
-            self._running = False
+            with self._lock:
+                self._running_id = None
 
     @staticmethod
     def _traceback(exc: BaseException) -> str:

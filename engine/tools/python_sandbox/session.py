@@ -33,8 +33,10 @@ from engine.tools.python_sandbox.isolation import (
     SANDBOX_WORKDIR,
     UNPRIVILEGED_UID,
     Isolation,
+    NoInterpreterError,
     bwrap_command,
     detect_isolation,
+    kernel_interpreter,
     macos_profile,
     python_dirs,
 )
@@ -104,7 +106,7 @@ class PythonSession:
         self.attachments = [(name, Path(p)) for name, p in attachments]
         self.limits = limits
         self.isolation = isolation or detect_isolation()
-        self.python = python or sys.executable
+        self.python: str | None = python     # None: kernel_interpreter() decides at the first start
         self.require_isolation = require_isolation
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
@@ -114,6 +116,7 @@ class PythonSession:
         self._eof = False
         self._reader: threading.Thread | None = None
         self.restarts = 0
+        self._running_nonce: str | None = None   # the run in progress (interrupt() names it)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -145,6 +148,11 @@ class PythonSession:
         return env
 
     def _command(self) -> tuple[list[str], dict[str, str]]:
+        if self.python is None:
+            try:
+                self.python = kernel_interpreter()
+            except NoInterpreterError as exc:
+                raise SandboxError(str(exc)) from exc
         root = os.name == "posix" and os.geteuid() == 0
         kind = self.isolation.kind
         if kind == "bubblewrap":
@@ -161,7 +169,7 @@ class PythonSession:
         cmd = [self.python, "-I", "-u", str(KERNEL_SCRIPT), config]
         env = self._environment(str(self.workdir))
         if kind == "sandbox-exec":
-            profile = macos_profile(self.workdir, [p for _, p in self.attachments], python_dirs())
+            profile = macos_profile(self.workdir, [p for _, p in self.attachments], python_dirs(self.python))
             cmd = ["sandbox-exec", "-p", profile, *cmd]
         return cmd, env
 
@@ -291,7 +299,9 @@ class PythonSession:
 
     def interrupt(self) -> None:
         """Interrupt the run in progress (from another thread), as a timeout would; state is kept."""
-        self._send({"op": "interrupt"})
+        nonce = self._running_nonce
+        if nonce is not None:
+            self._send({"op": "interrupt", "id": nonce})
 
     def _send(self, request: dict) -> bool:
         proc = self._proc
@@ -312,6 +322,7 @@ class PythonSession:
                 self.restarts += 1
             self.start()
         nonce = secrets.token_hex(8)
+        self._running_nonce = nonce
         output = _Output(self.limits.max_output_chars)
         if not self._send({"op": "run", "id": nonce, "code": code}):
             self._kill()
@@ -340,7 +351,7 @@ class PythonSession:
                 log.info("python run exceeded %.0f s: interrupting", self.limits.timeout_s)
                 interrupted_at = time.monotonic()
                 note = f"[ERROR] Timed out after {self.limits.timeout_s:g} seconds; the run was interrupted."
-                self._send({"op": "interrupt"})
+                self._send({"op": "interrupt", "id": nonce})
                 continue
             log.warning("python kernel ignored the interrupt: killing it")
             self._kill()
