@@ -1,18 +1,20 @@
-"""TeX math as images, drawn by matplotlib's mathtext on one background thread. Qt-free.
+"""TeX math as images, laid out by ziamath and painted by Qt's SVG renderer on one background thread.
 
 Qt's rich text cannot lay out math, so each formula becomes a PNG (a data: URL the message's
-QTextDocument shows inline). mathtext covers the TeX math most answers use (fractions, roots, sums,
-integrals, Greek, accents, sub/superscripts); a formula it cannot draw is shown as its TeX source.
+QTextDocument shows inline). ziamath turns the TeX (through latex2mathml) into SVG paths set in the
+STIX Two Math font it carries, with the font's own math layout tables; it covers the TeX math answers
+use (fractions, roots, sums, integrals, matrices, Greek, accents, sub/superscripts). A formula it
+cannot lay out is shown as its TeX source. The SVG is painted into a QImage (allowed off the GUI
+thread) and saved as PNG.
 
-Drawing the first formula loads matplotlib and its fonts (about a second), so nothing is drawn on
-the GUI thread: `lookup()` answers from the cache or queues the formula, and `on_ready` is called
-(from the drawing thread) once queued formulas are drawn; the window then renders those messages again.
+The first formula loads ziamath and its font (about 0.15 s), so nothing is drawn on the GUI thread:
+`lookup()` answers from the cache or queues the formula, and `on_ready` is called (from the drawing
+thread) once queued formulas are drawn; the window then renders those messages again.
 """
 
 from __future__ import annotations
 
 import base64
-import io
 import logging
 import queue
 import threading
@@ -21,8 +23,8 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-INLINE_DPI = 130
-DISPLAY_DPI = 140
+INLINE_PX = 17      # font size of a formula inside a line, in pixels (the body text is about 15 px)
+DISPLAY_PX = 20     # a formula on a line of its own, a little larger
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +38,7 @@ class MathImages:
     """The cache of drawn formulas and the thread that draws them."""
 
     def __init__(self) -> None:
-        self._done: dict[Formula, str | None] = {}     # None: mathtext cannot draw it
+        self._done: dict[Formula, str | None] = {}     # None: ziamath cannot lay it out
         self._queued: set[Formula] = set()
         self._queue: queue.SimpleQueue[Formula] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -79,7 +81,7 @@ class MathImages:
 
 
 _DRAWING = threading.Lock()
-"""mathtext is not safe to use from two threads at once."""
+"""ziamath keeps its configuration and font caches in module state: one formula at a time."""
 
 
 def _draw(formula: Formula) -> str | None:
@@ -89,15 +91,39 @@ def _draw(formula: Formula) -> str | None:
 
 def _draw_locked(formula: Formula) -> str | None:
     try:
-        from matplotlib import mathtext
+        import ziamath
 
-        buf = io.BytesIO()
-        mathtext.math_to_image(f"${formula.tex}$", buf, dpi=DISPLAY_DPI if formula.display else INLINE_DPI,
-                               format="png", color=formula.color)
+        ziamath.config.svg2 = False      # SVG 1.1 (paths, no <symbol>): what Qt's SVG renderer draws
+        svg = ziamath.Latex(formula.tex, size=DISPLAY_PX if formula.display else INLINE_PX,
+                            color=formula.color).svg()
     except Exception as error:  # noqa: BLE001 - unsupported TeX (or a broken install): show the source
         log.info("cannot draw %r: %s", formula.tex, error)
         return None
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    png = svg_to_png(svg)
+    return None if png is None else "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def svg_to_png(svg: str) -> bytes | None:
+    """Paint an SVG document at its own size into a transparent PNG (any thread: QImage, not a widget)."""
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt
+    from PySide6.QtGui import QImage, QPainter
+    from PySide6.QtSvg import QSvgRenderer
+
+    renderer = QSvgRenderer(QByteArray(svg.encode("utf-8")))
+    size = renderer.defaultSize()
+    if not renderer.isValid() or size.isEmpty():
+        return None
+    image = QImage(size, QImage.Format.Format_ARGB32_Premultiplied)
+    image.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(image)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    renderer.render(painter)
+    painter.end()
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    if not image.save(buffer, "PNG"):
+        return None
+    return bytes(buffer.data().data())
 
 
 MATH = MathImages()

@@ -8,8 +8,8 @@ draws table backgrounds reliably) headed by the language and a `copy-code:N` lin
 
 Math (`$…$`, `\\(…\\)` inline; `$$…$$`, `\\[…\\]` display) is found by pymdown-extensions' arithmatex
 (a kept Markdown extension; code blocks and inline code are left alone) and drawn as images by
-matplotlib's mathtext on a background thread (app/math_images.py); until a formula is drawn, or if
-mathtext cannot draw it, its TeX source shows in code style (`Rendered.math_pending` says to render
+ziamath on a background thread (app/math_images.py); until a formula is drawn, or if
+ziamath cannot lay it out, its TeX source shows in code style (`Rendered.math_pending` says to render
 again once `MATH.on_ready` fires).
 
 A reply being streamed is rendered block by block (`split_blocks`): the finished blocks once each,

@@ -93,9 +93,7 @@ def run_self_test(qapp: QApplication, model_dir: Path | None) -> int:
     with tempfile.TemporaryDirectory(prefix="lantern-self-test-") as tmp_name:
         tmp = Path(tmp_name)
         settings = SettingsStore(tmp / "settings.json")
-        # The Local API server on: the feature checks ask it for the loaded model (loopback, a free port).
-        settings.update(max_tokens=REPLY_TOKENS, context_length=2048, temperature=0.0, api_server=True,
-                        api_server_port=_free_port())
+        settings.update(max_tokens=REPLY_TOKENS, context_length=2048, temperature=0.0)
         db = tmp / "history.sqlite3"
         application = Application(qapp, store=HistoryStore(db), settings=settings)
         application.api_server.store_path = tmp / "api-responses.sqlite3"   # not the user's data folder
@@ -105,6 +103,9 @@ def run_self_test(qapp: QApplication, model_dir: Path | None) -> int:
         torch_early = "torch" in sys.modules
         run.report("window-shown", f"visible={application.window.isVisible()} torch-imported={torch_early}",
                    ok=application.window.isVisible() and not torch_early, ms=process_age_s() * 1000)
+        # Then the Local API server on, as the Settings switch does: the feature checks ask it for the loaded
+        # model (loopback, a free port). After the window-shown step, so that its start is not counted there.
+        settings.update(api_server=True, api_server_port=_free_port())
         c = application.controller
         finished = {"done": False}
 

@@ -1,7 +1,7 @@
 """The parts of a build that Lantern imports only when a user reaches them, checked by `--self-test`.
 
-PyInstaller follows static imports; what a reply, a setting or a tool loads later (matplotlib for
-math, uvicorn and Starlette for the local API, the documents' libraries and the browser index, the
+PyInstaller follows static imports; what a reply, a setting or a tool loads later (ziamath and
+Qt's SVG renderer for math, uvicorn and Starlette for the local API, the documents' libraries and the browser index, the
 python tool's kernel script and sandbox, keyring's OS backends) would only fail on a user's
 machine. Each check prints one `<step> ... (<ms> ms)` line, as the self-test's other steps do.
 Runs on a thread of its own (the window keeps its event loop); the API check talks to the window's

@@ -9,6 +9,7 @@ writing at disk speed and is irrelevant to speed measurements.
 
 from __future__ import annotations
 
+import ctypes
 import gzip
 import json
 import logging
@@ -20,11 +21,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: values from torch's generator (1 used numpy's; the built app carries no numpy)
 _TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "resources" / "tokenizer"
 _CHUNK = 1 << 25  # elements per write
 
@@ -123,24 +122,32 @@ def _shards(tensors: list[TensorPlan], count: int) -> list[list[TensorPlan]]:
 
 
 class _Filler:
-    """Random bytes for each tensor kind, from pools reused at random offsets."""
+    """Random bytes for each tensor kind, from pools reused at random offsets (torch's CPU generator)."""
 
     def __init__(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.normal = self.rng.standard_normal(_CHUNK + 4096, dtype=np.float32)
-        self.blocks = self.rng.integers(0, 256, _CHUNK + 4096, dtype=np.uint8)
-        self.scales = self.rng.integers(118, 125, _CHUNK + 4096, dtype=np.uint8)  # 2^-9 .. 2^-3
+        import torch
+
+        self.torch = torch
+        self.gen = torch.Generator().manual_seed(seed)
+        pool = _CHUNK + 4096
+        self.normal = torch.randn(pool, generator=self.gen, dtype=torch.float32)       # [pool] f32
+        self.blocks = torch.randint(0, 256, (pool,), generator=self.gen, dtype=torch.uint8)
+        self.scales = torch.randint(118, 125, (pool,), generator=self.gen, dtype=torch.uint8)  # 2^-9 .. 2^-3
 
     def chunk(self, t: TensorPlan, n: int) -> bytes:
-        off = int(self.rng.integers(0, 4096))
+        off = int(self.torch.randint(0, 4096, (1,), generator=self.gen))
         if t.kind == "blocks":
-            return self.blocks[off:off + n].tobytes()
+            return _raw_bytes(self.blocks[off:off + n])
         if t.kind == "scales":
-            return self.scales[off:off + n].tobytes()
-        vals = self.normal[off:off + n] * np.float32(t.std) + np.float32(t.mean)
-        bits = vals.view(np.uint32)
-        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16       # round to nearest even bf16
-        return bits.astype(np.uint16).tobytes()
+            return _raw_bytes(self.scales[off:off + n])
+        vals = self.normal[off:off + n] * t.std + t.mean             # [n] f32
+        return _raw_bytes(vals.to(self.torch.bfloat16))                 # round to nearest even
+
+
+def _raw_bytes(tensor: "torch.Tensor") -> bytes:  # noqa: F821 - torch is imported lazily
+    """The bytes of a CPU tensor, in memory order (no numpy: the built app does not carry it)."""
+    tensor = tensor.contiguous()
+    return ctypes.string_at(tensor.data_ptr(), tensor.numel() * tensor.element_size())
 
 
 def _write_shard(path: Path, tensors: list[TensorPlan], filler: _Filler) -> None:

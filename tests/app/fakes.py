@@ -29,7 +29,7 @@ def fake_info(path: Path = Path("/models/fake-oss"), max_context: int = 8192) ->
     return ModelInfo(name=path.name, path=path, layout="original", num_layers=2, num_experts=4,
                      experts_per_token=2, params_total=1_000_000, params_active=250_000,
                      bytes_on_disk=123_456, memory_needed_bytes=456_789, max_context=max_context,
-                     device="cpu", backend="cpu-reference", fallback_reason="CUDA is not available")
+                     device="cpu", backend="cpu-avx2", fallback_reason=None)   # a CPU-only laptop: not a fallback
 
 
 @dataclass

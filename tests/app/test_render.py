@@ -52,7 +52,7 @@ def test_code_links_are_numbered_after_earlier_blocks() -> None:
     assert plain.code_blocks == ("x = 1",) and '<span style="color: #' not in plain.html
 
 
-def test_math_is_found_by_arithmatex_and_drawn_by_mathtext() -> None:
+def test_math_is_found_by_arithmatex_and_drawn_by_ziamath() -> None:
     """Inline and display math become images (drawn off the GUI thread; the TeX shows meanwhile);
     dollar amounts and code are left alone."""
     from app.math_images import MATH, Formula

@@ -28,8 +28,8 @@ def test_composer_is_disabled_with_a_reason_until_a_model_is_loaded(env: Env) ->
     env.load()
     assert composer.edit.isEnabled() and composer.reason_label.isHidden()
     assert env.window.status.model_label.text() == "fake-oss"
-    assert env.window.status.device_label.text() == "CPU · pure torch (fell back: CUDA is not available)"
-    assert "CUDA is not available" in env.window.status.device_label.toolTip()
+    assert env.window.status.device_label.text() == "CPU · AVX2"
+    assert "cpu-avx2" in env.window.status.device_label.toolTip()
     assert env.application.settings.settings.last_model == "/models/fake-oss"  # loaded again at start
 
 

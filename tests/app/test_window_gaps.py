@@ -199,7 +199,8 @@ def test_a_long_pasted_message_is_folded_with_show_all(env: Env) -> None:
 def test_the_status_bar_shows_the_whole_name_elided_in_the_middle_and_a_short_device() -> None:
     from dataclasses import replace
 
-    info = fake_info(Path("/models/openai--gpt-oss-120b-with-a-very-long-local-name"))
+    info = replace(fake_info(Path("/models/openai--gpt-oss-120b-with-a-very-long-local-name")),
+                   backend="cpu-reference", fallback_reason="CUDA is not available")
     plain = replace(info, fallback_reason=None)      # a CPU-only machine on auto: not a fallback
     assert device_label(plain) == "CPU · pure torch" and device_label(replace(plain, backend="cpu-avx2")) == "CPU · AVX2"
     assert device_label(replace(plain, backend="cpu-avx512")) == "CPU · AVX-512"
