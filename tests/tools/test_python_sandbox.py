@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -93,6 +94,23 @@ def test_a_run_past_the_wall_time_is_interrupted_and_the_state_survives(tmp_path
         assert "restarted" in out and "variables are lost" in out
         assert "NameError" in session.run("kept")
         assert session.run("1 + 1") == "2\n"
+    finally:
+        session.close()
+
+
+def test_a_kernel_started_by_a_process_that_ignores_sigint_can_still_be_interrupted(tmp_path: Path) -> None:
+    """The kernel restores Python's SIGINT handler: inherited SIG_IGN would turn every timeout into a kill."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        session = PythonSession(tmp_path / "w", limits=SandboxLimits(timeout_s=1.0, interrupt_grace_s=3),
+                                isolation=no_isolation("test"))
+        session.run("kept = 1")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        out = session.run("import time\ntime.sleep(30)")
+        assert "the run was interrupted" in out and "restarted" not in out, out
+        assert session.run("kept") == "1\n"
     finally:
         session.close()
 

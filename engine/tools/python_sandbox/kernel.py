@@ -268,6 +268,9 @@ def main(argv: list[str]) -> int:
     sys.stdin = open(os.devnull, encoding="utf-8")
     _apply_limits(config)
     signal.signal(signal.SIGXCPU, _on_xcpu)
+    # An interrupt is a SIGINT that Python turns into KeyboardInterrupt. A process started by one that ignores
+    # SIGINT inherits SIG_IGN, and Python then leaves it ignored: every timeout would kill the kernel instead.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     workdir = config.get("workdir")
     if workdir:
         os.chdir(workdir)
