@@ -89,9 +89,11 @@ def test_a_run_past_the_wall_time_is_interrupted_and_the_state_survives(tmp_path
         assert session.run("kept") == "'still here'\n"
         # code that ignores the interrupt is killed; the next run gets a fresh kernel
         started = time.monotonic()
-        out = session.run("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass")
+        out = session.run("print('ignoring', flush=True)\nimport signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                          "while True: pass")
         assert time.monotonic() - started < 12
         assert "restarted" in out and "variables are lost" in out
+        assert out.startswith("ignoring\n"), out          # what it printed before it was killed is kept
         assert "NameError" in session.run("kept")
         assert session.run("1 + 1") == "2\n"
     finally:

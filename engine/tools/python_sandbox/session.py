@@ -355,6 +355,7 @@ class PythonSession:
                 continue
             log.warning("python kernel ignored the interrupt: killing it")
             self._kill()
+            output.add(self._take_all())     # what it printed last (held back while a marker could be arriving)
             return self._finish(output, None, f"[ERROR] Timed out after {self.limits.timeout_s:g} seconds; the "
                                 "Python process did not stop and was restarted, so its variables are lost.")
         status = outcome.get("status")
