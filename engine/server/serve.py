@@ -121,7 +121,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def progress(message: str, fraction: float) -> None:
         log.info("%s (%.0f%%)", message, fraction * 100)
 
-    engine = Engine.load(args.model, device=args.device, max_context=args.context, progress=progress)
+    engine = Engine.load(args.model, device=args.device, max_context=args.context, progress=progress,
+                         backend=args.backend, experts_on_cpu=args.experts_on_cpu)
     app, host, store = build(engine, api_key=api_key, store_path=store_path, sessions=args.sessions,
                              max_queue=args.max_queue)
     server = ApiServer(app, args.host, args.port)
@@ -146,6 +147,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--api-key", default=None, help="bearer token clients must send (default: $LANTERN_API_KEY, "
                                                    "else a new one, printed)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--backend", default=None,
+                   help="engine.backends name, e.g. cpu-avx2, cuda-triton, mps (default: $LANTERN_BACKEND, else auto)")
+    p.add_argument("--experts-on-cpu", type=int, default=None,
+                   help="on a GPU: layers whose experts run on the CPU (default: as free memory requires)")
     p.add_argument("--context", type=int, default=8192, help="context length in tokens (default: 8192)")
     p.add_argument("--sessions", type=int, default=2,
                    help="conversations kept warm for prefix reuse; each holds a KV cache (default: 2)")

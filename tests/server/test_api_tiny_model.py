@@ -83,3 +83,26 @@ def test_two_conversations_keep_their_prefixes(tiny_server) -> None:
     # system message the two share
     for r, n in zip((ra, rb), first):
         assert r.usage.prompt_tokens_details.cached_tokens >= n - 3, (r.usage, n)
+
+
+def test_serve_loads_the_model_with_the_backend_it_is_given(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """`python -m engine serve --backend NAME --experts-on-cpu N` reaches Engine.load, as the other commands do."""
+    from engine.__main__ import build_parser
+    from engine.api import Engine
+    from engine.server import serve as serve_module
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_load(model_dir, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(Engine, "load", fake_load)
+    args = build_parser().parse_args(["serve", "--model", str(tmp_path), "--backend", "cpu-reference",
+                                      "--experts-on-cpu", "3", "--no-store", "--api-key", "k"])
+    with pytest.raises(Stop):
+        serve_module.cmd_serve(args)
+    assert seen["backend"] == "cpu-reference" and seen["experts_on_cpu"] == 3
