@@ -169,7 +169,7 @@ class _Server:
         self.session: Any = None
         self.session_conversation: str | None = None
         self.tools: Any = None            # app.tool_worker.WorkerTools, made by the first reply with tools
-        self.approvals: Any = None        # app.tool_worker.Approvals: python runs waiting for the user
+        self.approvals: Any = None        # app.tool_approvals.Approvals: python runs waiting for the user
 
     def close_engine(self) -> None:
         engine, self.engine, self.session, self.session_conversation = self.engine, None, None, None
@@ -429,9 +429,9 @@ class EngineWorker(QObject):
         self._requests: queue.SimpleQueue[Request] = queue.SimpleQueue()
         self._cancel = threading.Event()
         self._cancel_load = threading.Event()
-        from app.tool_worker import Approvals
+        from app.tool_approvals import Approvals
 
-        self.approvals = Approvals()        # python runs waiting for the user (app/tool_worker.py)
+        self.approvals = Approvals()        # python runs waiting for the user (app/tool_approvals.py)
         self._factory = engine_factory
         if check is None:   # the real engine's check; a test factory brings its own (or none)
             check = check_model_folder if engine_factory is default_engine_factory else getattr(

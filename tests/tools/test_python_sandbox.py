@@ -32,6 +32,10 @@ needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
                                  reason="bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
 
 
+# What bwrap says when the machine (a container, a kernel setting) does not let it create namespaces.
+NAMESPACE_REFUSED = ("namespace", "Operation not permitted", "uid map", "setgroups", "Permission denied")
+
+
 @pytest.fixture
 def sandboxed(tmp_path: Path):  # noqa: ANN201
     if shutil.which("bwrap") is None:
@@ -41,6 +45,8 @@ def sandboxed(tmp_path: Path):  # noqa: ANN201
         session.start()
     except SandboxError as exc:
         session.close()
+        if not any(why in str(exc) for why in NAMESPACE_REFUSED):
+            raise                         # our command line is wrong, not the machine: fail, never skip
         pytest.skip(f"bubblewrap cannot create its namespaces here: {exc}")
     yield session
     session.close()
@@ -171,6 +177,19 @@ def test_no_isolation_says_what_is_not_isolated() -> None:
     if shutil.which("bwrap"):
         described = detect_isolation("linux").describe()
         assert "Blocked:\n• any network connection" in described and "home folder" in described
+
+
+def test_the_private_tmp_is_mounted_before_python_is_bound(tmp_path: Path) -> None:
+    """bwrap applies its arguments in order: a tmpfs on /tmp after the binds hid a Python under /tmp (a clone
+    in /tmp with its .venv: "bwrap: execvp /tmp/.../.venv/bin/python: No such file or directory")."""
+    from engine.tools.python_sandbox.isolation import bwrap_command
+
+    venv = "/tmp/clone/.venv"
+    cmd = bwrap_command(tmp_path, [], f"{venv}/bin/python", ["{}"], running_as_root=False)
+    tmpfs = cmd.index("--tmpfs")
+    assert cmd[tmpfs + 1] == "/tmp"
+    binds = [i for i, arg in enumerate(cmd) if arg in ("--ro-bind", "--bind", "--dir", "--ro-bind-try")]
+    assert binds and all(i > tmpfs for i in binds), cmd
 
 
 def test_a_built_program_runs_the_kernel_on_the_computers_python(tmp_path: Path,

@@ -208,11 +208,14 @@ def bwrap_command(workdir: Path, attachments: Sequence[tuple[str, Path]], python
            "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
     if not running_as_root:
         cmd.append("--unshare-user")     # root stays root here and drops to 'nobody' in the kernel
+    # The private /tmp first: bwrap applies its arguments in order, and a tmpfs mounted after the binds would
+    # hide a Python installed under /tmp (a checkout there, a venv made by a test).
+    cmd += ["--perms", "1777", "--tmpfs", "/tmp"]
     # The folders above what is bound (e.g. /mnt, /opt, a home folder holding Python) are made
     # world-traversable, empty, before anything is bound under them (bwrap would make them 0700).
     py_dirs = python_dirs(python)
     bound = [*py_dirs, SANDBOX_WORKDIR, SANDBOX_KERNEL_PATH, *(f for f in ETC_FILES if os.path.exists(f))]
-    parents = sorted({str(q) for b in bound for q in Path(b).parents if str(q) != "/"},
+    parents = sorted({str(q) for b in bound for q in Path(b).parents if str(q) not in ("/", "/tmp")},
                      key=lambda q: (q.count("/"), q))
     for parent in parents:
         if not any(parent == d or parent.startswith(d + "/") for d in (*SYSTEM_DIRS, *py_dirs)):
@@ -226,8 +229,7 @@ def bwrap_command(workdir: Path, attachments: Sequence[tuple[str, Path]], python
         cmd += ["--ro-bind-try", f, f]
     for d in py_dirs:
         cmd += ["--ro-bind", d, d]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
-            "--bind", str(workdir), SANDBOX_WORKDIR]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--bind", str(workdir), SANDBOX_WORKDIR]
     for name, path in attachments:
         cmd += ["--ro-bind", str(path), f"{SANDBOX_WORKDIR}/{name}"]
     cmd += ["--ro-bind", str(KERNEL_SCRIPT), SANDBOX_KERNEL_PATH, "--chdir", SANDBOX_WORKDIR,
