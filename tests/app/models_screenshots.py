@@ -12,9 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -26,24 +24,14 @@ from app.models.fit import SystemMemory  # noqa: E402
 from app.models.manager import ModelManager  # noqa: E402
 from app.widgets.models_panel import ModelManagerPanel  # noqa: E402
 from tests.app.fakehub import FakeHub, changed_shard, tiny_repo, write_repo  # noqa: E402
+from tests.app.qt_wait import settle, wait_until  # noqa: E402
 
 REPO = "openai/gpt-oss-20b"
 LAPTOP = SystemMemory(25 * 1000**3, None)          # the 25 GB machine of the issue
 
 
-def wait_until(qapp: QApplication, condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise TimeoutError("condition not reached")
-        qapp.processEvents()
-        time.sleep(0.01)
 
 
-def settle(qapp: QApplication, n: int = 10) -> None:
-    for _ in range(n):
-        qapp.processEvents()
-        time.sleep(0.01)
 
 
 def grab(widget: QWidget, path: Path, shots: list[Path]) -> None:

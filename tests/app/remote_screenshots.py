@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -27,6 +26,7 @@ from app.settings import SettingsStore  # noqa: E402
 from tests.app.recorded_server import Recording, RecordedServer  # noqa: E402
 from tests.app.recorded_streams import recordings, vllm_chunk, DONE  # noqa: E402
 from tests.app.remote_support import memory_keyring  # noqa: E402
+from tests.app.qt_wait import settle, wait_until  # noqa: E402
 
 ANSWER = ["A 120-billion-parameter model ", "needs about **65 GB** for its weights, ", "so this laptop sends the ",
           "chat to the workstation instead.\n\n", "- Replies stream as usual\n", "- Stop cancels on the server\n",
@@ -34,19 +34,8 @@ ANSWER = ["A 120-billion-parameter model ", "needs about **65 GB** for its weigh
 REASONING = ["The user asks why the big model runs elsewhere. ", "Explain memory needs briefly."]
 
 
-def wait_until(qapp: QApplication, condition, timeout: float = 10.0) -> None:  # noqa: ANN001
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise TimeoutError("condition not reached")
-        qapp.processEvents()
-        time.sleep(0.01)
 
 
-def settle(qapp: QApplication, n: int = 20) -> None:
-    for _ in range(n):
-        qapp.processEvents()
-        time.sleep(0.01)
 
 
 def main(out: Path) -> None:
@@ -74,7 +63,7 @@ def main(out: Path) -> None:
         window.open_models()
         models_dialog = window._models_dialog
         models_dialog.resize(900, 900)
-        settle(qapp)
+        settle(qapp, 20)
         section = window.servers_section
         dialog = section.make_dialog()
         dialog.show()
@@ -83,12 +72,12 @@ def main(out: Path) -> None:
         dialog.key_edit.setText("sk-demo")
         dialog.test_button.click()
         wait_until(qapp, dialog.save_button.isEnabled)
-        settle(qapp)
+        settle(qapp, 20)
         dialog.grab().save(str(out / "add-server-tested.png"))
         dialog.save_button.click()
         wait_until(qapp, lambda: dialog.saved_server is not None)
         section.refresh()
-        settle(qapp)
+        settle(qapp, 20)
         models_dialog.grab().save(str(out / "models-servers-section.png"))
         saved = dialog.saved_server
         section.card(saved.id).use_buttons["openai/gpt-oss-120b"].click()
@@ -101,13 +90,13 @@ def main(out: Path) -> None:
         wait_until(qapp, lambda: controller.turn is None)
         settle(qapp, 40)
         window.chat.scroll_to_bottom()
-        settle(qapp)
+        settle(qapp, 20)
         window.grab().save(str(out / "chat-with-remote-model.png"))
         # "Use" goes through the window's one load path: its card (stage, Cancel) while the server is asked,
         server.models_gate = gate = threading.Event()
         section.card(saved.id).use_buttons["openai/gpt-oss-120b"].click()
         wait_until(qapp, lambda: "Connecting to" in window.chat.loading_card.label.text())
-        settle(qapp)
+        settle(qapp, 20)
         window.grab().save(str(out / "remote-load-stage.png"))
         gate.set()
         server.models_gate = None
@@ -115,7 +104,7 @@ def main(out: Path) -> None:
         # and a model the server does not serve is refused while the one in use stays in use.
         controller.load_remote(saved.target("openai/gpt-oss-999b"))
         wait_until(qapp, lambda: controller.loading is None and "still loaded" in window.chat.banner.text())
-        settle(qapp)
+        settle(qapp, 20)
         window.grab().save(str(out / "remote-load-refused-model-kept.png"))
         application.shutdown()
     if shutil.which("openssl"):
@@ -132,11 +121,11 @@ def main(out: Path) -> None:
             dialog.url_edit.setText(tls_server.url)
             dialog.test_button.click()
             wait_until(qapp, dialog.trust_box.isVisible)
-            settle(qapp)
+            settle(qapp, 20)
             dialog.grab().save(str(out / "add-server-self-signed.png"))
             dialog.trust_box.setChecked(True)
             wait_until(qapp, dialog.save_button.isEnabled)
-            settle(qapp)
+            settle(qapp, 20)
             dialog.grab().save(str(out / "add-server-self-signed-trusted.png"))
             dialog.close()
     print("\n".join(sorted(str(p) for p in out.glob("*.png"))))

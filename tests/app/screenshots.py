@@ -21,6 +21,7 @@ from app.application import Application  # noqa: E402
 from app.history.store import HistoryStore  # noqa: E402
 from app.settings import SettingsStore  # noqa: E402
 from tests.app.fakes import FakeEngine, FakeFactory  # noqa: E402
+from tests.app.qt_wait import wait_until  # noqa: E402
 
 ANALYSIS = ["The user wants ", "a function that ", "checks primes. ", "Trial division up to √n ",
             "is simple and fast enough. ", "Mention the complexity."]
@@ -33,13 +34,6 @@ FINAL = ["Here is a small, ", "readable **prime check**:\n\n", "```python\n", "d
 SIZE = (1100, 760)
 
 
-def wait_until(qapp: QApplication, condition, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise TimeoutError("condition not reached")
-        qapp.processEvents()
-        time.sleep(0.01)
 
 
 def shoot(qapp: QApplication, out: Path, theme: str, root: Path) -> list[Path]:

@@ -19,6 +19,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
+from tests.app.qt_wait import wait_until  # noqa: E402
 
 SIZE = (1180, 820)
 
@@ -30,13 +31,6 @@ def pump(qapp: QApplication, seconds: float = 0.15) -> None:
         time.sleep(0.01)
 
 
-def wait_until(qapp: QApplication, condition, timeout: float = 15.0) -> None:  # noqa: ANN001
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise TimeoutError("condition not reached")
-        qapp.processEvents()
-        time.sleep(0.01)
 
 
 def main(argv: list[str]) -> int:
