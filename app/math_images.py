@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from app.svg_png import svg_to_png
+
 log = logging.getLogger(__name__)
 
 INLINE_PX = 17      # font size of a formula inside a line, in pixels (the body text is about 15 px)
@@ -99,31 +101,8 @@ def _draw_locked(formula: Formula) -> str | None:
     except Exception as error:  # noqa: BLE001 - unsupported TeX (or a broken install): show the source
         log.info("cannot draw %r: %s", formula.tex, error)
         return None
-    png = svg_to_png(svg)
+    png = svg_to_png(svg.encode("utf-8"))
     return None if png is None else "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def svg_to_png(svg: str) -> bytes | None:
-    """Paint an SVG document at its own size into a transparent PNG (any thread: QImage, not a widget)."""
-    from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt
-    from PySide6.QtGui import QImage, QPainter
-    from PySide6.QtSvg import QSvgRenderer
-
-    renderer = QSvgRenderer(QByteArray(svg.encode("utf-8")))
-    size = renderer.defaultSize()
-    if not renderer.isValid() or size.isEmpty():
-        return None
-    image = QImage(size, QImage.Format.Format_ARGB32_Premultiplied)
-    image.fill(Qt.GlobalColor.transparent)
-    painter = QPainter(image)
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    renderer.render(painter)
-    painter.end()
-    buffer = QBuffer()
-    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    if not image.save(buffer, "PNG"):
-        return None
-    return bytes(buffer.data().data())
 
 
 MATH = MathImages()

@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))     # run by path (see above): app/ is imported from the checkout
 SVG = ROOT / "resources" / "icons" / "lantern.svg"
 PNG_SIZES = (16, 24, 32, 48, 64, 128, 256)     # committed; the freedesktop hicolor sizes
 BUILD_SIZES = (512, 1024)                       # made at build time (macOS wants them)
@@ -36,27 +38,17 @@ def png_name(size: int) -> str:
 
 def render_png(size: int, svg: Path = SVG) -> bytes:
     """The icon drawn at `size` x `size` pixels, as PNG bytes."""
-    from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt
-    from PySide6.QtGui import QGuiApplication, QImage, QPainter
-    from PySide6.QtSvg import QSvgRenderer
+    from PySide6.QtGui import QGuiApplication
+
+    from app.svg_png import svg_to_png
 
     global _APP
     if QGuiApplication.instance() is None:
         _APP = QGuiApplication(["icons", "-platform", "offscreen"])  # kept for the life of the process
-    renderer = QSvgRenderer(str(svg))
-    if not renderer.isValid():
+    png = svg_to_png(svg.read_bytes(), (size, size))
+    if png is None:
         raise ValueError(f"{svg} is not a valid SVG")
-    image = QImage(size, size, QImage.Format.Format_ARGB32)
-    image.fill(Qt.GlobalColor.transparent)
-    painter = QPainter(image)
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    renderer.render(painter)
-    painter.end()
-    data = QByteArray()
-    buffer = QBuffer(data)
-    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    image.save(buffer, "PNG")
-    return bytes(data.data())
+    return png
 
 
 def ico_bytes(pngs: dict[int, bytes]) -> bytes:
