@@ -12,7 +12,7 @@ import torch
 from engine.backends import select
 from engine.backends.split import gpu_bytes_needed, layer_expert_bytes, plan_expert_split
 from engine.errors import OutOfMemory
-from engine.kv_cache import KVCache
+from tests.engine.greedy import greedy_tokens
 from engine.model import Transformer
 from tests.engine.test_numerics import GPT_OSS_20B
 
@@ -58,15 +58,6 @@ def test_override_and_what_cannot_fit() -> None:
         plan_expert_split(GPT_OSS_20B, 8192, 24 * GiB, experts_on_cpu=25)
 
 
-def _greedy(model: Transformer, n: int) -> list[int]:
-    cache = KVCache(model.config, 64)
-    logits = model(torch.arange(100, 111), cache, last_only=True)
-    out = []
-    for _ in range(n):
-        out.append(int(logits[-1].argmax()))
-        logits = model(torch.tensor([out[-1]]), cache, last_only=True)
-    return out
-
 
 def test_split_model_on_the_cpu_computes_the_same(tiny_model_dir: Path) -> None:
     ref_be = select("cpu", "cpu-reference").backend
@@ -76,7 +67,8 @@ def test_split_model_on_the_cpu_computes_the_same(tiny_model_dir: Path) -> None:
     assert split.cpu_expert_layers == (0,) and whole.cpu_expert_layers == ()
     tokens = torch.randint(0, 200_000, (24,), generator=torch.Generator().manual_seed(2))
     assert torch.equal(split(tokens), whole(tokens))                    # the same ops, routed through the split
-    assert _greedy(split, 4) == _greedy(whole, 4)
+    prompt = torch.arange(100, 111)
+    assert greedy_tokens(split, prompt, 4) == greedy_tokens(whole, prompt, 4)
     # the other half on the best CPU kernels: still the same logits up to fp32 order
     native = Transformer.from_checkpoint(tiny_model_dir, backend=ref_be, cpu_expert_layers=[1])
     assert native.layers[1].expert_backend is not None

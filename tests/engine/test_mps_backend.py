@@ -18,7 +18,7 @@ os.environ["PYTORCH_ENABLE_MPS_FALLBACK"] = "0"
 
 from engine.backends import select  # noqa: E402
 from engine.backends.mps import MpsBackend  # noqa: E402
-from engine.kv_cache import KVCache  # noqa: E402
+from tests.engine.greedy import greedy_tokens  # noqa: E402
 from engine.model import Transformer  # noqa: E402
 from engine.moe import moe_experts_torch  # noqa: E402
 from tests.engine.test_parity import SEQ_LEN, oracles_for, prompt, typical_diff  # noqa: E402
@@ -46,18 +46,10 @@ def test_logits_match_both_oracles_on_both_layouts(name: str, device: str,
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_greedy_tokens_match_the_cpu_path(tiny_model_dir: Path, device: str) -> None:
-    def greedy(model: Transformer) -> list[int]:
-        cache = KVCache(model.config, 64, device=model.device)
-        logits = model(torch.tensor(prompt(11, seed=4)), cache, last_only=True)
-        out = []
-        for _ in range(8):
-            out.append(int(logits[-1].argmax()))
-            logits = model(torch.tensor([out[-1]]), cache, last_only=True)
-        return out
-
     cpu = Transformer.from_checkpoint(tiny_model_dir, backend=select("cpu", "cpu-reference").backend)
     mps = Transformer.from_checkpoint(tiny_model_dir, backend=select(device, "mps").backend)
-    assert greedy(mps) == greedy(cpu)
+    ids = torch.tensor(prompt(11, seed=4))
+    assert greedy_tokens(mps, ids, 8) == greedy_tokens(cpu, ids, 8)
 
 
 def _bf16_matmul_semantics(h, idx, w, ex) -> torch.Tensor:  # noqa: ANN001

@@ -13,7 +13,7 @@ import torch
 
 from engine import kernels
 from engine.backends import select
-from engine.kv_cache import KVCache
+from tests.engine.greedy import greedy_tokens
 from engine.model import Transformer
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason=f"native kernels not built: {kernels.status().reason}")
@@ -23,16 +23,6 @@ def _model(root: Path, native: bool) -> Transformer:
     """The model on the CPU's native kernels (LANTERN_CPU_KERNELS honoured) or on pure torch."""
     return Transformer.from_checkpoint(root, backend=select("cpu", None if native else "cpu-reference").backend)
 
-
-def _greedy(model: Transformer, prompt: torch.Tensor, n: int) -> list[int]:
-    cache = KVCache(model.config, 256)
-    logits = model(prompt, cache, last_only=True)
-    out = []
-    for _ in range(n):
-        tok = int(logits[-1].argmax())
-        out.append(tok)
-        logits = model(torch.tensor([tok]), cache, last_only=True)
-    return out
 
 
 # None: the path LANTERN_CPU_KERNELS picks as it is set (unset: the CPU's best); `make test` runs these again
@@ -78,8 +68,8 @@ def test_native_greedy_tokens_match_torch_path(tiny_model_dir: Path, monkeypatch
     _force_path(monkeypatch, path)
     model = _model(tiny_model_dir, True)
     prompt = torch.randint(0, model.config.vocab_size, (12,), generator=torch.Generator().manual_seed(1))
-    ref = _greedy(_model(tiny_model_dir, False), prompt, 12)
-    got = _greedy(model, prompt, 12)
+    ref = greedy_tokens(_model(tiny_model_dir, False), prompt, 12, capacity=256)
+    got = greedy_tokens(model, prompt, 12, capacity=256)
     assert got == ref
 
 

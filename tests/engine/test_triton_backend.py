@@ -26,6 +26,7 @@ from engine.kv_cache import KVCache  # noqa: E402
 from engine.model import Transformer  # noqa: E402
 from engine.moe import PackedExperts, moe_experts_torch  # noqa: E402
 from tests.engine.test_parity import SEQ_LEN, oracles_for, prompt, typical_diff  # noqa: E402
+from tests.engine.greedy import greedy_tokens  # noqa: E402
 
 tk = pytest.importorskip("engine.backends.triton_kernels")
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
@@ -194,22 +195,12 @@ def vars_of(ex: PackedExperts) -> tuple[torch.Tensor, ...]:
     return (ex.mlp1_blocks, ex.mlp1_scales, ex.mlp1_bias, ex.mlp2_blocks, ex.mlp2_scales, ex.mlp2_bias)
 
 
-def _greedy(model: Transformer, prompt_ids: torch.Tensor, n: int) -> list[int]:
-    cache = KVCache(model.config, 64, device=model.device)
-    logits = model(prompt_ids, cache, last_only=True)
-    out = []
-    for _ in range(n):
-        tok = int(logits[-1].argmax())
-        out.append(tok)
-        logits = model(torch.tensor([tok]), cache, last_only=True)
-    return out
-
 
 def test_greedy_tokens_match_the_cpu_path(tiny_model_dir: Path) -> None:
     prompt_ids = torch.tensor(prompt(11, seed=4))
     cpu = Transformer.from_checkpoint(tiny_model_dir, backend=select("cpu", "cpu-reference").backend)
     tri = Transformer.from_checkpoint(tiny_model_dir, backend=_triton())
-    assert _greedy(tri, prompt_ids, 4) == _greedy(cpu, prompt_ids, 4)
+    assert greedy_tokens(tri, prompt_ids, 4) == greedy_tokens(cpu, prompt_ids, 4)
 
 
 class _NoHostReads(TorchDispatchMode):
